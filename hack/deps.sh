@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what Reel's tests, demo and image builds need on a Debian 12 machine.
+# Idempotent: installs only what is missing. Go programs (kind, Kubernetes, MinIO, helm) are built
+# on demand by the targets that need them, into $REEL_CACHE (default ~/.cache/reel).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_pkgs=(janus iproute2 iptables podman debootstrap catatonit uidmap fuse-overlayfs)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "deps: apt-get install ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[recorder,operator,dev]'
