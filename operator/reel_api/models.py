@@ -1,0 +1,670 @@
+"""The RecordingSession API (reel.dev/v1alpha1) as pydantic models: the single source of truth.
+
+The CRD (`crd.py`) is generated from these models, and the same rules run in Python (`load_session`), so a
+manifest the apiserver refuses is refused here with the same message, and the other way round.
+
+Python attributes are snake_case; the Kubernetes (YAML/JSON) names are camelCase aliases. Both are accepted
+on input (`populate_by_name`); `RecordingSession.to_dict()` gives the Kubernetes form.
+
+Spec types are strict (a string "4" is not an integer, as for the apiserver); status types are lax and ignore
+unknown fields, since controllers write them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from .rules import Rule, cel_matches, re2_search
+
+GROUP = "reel.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "RecordingSession"
+PLURAL = "recordingsessions"
+SINGULAR = "recordingsession"
+SHORT_NAMES = ("recs",)
+CATEGORIES = ("reel",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+DEFAULT_DISPLAY_NAME = "reel-recorder"
+DEFAULT_PREFIX = "{date}/{room}_{time}_{recordingId}/"
+DEFAULT_REGION = "us-east-1"
+
+# ---------------------------------------------------------------------------------------------------------
+# Patterns (RE2 subset, anchored; see rules.py) and the rules built on them
+# ---------------------------------------------------------------------------------------------------------
+
+_HOST = r"([A-Za-z0-9._~-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+WS_URL_PATTERN = rf"^wss?://{_HOST}(/[!-~]*)?$"
+HTTP_URL_PATTERN = rf"^https?://{_HOST}(/[!-~]*)?$"
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+IPV4_PATTERN = r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$"
+DOTDOT_SEGMENT_PATTERN = r"(^|/)[.][.](/|$)"
+# Kubernetes object names (RFC 1123 subdomain), as Secrets need.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# metav1.Condition
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+SERVER_URL = Rule(
+    rule=cel_matches(WS_URL_PATTERN),
+    message="server must be a ws:// or wss:// URL, e.g. ws://janus.media.svc:8188",
+    check=lambda v: re2_search(WS_URL_PATTERN, v),
+)
+ROOM_ID = Rule(
+    rule="type(self) == string ? (size(self) >= 1 && size(self) <= 128) : self >= 1",
+    message="id must be a positive integer or a non-empty string of at most 128 characters",
+    check=lambda v: (1 <= len(v) <= 128) if isinstance(v, str) else v >= 1,
+)
+ENDPOINT_URL = Rule(
+    rule=cel_matches(HTTP_URL_PATTERN),
+    message="endpoint must be an http:// or https:// URL, e.g. http://minio.media.svc:9000",
+    check=lambda v: re2_search(HTTP_URL_PATTERN, v),
+)
+BUCKET_NAME = Rule(
+    rule=(f"{cel_matches(BUCKET_PATTERN)} && !self.contains('..') && !{cel_matches(IPV4_PATTERN)}"),
+    message=(
+        "bucket must be a valid S3 bucket name: 3-63 lowercase letters, digits, '.' and '-', starting and "
+        "ending with a letter or digit, without '..', not an IP address"
+    ),
+    check=lambda v: re2_search(BUCKET_PATTERN, v) and ".." not in v and not re2_search(IPV4_PATTERN, v),
+)
+PREFIX_RELATIVE = Rule(
+    rule="!self.startsWith('/')",
+    message="prefix must not start with '/'",
+    check=lambda v: not v.startswith("/"),
+)
+PREFIX_NO_DOTDOT = Rule(
+    rule=f"!{cel_matches(DOTDOT_SEGMENT_PATTERN)}",
+    message="prefix must not contain a '..' path segment",
+    check=lambda v: not re2_search(DOTDOT_SEGMENT_PATTERN, v),
+)
+LOCAL_PATH_ABSOLUTE = Rule(
+    rule="self.startsWith('/')",
+    message="path must be an absolute path (start with '/')",
+    check=lambda v: v.startswith("/"),
+)
+LOCAL_PATH_NO_DOTDOT = Rule(
+    rule=f"!{cel_matches(DOTDOT_SEGMENT_PATTERN)}",
+    message="path must not contain a '..' path segment",
+    check=lambda v: not re2_search(DOTDOT_SEGMENT_PATTERN, v),
+)
+SUBSCRIBE_XOR_UNSUBSCRIBE = Rule(
+    rule=(
+        "!(has(self.subscribe) && size(self.subscribe) > 0 && "
+        "has(self.unsubscribe) && size(self.unsubscribe) > 0)"
+    ),
+    message=(
+        "subscribe and unsubscribe cannot both be set: list either the participants to record or the ones "
+        "to leave out"
+    ),
+    check=lambda r: not (r.subscribe and r.unsubscribe),
+)
+BUCKET_XOR_LOCAL = Rule(
+    rule="has(self.bucket) != has(self.local)",
+    message="exactly one of bucket (S3) or local (a directory) must be set",
+    check=lambda s: (s.bucket is None) != (s.local is None),
+)
+ROOM_IMMUTABLE = Rule(
+    rule="self == oldSelf",
+    message="room is immutable: create a new RecordingSession to record another room",
+    check_transition=lambda old, new: old == new,
+)
+STORAGE_IMMUTABLE = Rule(
+    rule="self == oldSelf",
+    message="storage is immutable: create a new RecordingSession to record elsewhere",
+    check_transition=lambda old, new: old == new,
+)
+STOP_IS_FINAL = Rule(
+    rule="self || !oldSelf",
+    message="stop cannot go back from true to false: create a new RecordingSession to record again",
+    check_transition=lambda old, new: new or not old,
+)
+
+
+def _unique(value: list[Any]) -> list[Any]:
+    seen: set[Any] = set()
+    for item in value:
+        if item in seen:
+            shown = item.value if isinstance(item, StrEnum) else item
+            raise PydanticCustomError("duplicate_value", 'Duplicate value: "{value}"', {"value": shown})
+        seen.add(item)
+    return value
+
+
+def _int_or_string(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise PydanticCustomError("int_or_string_type", "must be an integer or a string")
+    return value
+
+
+#: A participant id or display name in subscribe/unsubscribe.
+ParticipantRef = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+#: An integer or a string, as Kubernetes' IntOrString (`x-kubernetes-int-or-string`).
+IntOrString = Annotated[
+    int | str, BeforeValidator(_int_or_string), WithJsonSchema({"x-kubernetes-int-or-string": True})
+]
+
+# ---------------------------------------------------------------------------------------------------------
+# Enums
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Ingest(StrEnum):
+    """How media gets from Janus to the recorder."""
+
+    FORWARD = "forward"
+    AUTO = "auto"
+
+
+class Mode(StrEnum):
+    """What is recorded."""
+
+    INDIVIDUAL = "individual"
+
+
+class StreamTypes(StrEnum):
+    """Which media of each participant is recorded."""
+
+    AUDIO = "audio"
+    VIDEO = "video"
+    AUDIO_VIDEO = "audioVideo"
+
+
+class Output(StrEnum):
+    """A recording output."""
+
+    HLS = "hls"
+
+
+class SegmentFormat(StrEnum):
+    """The HLS segment container."""
+
+    TS = "ts"
+
+
+class ServerSideEncryption(StrEnum):
+    """S3 server-side encryption."""
+
+    NONE = ""
+    AES256 = "AES256"
+    AWS_KMS = "aws:kms"
+
+
+class Phase(StrEnum):
+    """The lifecycle phase of a RecordingSession."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RECORDING = "Recording"
+    PAUSED = "Paused"
+    STOPPING = "Stopping"
+    UPLOADING = "Uploading"
+    COMPLETED = "Completed"
+    BACKED_UP = "BackedUp"
+    FAILED = "Failed"
+
+
+#: Phases a session never leaves.
+TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.BACKED_UP, Phase.FAILED})
+
+
+class StopReason(StrEnum):
+    """Why a recording stopped."""
+
+    REQUESTED = "Requested"
+    NO_USERS = "NoUsers"
+    MAX_DURATION = "MaxDuration"
+    DELETED = "Deleted"
+    ALREADY_RECORDING = "AlreadyRecording"
+    ERROR = "Error"
+
+
+class StorageLocation(StrEnum):
+    """Where the stored segments are."""
+
+    PRIMARY = "primary"
+    BACKUP = "backup"
+    MIXED = "mixed"
+
+
+class ConditionStatus(StrEnum):
+    """The status of a condition."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class ConditionType(StrEnum):
+    """The condition types Reel sets (the field itself accepts any valid condition type)."""
+
+    RECORDING = "Recording"
+    UPLOADED = "Uploaded"
+    BACKED_UP = "BackedUp"
+    READY = "Ready"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Base classes
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ApiModel(BaseModel):
+    """Base of the spec models: camelCase aliases, strict about unknown fields, object-level `reel_rules`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    #: Rules on the object as a whole (x-kubernetes-validations on the object's schema).
+    reel_rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def check_reel_rules(self) -> Any:
+        for rule in type(self).reel_rules:
+            if rule.check is not None and not rule.check(self):
+                raise rule.error()
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: Any) -> Any:
+        json_schema = handler(schema)
+        if cls.reel_rules:
+            target = handler.resolve_ref_schema(json_schema)
+            target["x-kubernetes-validations"] = [rule.to_cel() for rule in cls.reel_rules]
+        return json_schema
+
+
+class StatusModel(BaseModel):
+    """Base of the status models: camelCase aliases, lax types, unknown fields ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spec
+# ---------------------------------------------------------------------------------------------------------
+
+
+class SecretRef(ApiModel):
+    """A Secret in the session's namespace."""
+
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Name of the Secret, in the namespace of the RecordingSession.",
+    )
+
+
+class Room(ApiModel):
+    """The Janus VideoRoom room to record (the "channel")."""
+
+    server: Annotated[StrictStr, Field(max_length=2048), SERVER_URL] = Field(
+        description="Janus WebSocket API URL (ws:// or wss://), e.g. ws://janus.media.svc:8188.",
+    )
+    id: Annotated[IntOrString, ROOM_ID] = Field(
+        description="VideoRoom room id: a positive number, or a string of 1-128 characters for Janus "
+        "configured with string room ids.",
+    )
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Optional Secret with the room's credentials. Keys used when present: pin (to join), "
+        "secret (the room secret), adminKey (to forward media), token (Janus API token).",
+    )
+    display_name: StrictStr = Field(
+        default=DEFAULT_DISPLAY_NAME,
+        min_length=1,
+        max_length=128,
+        description="The recorder's own participant name in the room.",
+    )
+
+
+class Recording(ApiModel):
+    """What to record and how."""
+
+    reel_rules = (SUBSCRIBE_XOR_UNSUBSCRIBE,)
+
+    ingest: Ingest = Field(
+        default=Ingest.AUTO,
+        description="How media reaches the recorder: forward (Janus RTP forwarding; needs the room secret or "
+        "admin key) or auto (forward when forwarding credentials exist).",
+    )
+    mode: Mode = Field(
+        default=Mode.INDIVIDUAL,
+        description="individual: one HLS stream per participant.",
+    )
+    stream_types: StreamTypes = Field(
+        default=StreamTypes.AUDIO_VIDEO,
+        description="Which media of each participant to record: audio, video or audioVideo.",
+    )
+    subscribe: Annotated[list[ParticipantRef], AfterValidator(_unique)] = Field(
+        default_factory=list,
+        max_length=256,
+        json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
+        description="Record only these participants (participant ids or display names); empty records "
+        "everyone. Not together with unsubscribe.",
+    )
+    unsubscribe: Annotated[list[ParticipantRef], AfterValidator(_unique)] = Field(
+        default_factory=list,
+        max_length=256,
+        json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
+        description="Record everyone except these participants (participant ids or display names). Not "
+        "together with subscribe.",
+    )
+    max_idle_seconds: StrictInt = Field(
+        default=30,
+        ge=5,
+        le=2_592_000,
+        description="Stop (reason NoUsers) when the room has had no publisher for this many seconds "
+        "(5 to 2592000).",
+    )
+    max_duration_seconds: StrictInt = Field(
+        default=0,
+        ge=0,
+        description="Stop (reason MaxDuration) after this many seconds of recording; 0 means unlimited.",
+    )
+    segment_seconds: StrictInt = Field(
+        default=4,
+        ge=1,
+        le=30,
+        description="Target HLS segment duration in seconds (1 to 30).",
+    )
+    outputs: Annotated[list[Output], AfterValidator(_unique)] = Field(
+        default_factory=lambda: [Output.HLS],
+        min_length=1,
+        max_length=4,
+        json_schema_extra={"default": ["hls"], "x-kubernetes-list-type": "set"},
+        description="Outputs to produce: hls.",
+    )
+    segment_format: SegmentFormat = Field(
+        default=SegmentFormat.TS,
+        description="HLS segment format: ts (MPEG-TS with H.264 video and AAC audio).",
+    )
+
+
+class LocalStorage(ApiModel):
+    """A directory instead of S3 (the demo, tests, users without S3)."""
+
+    path: Annotated[
+        StrictStr, Field(min_length=1, max_length=4096), LOCAL_PATH_ABSOLUTE, LOCAL_PATH_NO_DOTDOT
+    ] = Field(description="Absolute path of the directory the recordings go to.")
+
+
+class Storage(ApiModel):
+    """Where the recordings go: an S3 bucket (bucket, with endpoint, region, ...) or a directory (local)."""
+
+    reel_rules = (BUCKET_XOR_LOCAL,)
+
+    endpoint: Annotated[StrictStr, Field(max_length=2048), ENDPOINT_URL] | None = Field(
+        default=None,
+        description="S3 endpoint URL (http:// or https://), e.g. http://minio.media.svc:9000; "
+        "omit for AWS S3.",
+    )
+    region: StrictStr = Field(
+        default=DEFAULT_REGION,
+        min_length=1,
+        max_length=64,
+        description="S3 region.",
+    )
+    bucket: Annotated[StrictStr, Field(max_length=63), BUCKET_NAME] | None = Field(
+        default=None,
+        description="S3 bucket name. Exactly one of bucket and local is set.",
+    )
+    prefix: Annotated[StrictStr, Field(max_length=512), PREFIX_RELATIVE, PREFIX_NO_DOTDOT] = Field(
+        default=DEFAULT_PREFIX,
+        description="Object key prefix of a recording. Placeholders: {date}, {time}, {room}, {recordingId}. "
+        "Must not start with '/' nor contain a '..' segment.",
+    )
+    credentials_secret_ref: SecretRef | None = Field(
+        default=None,
+        description="Optional Secret with the S3 credentials (keys AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY); "
+        "without it the recorder uses its environment (e.g. a service account's web identity).",
+    )
+    server_side_encryption: ServerSideEncryption = Field(
+        default=ServerSideEncryption.NONE,
+        description='S3 server-side encryption: "" (none), AES256 or aws:kms.',
+    )
+    local: LocalStorage | None = Field(
+        default=None,
+        description="A directory instead of S3. Exactly one of bucket and local is set.",
+    )
+
+
+class RecordingSessionSpec(ApiModel):
+    """The desired recording."""
+
+    room: Annotated[Room, ROOM_IMMUTABLE] = Field(
+        description="The Janus VideoRoom room to record; immutable."
+    )
+    recording: Recording = Field(
+        default_factory=Recording,
+        json_schema_extra={"default": {}},
+        description="What to record and how.",
+    )
+    storage: Annotated[Storage, STORAGE_IMMUTABLE] = Field(
+        description="Where the recording goes: an S3 bucket or a local directory; immutable.",
+    )
+    backup_storage: Storage | None = Field(
+        default=None,
+        description="Optional second storage (same shape as storage), used when the primary storage fails.",
+    )
+    stop: Annotated[StrictBool, STOP_IS_FINAL] = Field(
+        default=False,
+        description="Set to true to stop the recording (finishing the upload); cannot be set back to false. "
+        "Deleting the RecordingSession also stops it.",
+    )
+    paused: StrictBool = Field(
+        default=False,
+        description="While true the session is kept but no media is written.",
+    )
+    tag: StrictStr | None = Field(
+        default=None,
+        max_length=256,
+        description="Free text, copied into the recording's manifest.",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Status
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Participant(StatusModel):
+    """A participant seen in the room during the recording."""
+
+    id: IntOrString = Field(description="Janus participant id.")
+    display: str | None = Field(default=None, description="Display name of the participant.")
+    joined_at: datetime | None = Field(
+        default=None, description="When the recording of this participant began."
+    )
+    left_at: datetime | None = Field(
+        default=None, description="When the participant left or stopped publishing."
+    )
+    playlist: str | None = Field(default=None, description="Object key of the participant's HLS playlist.")
+
+
+class UploadStatus(StatusModel):
+    """Upload progress of the recording."""
+
+    segments: int = Field(default=0, ge=0, description="Segments recorded so far.")
+    pending_segments: int = Field(default=0, ge=0, description="Segments recorded but not stored yet.")
+    recorded_bytes: int = Field(default=0, ge=0, description="Bytes recorded so far.")
+    stored_bytes: int = Field(default=0, ge=0, description="Bytes stored in primary or backup storage.")
+    progress: int = Field(
+        default=0, ge=0, le=100, description="Percentage of recorded segments that are stored."
+    )
+    location: StorageLocation | None = Field(
+        default=None,
+        description="Where the stored segments are: primary, backup, or mixed (some in each).",
+    )
+
+
+class Condition(StatusModel):
+    """A condition in the Kubernetes API conventions (as metav1.Condition)."""
+
+    type: str = Field(
+        max_length=316,
+        pattern=CONDITION_TYPE_PATTERN,
+        description="Type of the condition: Recording, Uploaded, BackedUp or Ready.",
+    )
+    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=CONDITION_REASON_PATTERN,
+        description="Programmatic identifier of the reason for the last transition, in CamelCase.",
+    )
+    message: str = Field(
+        default="",
+        max_length=32768,
+        description="Human-readable details about the last transition.",
+    )
+    last_transition_time: datetime = Field(description="When the condition last changed its status.")
+    observed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The .metadata.generation the condition was set for.",
+    )
+
+
+class RecordingSessionStatus(StatusModel):
+    """The observed state of the recording, written by the operator and the recorder."""
+
+    phase: Phase | None = Field(
+        default=None,
+        description="Pending, Starting, Recording, Paused, Stopping, Uploading, Completed, BackedUp or "
+        "Failed.",
+    )
+    recording_id: str | None = Field(default=None, description="Unique id of this recording.")
+    started_at: datetime | None = Field(default=None, description="When recording started.")
+    stopped_at: datetime | None = Field(default=None, description="When recording stopped.")
+    stop_reason: StopReason | None = Field(
+        default=None,
+        description="Why recording stopped: Requested, NoUsers, MaxDuration, Deleted, AlreadyRecording or "
+        "Error (details in message and conditions).",
+    )
+    message: str | None = Field(
+        default=None, description="What a person should know about the session, especially on failure."
+    )
+    participants: list[Participant] = Field(
+        default_factory=list, description="Participants recorded, with their playlists."
+    )
+    active_participants: int | None = Field(
+        default=None, ge=0, description="Number of participants being recorded now."
+    )
+    upload: UploadStatus | None = Field(default=None, description="Upload progress.")
+    playlists: list[str] = Field(default_factory=list, description="Object keys of the HLS playlists.")
+    manifest: str | None = Field(default=None, description="Object key of the recording's manifest.")
+    pod: str | None = Field(default=None, description="Name of the current recorder pod.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the status was computed for."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        description="Conditions: Recording, Uploaded, BackedUp and Ready (the summary).",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The resource
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes' ObjectMeta that Reel reads; other fields are kept as they are."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: StrictStr = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Name of the object."
+    )
+    namespace: StrictStr | None = Field(default=None, description="Namespace of the object.")
+    uid: str | None = Field(default=None, description="UID of the object.")
+    generation: int | None = Field(default=None, description="Generation of the spec.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Annotations.")
+
+
+class RecordingSession(BaseModel):
+    """Records a Janus VideoRoom room into HLS on S3-compatible storage (or a directory)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    api_version: Literal["reel.dev/v1alpha1"] = Field(default=API_VERSION, description="reel.dev/v1alpha1")
+    kind: Literal["RecordingSession"] = Field(default=KIND, description="RecordingSession")
+    metadata: ObjectMeta = Field(description="Standard object metadata.")
+    spec: RecordingSessionSpec = Field(description="The desired recording.")
+    status: RecordingSessionStatus = Field(
+        default_factory=RecordingSessionStatus, description="The observed state of the recording."
+    )
+
+    def to_dict(self, *, status: bool = True) -> dict[str, Any]:
+        """The Kubernetes form (camelCase, JSON types), defaults filled in, unset optional fields left out."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        for key in ("labels", "annotations"):
+            if not data["metadata"].get(key):
+                data["metadata"].pop(key, None)
+        if not status:
+            data.pop("status", None)
+        return data
+
+
+__all__ = [
+    "API_VERSION",
+    "CATEGORIES",
+    "CRD_NAME",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "TERMINAL_PHASES",
+    "VERSION",
+    "Condition",
+    "ConditionStatus",
+    "ConditionType",
+    "Ingest",
+    "IntOrString",
+    "LocalStorage",
+    "Mode",
+    "ObjectMeta",
+    "Output",
+    "Participant",
+    "Phase",
+    "Recording",
+    "RecordingSession",
+    "RecordingSessionSpec",
+    "RecordingSessionStatus",
+    "Room",
+    "SecretRef",
+    "SegmentFormat",
+    "ServerSideEncryption",
+    "StopReason",
+    "Storage",
+    "StorageLocation",
+    "StreamTypes",
+    "UploadStatus",
+]
