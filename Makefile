@@ -14,7 +14,7 @@ deps: ## install system packages and Python dependencies (Debian 12)
 lint: ## ruff
 	$(PYTHON) -m ruff check operator recorder_image tests benchmarks
 
-test: lint ## everything CI runs: lint, unit, integration (and cluster/e2e once available)
+test: lint crds-check ## everything CI runs: lint, CRD freshness, unit, integration (and cluster/e2e once available)
 	$(PYTHON) -m pytest tests
 
 test-unit: ## unit tests only (no servers, no root)
@@ -22,3 +22,9 @@ test-unit: ## unit tests only (no servers, no root)
 
 test-integration: ## integration tests (real Janus in network namespaces, MinIO)
 	$(PYTHON) -m pytest tests/integration
+
+crds: ## regenerate the RecordingSession CRD (crds/, charts/reel/crds/) from operator/reel_api/models.py
+	$(PYTHON) -m reel_api.crd
+
+crds-check: ## fail with a diff when the committed CRD YAML differs from what the models generate
+	$(PYTHON) -m reel_api.crd --check
