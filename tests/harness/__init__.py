@@ -1,0 +1,1 @@
+"""Test harness for Reel: isolated network namespaces, a private Janus, synthetic aiortc publishers."""
