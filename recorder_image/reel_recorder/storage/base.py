@@ -1,0 +1,79 @@
+"""The store interface shared by LocalStore and S3Store."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from .errors import InvalidKeyError, StoreError
+from .keys import key_problem
+
+
+class Store(ABC):
+    """Somewhere objects can be written: a directory or an S3 bucket.
+
+    ``name`` is the store's role ("primary" or "backup"); ``key_prefix`` is the fixed part every key must
+    start with (the leading folders of the configured prefix template). All methods are thread-safe and raise
+    :class:`StoreError` (see its ``kind``) on failure.
+    """
+
+    def __init__(self, name: str, key_prefix: str = "") -> None:
+        self.name = name
+        self.key_prefix = key_prefix
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the store writes, e.g. ``s3://bucket/prefix @ http://127.0.0.1:9000`` or ``file:///data``."""
+
+    @property
+    def label(self) -> str:
+        """``"primary store s3://b @ URL"``: how errors name the store."""
+        return f"{self.name} store {self.describe()}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label}>"
+
+    def validate_key(self, key: str) -> str:
+        """Return ``key`` if it may be written, else raise InvalidKeyError."""
+        why = key_problem(key)
+        if why is None and self.key_prefix and not key.startswith(self.key_prefix):
+            why = f"outside the configured prefix {self.key_prefix!r}"
+        if why is not None:
+            raise InvalidKeyError(self.label, key if isinstance(key, str) else repr(key), why)
+        return key
+
+    def error(self, message: str, *, kind="transient", code: str | None = None) -> StoreError:
+        return StoreError(self.label, message, kind=kind, code=code)
+
+    @abstractmethod
+    def check(self) -> None:
+        """Fail fast (StoreError) when the store cannot be written: credentials, bucket, permissions."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *,
+                 sha256: str | None = None) -> None:
+        """Store the file at ``path`` under ``key``. With ``sha256`` (hex), the stored bytes are verified."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Store ``data`` under ``key`` (replacing it atomically)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; StoreError(kind="object", code="NoSuchKey") when absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an object exists under ``key``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()

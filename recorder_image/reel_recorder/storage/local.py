@@ -1,0 +1,207 @@
+"""LocalStore: objects as files under a directory (the demo, tests, users without S3).
+
+Keys are checked twice: lexically (no absolute keys, no ``..``, see keys.key_problem) and while walking the
+directory tree, where every folder is opened relative to its parent with O_NOFOLLOW, so a symlink placed
+anywhere inside the root (even between the check and the write) cannot redirect a write outside it.
+Files are written to a temporary name in their final folder and renamed into place: a reader never sees
+half an object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from .base import Store
+from .errors import StoreError
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LocalStore(Store):
+    def __init__(self, root: str | os.PathLike, *, name: str = "primary", key_prefix: str = "",
+                 fsync: bool = True) -> None:
+        super().__init__(name, key_prefix)
+        self.root = Path(os.path.abspath(os.fspath(root)))
+        self.fsync = fsync
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _os_error(self, what: str, err: OSError) -> StoreError:
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return self.error(f"{what}: permission denied ({err.strerror}): make the directory writable "
+                              "for the recorder's user", kind="config", code="AccessDenied")
+        if err.errno == errno.ENOSPC:
+            return self.error(f"{what}: no space left on device", kind="transient", code="NoSpace")
+        if err.errno == errno.ELOOP:
+            return self.error(f"{what}: a symlink inside the store would redirect the write",
+                              kind="object", code="InvalidKey")
+        if err.errno == errno.ENOTDIR:
+            return self.error(f"{what}: a path component is a file, not a folder", kind="object",
+                              code="InvalidKey")
+        return self.error(f"{what}: {err.strerror or err}", kind="transient", code=errno.errorcode.get(
+            err.errno or 0, "OSError"))
+
+    def _open_root(self) -> int:
+        try:
+            return os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise self.error("directory does not exist: create it or mount a volume there", kind="config",
+                             code="NoSuchBucket") from None
+        except NotADirectoryError:
+            raise self.error("not a directory", kind="config", code="NoSuchBucket") from None
+        except OSError as e:
+            raise self._os_error("cannot open the directory", e) from None
+
+    def _open_parent(self, key: str, create: bool) -> tuple[int, str]:
+        """Open the folder that holds ``key`` (creating folders if asked), never following symlinks.
+
+        Returns (dir_fd, file name). The caller closes dir_fd.
+        """
+        self.validate_key(key)
+        *folders, leaf = key.split("/")
+        fd = self._open_root()
+        try:
+            for part in folders:
+                try:
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(part, 0o755, dir_fd=fd)
+                    nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            return fd, leaf
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _tmp_name(self, leaf: str) -> str:
+        with self._lock:
+            self._counter += 1
+            n = self._counter
+        return f".{leaf[:200]}.{os.getpid()}.{n}.tmp"
+
+    def _write(self, key: str, chunks, expect_sha256: str | None) -> None:
+        try:
+            dfd, leaf = self._open_parent(key, create=True)
+        except OSError as e:
+            raise self._os_error(f"cannot create the folders of {key!r}", e) from None
+        tmp = self._tmp_name(leaf)
+        try:
+            h = hashlib.sha256() if expect_sha256 else None
+            try:
+                ffd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o644, dir_fd=dfd)
+            except OSError as e:
+                raise self._os_error(f"cannot write {key!r}", e) from None
+            try:
+                with os.fdopen(ffd, "wb") as f:
+                    for chunk in chunks:
+                        if h is not None:
+                            h.update(chunk)
+                        f.write(chunk)
+                    f.flush()
+                    if self.fsync:
+                        os.fsync(f.fileno())
+                if h is not None and h.hexdigest() != expect_sha256.lower():
+                    raise self.error(f"{key!r}: content does not match its sha256 (the spool file changed "
+                                     "after it was closed)", kind="object", code="BadDigest")
+                # rename() replaces a symlink at the destination instead of following it.
+                os.rename(tmp, leaf, src_dir_fd=dfd, dst_dir_fd=dfd)
+                tmp = None
+            except OSError as e:
+                raise self._os_error(f"cannot write {key!r}", e) from None
+            finally:
+                if tmp is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+
+    # -- Store API ------------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        fd = self._open_root()
+        try:
+            probe = f".reel-check.{os.getpid()}.{threading.get_ident()}"
+            try:
+                pfd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                              0o644, dir_fd=fd)
+                os.close(pfd)
+                os.unlink(probe, dir_fd=fd)
+            except OSError as e:
+                raise self._os_error("directory is not writable", e) from None
+        finally:
+            os.close(fd)
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *,
+                 sha256: str | None = None) -> None:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: source file {path} is missing", kind="object",
+                             code="NoSuchFile") from None
+        with f:
+            self._write(key, iter(lambda: f.read(1 << 20), b""), sha256)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self._write(key, [bytes(data)], None)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            dfd, leaf = self._open_parent(key, create=False)
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        except OSError as e:
+            raise self._os_error(f"cannot read {key!r}", e) from None
+        try:
+            ffd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        except OSError as e:
+            raise self._os_error(f"cannot read {key!r}", e) from None
+        finally:
+            os.close(dfd)
+        with os.fdopen(ffd, "rb") as f:
+            return f.read()
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.get_size(key)
+        except StoreError as e:
+            if e.code == "NoSuchKey":
+                return False
+            raise
+        return True
+
+    def get_size(self, key: str) -> int:
+        try:
+            dfd, leaf = self._open_parent(key, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        except OSError as e:
+            raise self._os_error(f"cannot read {key!r}", e) from None
+        try:
+            st = os.stat(leaf, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        finally:
+            os.close(dfd)
+        return st.st_size
+
+    def free_bytes(self) -> int:
+        """Free space where the store writes (for disk-full checks)."""
+        return shutil.disk_usage(self.root).free

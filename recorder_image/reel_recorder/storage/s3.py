@@ -1,0 +1,282 @@
+"""S3Store: any S3-compatible bucket through boto3 (AWS, MinIO, Ceph RGW, ...).
+
+Requests have short timeouts and botocore retries only once: the Uploader does the real retrying, with
+backoff and failover, and must learn quickly that a store is failing. Segments are uploaded with the
+recorder's SHA-256 as ``x-amz-checksum-sha256``: the server refuses bytes that differ from what was recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from .base import Store
+from .errors import StoreError
+from .keys import content_type_for
+
+MULTIPART_THRESHOLD = 64 * 1024 * 1024  # files above this use multipart (segments are far smaller)
+
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+                     "TokenRefreshRequired", "InvalidSecurity", "InvalidClientTokenId",
+                     "AuthorizationHeaderMalformed"}
+_DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "Forbidden", "403"}
+_BUCKET_CODES = {"NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
+                 "IllegalLocationConstraintException"}
+_OBJECT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch",
+                 "EntityTooLarge", "KeyTooLongError", "InvalidObjectName", "NoSuchKey", "404"}
+_SSE_CODES = {"NotImplemented", "InvalidEncryptionAlgorithmError", "InvalidArgument", "KMSNotConfigured",
+              "InvalidEncryptionMethod", "kms.NotFoundException"}
+
+
+class S3Store(Store):
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        name: str = "primary",
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        credentials: Mapping[str, str] | None = None,
+        server_side_encryption: str | None = None,
+        kms_key_id: str | None = None,
+        key_prefix: str = "",
+        credentials_secret: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 2,
+        max_connections: int = 10,
+        addressing_style: str | None = None,
+    ) -> None:
+        super().__init__(name, key_prefix)
+        if not bucket:
+            raise StoreError(f"{name} store", "no bucket configured (spec.storage.bucket)", kind="config",
+                             code="InvalidBucketName")
+        sse = server_side_encryption or None
+        if sse not in (None, "AES256", "aws:kms"):
+            raise StoreError(f"{name} store s3://{bucket}", f"server-side encryption {sse!r} is not one of "
+                             "'', 'AES256', 'aws:kms'", kind="config", code="InvalidEncryptionMethod")
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url or None
+        self.region = region or None
+        self.sse = sse
+        self.kms_key_id = kms_key_id
+        self.credentials_secret = credentials_secret
+        self._static_credentials = credentials is not None
+
+        import boto3  # lazily: boto3 costs ~20 MiB RSS and is unused with a LocalStore
+        from botocore.config import Config
+
+        session_kwargs = {}
+        if credentials is not None:
+            access = credentials.get("AWS_ACCESS_KEY_ID")
+            secret = credentials.get("AWS_SECRET_ACCESS_KEY")
+            if not access or not secret:
+                missing = [k for k, v in (("AWS_ACCESS_KEY_ID", access), ("AWS_SECRET_ACCESS_KEY", secret))
+                           if not v]
+                raise self.error(f"credentials {self._where_credentials()} lack {' and '.join(missing)}",
+                                 kind="config", code="InvalidAccessKeyId")
+            session_kwargs = {"aws_access_key_id": access.strip(), "aws_secret_access_key": secret.strip()}
+            if credentials.get("AWS_SESSION_TOKEN"):
+                session_kwargs["aws_session_token"] = credentials["AWS_SESSION_TOKEN"].strip()
+        region_name = self.region or ("us-east-1" if self.endpoint_url else None)
+        session = boto3.session.Session(region_name=region_name, **session_kwargs)
+        style = addressing_style or ("path" if self.endpoint_url else "auto")
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            s3={"addressing_style": style},
+            signature_version="s3v4",
+            max_pool_connections=max_connections,
+            tcp_keepalive=True,
+            user_agent_extra="reel-recorder",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        self._transfer_lock = threading.Lock()
+
+    # -- naming and errors ----------------------------------------------------------------------------------
+
+    def describe(self) -> str:
+        where = f"s3://{self.bucket}"
+        if self.endpoint_url:
+            return f"{where} @ {self.endpoint_url}"
+        return f"{where} ({self.region})" if self.region else where
+
+    def _where_credentials(self) -> str:
+        if self.credentials_secret:
+            return f"from Secret {self.credentials_secret!r}"
+        if self._static_credentials:
+            return "given to the recorder"
+        return "from the AWS environment/credential chain"
+
+    def _credentials_hint(self) -> str:
+        if self.credentials_secret:
+            return (f"check the credentials Secret {self.credentials_secret!r} (keys AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY)")
+        if self._static_credentials:
+            return "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the credentials folder"
+        return ("check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+                "instance role) or set credentialsSecretRef")
+
+    def translate(self, exc: BaseException, what: str = "") -> StoreError:
+        """A StoreError for a botocore/boto3 exception, with its kind decided."""
+        from botocore import exceptions as bx
+
+        pre = f"{what}: " if what else ""
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+            return self.error(f"{pre}no usable credentials ({type(exc).__name__}): "
+                              f"{self._credentials_hint()}", kind="config", code="NoCredentials")
+        if isinstance(exc, bx.ClientError):
+            err = exc.response.get("Error", {}) or {}
+            code = str(err.get("Code") or "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = err.get("Message") or ""
+            if not code and status:
+                code = str(status)
+            detail = f" - {message}" if message and message not in code else ""
+            if code in _CREDENTIAL_CODES:
+                return self.error(f"{pre}access denied ({code}): {self._credentials_hint()}", kind="config",
+                                  code=code)
+            if code in _DENIED_CODES:
+                return self.error(f"{pre}access denied ({code}): the credentials {self._where_credentials()} "
+                                  f"may not write to bucket {self.bucket!r}{self._prefix_text()}; "
+                                  "grant s3:PutObject (and s3:GetObject, s3:ListBucket for backfill)",
+                                  kind="config", code=code)
+            if code in _BUCKET_CODES:
+                if code == "NoSuchBucket":
+                    why = f"bucket {self.bucket!r} does not exist: create it or fix the bucket name"
+                elif code == "PermanentRedirect":
+                    why = f"bucket {self.bucket!r} is in another region than {self.region!r}: fix the region"
+                else:
+                    why = f"bucket {self.bucket!r} is not usable ({code}){detail}"
+                return self.error(f"{pre}{why}", kind="config", code=code)
+            if self.sse and (code in _SSE_CODES or code.startswith("KMS")):
+                return self.error(f"{pre}server-side encryption {self.sse!r} refused ({code}){detail}: the "
+                                  "server needs a KMS, or set serverSideEncryption to ''",
+                                  kind="config", code=code)
+            if code in _OBJECT_CODES:
+                kind = "object"
+                if code in ("BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch",
+                            "InvalidDigest"):
+                    return self.error(f"{pre}content does not match its checksum ({code}){detail}",
+                                      kind=kind, code=code)
+                if code in ("NoSuchKey", "404"):
+                    return self.error(f"{pre}no such object", kind=kind, code="NoSuchKey")
+                return self.error(f"{pre}object refused ({code}){detail}", kind=kind, code=code)
+            return self.error(f"{pre}server error ({code}{f', HTTP {status}' if status else ''}){detail}",
+                              kind="transient", code=code)
+        if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
+            return self.error(f"{pre}cannot connect ({type(exc).__name__}): is the endpoint reachable?",
+                              kind="transient", code="ConnectionError")
+        if isinstance(exc, bx.ReadTimeoutError):
+            return self.error(f"{pre}no answer within the read timeout", kind="transient", code="ReadTimeout")
+        if isinstance(exc, bx.BotoCoreError | OSError):
+            return self.error(f"{pre}{type(exc).__name__}: {exc}", kind="transient", code=type(exc).__name__)
+        return self.error(f"{pre}{type(exc).__name__}: {exc}", kind="transient", code=type(exc).__name__)
+
+    def _prefix_text(self) -> str:
+        return f" under {self.key_prefix!r}" if self.key_prefix else ""
+
+    def _sse_args(self) -> dict:
+        if not self.sse:
+            return {}
+        args = {"ServerSideEncryption": self.sse}
+        if self.sse == "aws:kms" and self.kms_key_id:
+            args["SSEKMSKeyId"] = self.kms_key_id
+        return args
+
+    # -- Store API ------------------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """List one key under the prefix (proves credentials and bucket); when listing is not allowed, or
+        with server-side encryption, write a tiny probe object instead (proves the write path)."""
+        probe_write = bool(self.sse)
+        try:
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1)
+        except Exception as e:
+            err = self.translate(e, "check")
+            if err.code not in _DENIED_CODES:
+                raise err from None
+            probe_write = True  # may write without listing: find out by writing
+        if probe_write:
+            key = f"{self.key_prefix}.reel-write-check"
+            try:
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=b"", ContentType="text/plain",
+                                        **self._sse_args())
+            except Exception as e:
+                raise self.translate(e, "check (test write)") from None
+            with contextlib.suppress(Exception):  # deleting is optional (write-only policies)
+                self._client.delete_object(Bucket=self.bucket, Key=key)
+
+    def put_file(self, key: str, path: Path, content_type: str | None = None, *,
+                 sha256: str | None = None) -> None:
+        self.validate_key(key)
+        ctype = content_type or content_type_for(key)
+        try:
+            size = os.stat(path).st_size
+            f = open(path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: source file {path} is missing", kind="object",
+                             code="NoSuchFile") from None
+        except OSError as e:
+            raise self.error(f"{key!r}: cannot read {path}: {e}", kind="object", code="NoSuchFile") from None
+        with f:
+            try:
+                if size <= MULTIPART_THRESHOLD:
+                    extra = {}
+                    if sha256:
+                        extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=f, ContentLength=size,
+                                            ContentType=ctype, **extra, **self._sse_args())
+                else:
+                    extra_args = {"ContentType": ctype, "ChecksumAlgorithm": "SHA256", **self._sse_args()}
+                    self._client.upload_fileobj(f, self.bucket, key, ExtraArgs=extra_args)
+            except Exception as e:
+                raise self.translate(e, f"upload {key!r}") from None
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self.validate_key(key)
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data),
+                                    ContentType=content_type or content_type_for(key), **self._sse_args())
+        except Exception as e:
+            raise self.translate(e, f"upload {key!r}") from None
+
+    def get_bytes(self, key: str) -> bytes:
+        self.validate_key(key)
+        try:
+            resp = self._client.get_object(Bucket=self.bucket, Key=key)
+            with resp["Body"] as body:
+                return body.read()
+        except Exception as e:
+            raise self.translate(e, f"read {key!r}") from None
+
+    def exists(self, key: str) -> bool:
+        self.validate_key(key)
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as e:
+            err = self.translate(e, f"head {key!r}")
+            if err.code == "NoSuchKey":
+                return False
+            raise err from None
+        return True
+
+    def head(self, key: str) -> dict:
+        """The object's metadata (ContentType, ContentLength, ServerSideEncryption, ChecksumSHA256...)."""
+        self.validate_key(key)
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        except Exception as e:
+            raise self.translate(e, f"head {key!r}") from None
+
+    def close(self) -> None:
+        self._client.close()
