@@ -1,0 +1,248 @@
+"""Reading one forwarded RTP stream with FFmpeg's RTP/SDP demuxer.
+
+Janus forwards each recorded publisher stream as plain RTP to a UDP port of ours. FFmpeg (through PyAV)
+does the depacketizing, reordering and H.264 access-unit assembly in C, on its own thread per stream; the
+GIL is released while it waits for packets. Each stream gets its own demuxer so that a stream that starts
+late (a camera switched on after the microphone) never holds up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import struct
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+
+from ..clock import RecordingClock, StreamAligner
+
+log = logging.getLogger(__name__)
+
+# Codecs the forward ingest can record, as Janus names them, with their RTP clock rate and channels.
+RTP_CODECS = {"h264": ("H264", 90000, None), "opus": ("opus", 48000, 2)}
+
+
+@dataclass(frozen=True)
+class RtpStream:
+    """One media stream forwarded to us."""
+
+    kind: str  # "audio" | "video"
+    codec: str  # "h264" | "opus"
+    payload_type: int
+    port: int  # local RTP port (RTCP is port + 1, FFmpeg binds both)
+    local_addr: str  # the address Janus sends to and FFmpeg binds
+    fmtp: str | None = None
+
+    def sdp(self) -> str:
+        name, rate, channels = RTP_CODECS[self.codec]
+        rtpmap = f"{name}/{rate}" + (f"/{channels}" if channels else "")
+        lines = [
+            "v=0",
+            f"o=- 0 0 IN IP4 {self.local_addr}",
+            "s=reel",
+            f"c=IN IP4 {self.local_addr}",
+            "t=0 0",
+            f"m={self.kind} {self.port} RTP/AVP {self.payload_type}",
+            f"a=rtpmap:{self.payload_type} {rtpmap}",
+        ]
+        if self.fmtp:
+            lines.append(f"a=fmtp:{self.payload_type} {self.fmtp}")
+        lines.append("a=recvonly")
+        return "\r\n".join(lines) + "\r\n"
+
+
+class PortAllocator:
+    """Hands out even UDP port pairs (RTP, RTCP) from a range, checking that both can be bound."""
+
+    def __init__(self, addr: str, first: int = 40000, last: int = 44999):
+        self.addr = addr
+        self.first, self.last = first + (first % 2), last
+        self._next = self.first
+        self._used: set[int] = set()
+        self._lock = threading.Lock()
+
+    def allocate(self) -> int:
+        with self._lock:
+            span = (self.last - self.first) // 2
+            for _ in range(span):
+                port = self._next
+                self._next = self.first if port + 2 > self.last - 1 else port + 2
+                if port in self._used or not self._bindable(port) or not self._bindable(port + 1):
+                    continue
+                self._used.add(port)
+                return port
+        raise RuntimeError(f"no free UDP port pair in {self.first}-{self.last} on {self.addr}")
+
+    def release(self, port: int) -> None:
+        with self._lock:
+            self._used.discard(port)
+
+    def _bindable(self, port: int) -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((self.addr, port))
+            except OSError:
+                return False
+        return True
+
+
+def pli_packet(media_ssrc: int = 0, sender_ssrc: int = 1) -> bytes:
+    """An RTCP Picture Loss Indication (RFC 4585): asks the sender for a keyframe."""
+    return struct.pack("!BBHII", 0x81, 206, 2, sender_ssrc, media_ssrc)
+
+
+class KeyframeRequester:
+    """Sends PLIs to a Janus forwarder's RTCP port; thread-safe, rate-limited."""
+
+    def __init__(self, janus_addr: str, rtcp_port: int, min_interval: float = 0.3):
+        self.target = (janus_addr, rtcp_port)
+        self.min_interval = min_interval
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._last = -1e9
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def request(self, now: float) -> bool:
+        with self._lock:
+            if now - self._last < self.min_interval:
+                return False
+            self._last = now
+            try:
+                self._sock.sendto(pli_packet(), self.target)
+            except OSError as err:  # never let a keyframe request break the media path
+                log.warning("PLI to %s:%s failed: %s", *self.target, err)
+                return False
+            self.sent += 1
+            return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+PacketSink = Callable[[av.Packet, float], None]
+"""Receives a demuxed packet and its time on the recording clock (seconds)."""
+
+
+class RtpStreamReader:
+    """A thread that demuxes one RTP stream and hands aligned packets to a sink."""
+
+    def __init__(
+        self,
+        stream: RtpStream,
+        sink: PacketSink,
+        clock: RecordingClock,
+        *,
+        name: str,
+        on_first_packet: Callable[[], None] | None = None,
+        read_timeout: float = 0.5,
+    ):
+        self.stream = stream
+        self.sink = sink
+        self.clock = clock
+        self.name = name
+        self.on_first_packet = on_first_packet
+        self.read_timeout = read_timeout
+        self.aligner = StreamAligner()
+        self.packets = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rtp-{name}", daemon=True)
+        self._last_pts: int | None = None
+        self._held_video: tuple[av.Packet, float, float] | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading; packets still held for alignment are delivered first."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("reader %s did not stop within %.1f s", self.name, timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _open(self, sdp_path: str):
+        options = {
+            "protocol_whitelist": "file,udp,rtp",
+            "buffer_size": str(1 << 20),
+            "analyzeduration": "200000",
+            "probesize": "32",
+            "fpsprobesize": "0",
+        }
+        # The read timeout bounds every blocking call so that stop() is noticed promptly.
+        timeout = (self.read_timeout, self.read_timeout)
+        return av.open(sdp_path, format="sdp", options=options, timeout=timeout)
+
+    def _run(self) -> None:
+        fd, sdp_path = tempfile.mkstemp(prefix="reel-", suffix=".sdp")
+        with os.fdopen(fd, "w") as f:
+            f.write(self.stream.sdp())
+        container = None
+        try:
+            while not self._stop.is_set():
+                if container is None:
+                    try:
+                        container = self._open(sdp_path)
+                    except (av.error.ExitError, TimeoutError, av.error.InvalidDataError):
+                        continue  # no data yet (e.g. camera still off); try again until stopped
+                try:
+                    packet = next(container.demux(container.streams[0]))
+                except (av.error.ExitError, TimeoutError):
+                    continue
+                except StopIteration:
+                    continue
+                self._handle(packet)
+        except BaseException as err:  # reported to the recorder, which decides what it means
+            self.error = err
+            log.exception("reader %s failed", self.name)
+        finally:
+            ready = self._release_held_video()
+            for item, t in ready + self.aligner.flush():
+                self._deliver(item, t)
+            if container is not None:
+                container.close()
+            os.unlink(sdp_path)
+
+    def _handle(self, packet: av.Packet) -> None:
+        if packet.pts is None or packet.size == 0:
+            return
+        if self._last_pts is not None and packet.pts <= self._last_pts:
+            return  # late duplicate or reordering beyond FFmpeg's queue: keep timestamps monotonic
+        self._last_pts = packet.pts
+        if self.packets == 0 and self.on_first_packet:
+            self.on_first_packet()
+        self.packets += 1
+        media_time = float(packet.pts * packet.time_base)
+        arrival = self.clock.now()
+        if self.stream.kind == "video" and self.aligner.offset is None:
+            # FFmpeg's H.264 parser returns an access unit only when the next one starts, so a video packet
+            # leaves the demuxer when the *next* frame arrives: pair each arrival with the next media time.
+            held, self._held_video = self._held_video, (packet, media_time, arrival)
+            if held is None:
+                return
+            packet, prev_media, prev_arrival = held
+            ready = self.aligner.push(packet, prev_media, prev_arrival - (media_time - prev_media))
+            if self.aligner.offset is not None:
+                ready += self._release_held_video()
+        else:
+            ready = self.aligner.push(packet, media_time, arrival)
+        for item, t in ready:
+            self._deliver(item, t)
+
+    def _release_held_video(self) -> list[tuple[object, float]]:
+        held, self._held_video = self._held_video, None
+        if held is None:
+            return []
+        packet, media_time, arrival = held
+        return self.aligner.push(packet, media_time, arrival)
+
+    def _deliver(self, packet, t: float) -> None:
+        self.sink(packet, t)

@@ -1,0 +1,278 @@
+"""Per-participant HLS output: MPEG-TS segments cut at keyframes, H.264 copied, Opus → AAC.
+
+Each segment is its own MPEG-TS file written by FFmpeg's muxer (through PyAV); timestamps run on across
+segments (``mpegts_copyts``), so the segments of a playlist form one timeline. The writer decides where
+to cut and keeps the playlist model; it knows nothing about where the files go afterwards: each closed
+segment is handed to ``on_segment``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from ..errors import DISK_FULL, RecorderError
+from ..media import h264
+from .audio import RATE, OpusToAac
+from .playlist import Playlist, PlaylistEntry
+
+log = logging.getLogger(__name__)
+
+VIDEO_TB = Fraction(1, 90000)
+AUDIO_TB = Fraction(1, RATE)
+EARLY_CUT = 0.25  # a keyframe this close before the target duration may start the next segment
+KEYFRAME_LEAD = 0.15  # ask for a keyframe this long before the segment reaches its target
+VIDEO_STALL = 1.0  # no video for this long: cut on audio time instead (camera off, video-less run)
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    participant: str  # folder name
+    index: int
+    name: str
+    path: Path
+    start: float  # recording time of the first sample
+    duration: float
+    size: int
+    sha256: str
+    discontinuity: bool
+    has_video: bool
+    has_audio: bool
+
+
+class _HashingFile:
+    """The file a segment is written to; counts and hashes bytes on the way."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._f.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._f.flush()
+        self._f.close()
+
+
+class _Segment:
+    def __init__(self, index: int, path: Path, start: float, has_video: bool, has_audio: bool,
+                 audio_template, discontinuity: bool):
+        self.index = index
+        self.start = start
+        self.end = start
+        self.discontinuity = discontinuity
+        self.file = _HashingFile(path)
+        self.container = av.open(self.file, "w", format="mpegts", options={"mpegts_copyts": "1"})
+        self.video = self.container.add_mux_stream("h264", rate=90000) if has_video else None
+        if self.video is not None:
+            self.video.time_base = VIDEO_TB
+        self.audio = self.container.add_stream_from_template(audio_template) if has_audio else None
+        self.keyframe_requested = False
+
+    def close(self) -> None:
+        self.container.close()
+        self.file.close()
+
+
+class ParticipantHls:
+    """Records one participant into a folder of TS segments plus a playlist model.
+
+    Thread-safe: the video and audio reader threads call ``video``/``audio`` concurrently.
+    """
+
+    def __init__(
+        self,
+        folder: str,
+        spool: Path,
+        *,
+        segment_seconds: float,
+        on_segment: Callable[[SegmentInfo], None],
+        request_keyframe: Callable[[], None] | None = None,
+        expect_audio: bool = True,
+        key_prefix: str = "",
+    ):
+        self.folder = folder
+        self.dir = spool / folder
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segment_seconds = segment_seconds
+        self.on_segment = on_segment
+        self.request_keyframe = request_keyframe or (lambda: None)
+        self.expect_audio = expect_audio
+        self.key_prefix = key_prefix
+        self.playlist = Playlist(target_duration=int(segment_seconds) + 1)
+        self._lock = threading.Lock()
+        self._seg: _Segment | None = None
+        self._index = 0
+        self._transcoder = OpusToAac()
+        self._video_started = False  # a keyframe with parameter sets seen in this run
+        self._parameter_sets = b""
+        self._last_video_t: float | None = None
+        self._last_video_dur = 1 / 30
+        self._last_audio_t: float | None = None
+        self._pending_discontinuity = False
+        self.closed = False
+        self.frames = 0
+        self.audio_packets = 0
+
+    # -- media entry points (reader threads) ---------------------------------------------------------------
+    def video(self, packet: av.Packet, t: float) -> None:
+        data = bytes(packet)
+        with self._lock:
+            if self.closed:
+                return
+            key = packet.is_keyframe and h264.is_idr(data)
+            if key:
+                sets = h264.parameter_sets(data)
+                if sets:
+                    self._parameter_sets = sets
+                elif self._parameter_sets:
+                    data = self._parameter_sets + data  # every segment must start decodable
+                else:
+                    key = False
+            if not self._video_started:
+                if not key:
+                    self.request_keyframe()
+                    return  # nothing decodable before the first IDR with SPS/PPS
+                self._video_started = True
+            if self._last_video_t is not None and t <= self._last_video_t:
+                return
+            if key and self._should_cut(t, keyframe=True):
+                self._cut(t)
+            elif self._seg is not None and not key:
+                self._maybe_request_keyframe(t)
+            if self._seg is None:
+                self._open(t)
+            if self._last_video_t is not None:
+                self._last_video_dur = min(max(t - self._last_video_t, 1 / 120), 0.5)
+            self._last_video_t = t
+            out = av.Packet(data)
+            out.pts = out.dts = round(t / VIDEO_TB)
+            out.time_base = VIDEO_TB
+            if key:
+                out.is_keyframe = True
+            self._write(out, self._seg.video, t + self._last_video_dur)
+            self.frames += 1
+
+    def audio(self, packet: av.Packet, t: float) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.audio_packets += 1
+            encoded = self._transcoder.encode(packet, t)
+            for p in encoded:
+                pt = float(p.pts * AUDIO_TB)
+                if self._should_cut(pt, keyframe=False):
+                    self._cut(pt)
+                if self._seg is None:
+                    self._open(pt)
+                self._write_audio(p, pt)
+
+    # -- run boundaries (recorder thread) ------------------------------------------------------------------
+    def pause(self) -> None:
+        """The participant left: close the open segment; a later return starts after a discontinuity."""
+        with self._lock:
+            self._finish_run()
+            self._pending_discontinuity = bool(self.playlist.entries)
+
+    def close(self) -> None:
+        """End of the recording for this participant: close the segment and end the playlist."""
+        with self._lock:
+            if self.closed:
+                return
+            self._finish_run()
+            self._transcoder.close()
+            self.closed = True
+            self.playlist.ended = True
+
+    # -- internals (lock held) -----------------------------------------------------------------------------
+    def _should_cut(self, t: float, *, keyframe: bool) -> bool:
+        seg = self._seg
+        if seg is None:
+            return False
+        elapsed = t - seg.start
+        if keyframe:
+            return elapsed >= self.segment_seconds - EARLY_CUT or (seg.video is None and elapsed > 0)
+        # audio decides only when there is no video to cut at
+        video_live = (seg.video is not None and self._last_video_t is not None
+                      and t - self._last_video_t < VIDEO_STALL)
+        return not video_live and elapsed >= self.segment_seconds
+
+    def _maybe_request_keyframe(self, t: float) -> None:
+        seg = self._seg
+        if t - seg.start >= self.segment_seconds - KEYFRAME_LEAD:
+            self.request_keyframe()  # rate-limited by the requester
+
+    def _open(self, t: float) -> None:
+        name = f"seg_{self._index:05d}.ts"
+        self._seg = _Segment(
+            self._index, self.dir / name, t,
+            has_video=self._video_started, has_audio=self.expect_audio,
+            audio_template=self._transcoder.template, discontinuity=self._pending_discontinuity,
+        )
+        self._pending_discontinuity = False
+        self._index += 1
+
+    def _write(self, packet: av.Packet, stream, end: float) -> None:
+        seg = self._seg
+        packet.stream = stream
+        try:
+            seg.container.mux(packet)
+        except OSError as err:
+            self._fail(err)
+        seg.end = max(seg.end, end)
+
+    def _write_audio(self, packet: av.Packet, t: float) -> None:
+        if self._seg.audio is None:
+            return
+        self._write(packet, self._seg.audio, t + (packet.duration or 1024) / RATE)
+
+    def _cut(self, t: float) -> None:
+        seg = self._seg
+        seg.end = t  # the next segment starts here: durations tile the timeline exactly
+        self._close_segment()
+
+    def _finish_run(self) -> None:
+        if self._seg is not None:
+            for p in self._transcoder.flush():
+                self._write_audio(p, float(p.pts * AUDIO_TB))
+            self._close_segment()
+        self._video_started = False
+        self._last_video_t = None
+        self._last_audio_t = None
+
+    def _close_segment(self) -> None:
+        seg, self._seg = self._seg, None
+        try:
+            seg.close()
+        except OSError as err:
+            self._fail(err)
+        duration = max(seg.end - seg.start, 0.001)
+        name = seg.file.path.name
+        info = SegmentInfo(
+            participant=self.folder, index=seg.index, name=name, path=seg.file.path, start=seg.start,
+            duration=duration, size=seg.file.size, sha256=seg.file.sha.hexdigest(),
+            discontinuity=seg.discontinuity, has_video=seg.video is not None, has_audio=seg.audio is not None,
+        )
+        self.playlist.add(PlaylistEntry(uri=name, key=self.key_prefix + name, duration=duration,
+                                        discontinuity=seg.discontinuity))
+        self.on_segment(info)
+
+    def _fail(self, err: OSError):
+        if err.errno == errno.ENOSPC:
+            raise RecorderError(DISK_FULL, f"the recording spool {self.dir} is full: give the recorder more "
+                                           "disk (spec resources / emptyDir size limit)") from err
+        raise err
