@@ -12,12 +12,12 @@ unknown fields, since controllers write them.
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -496,10 +496,10 @@ class Participant(StatusModel):
 
     id: IntOrString = Field(description="Janus participant id.")
     display: str | None = Field(default=None, description="Display name of the participant.")
-    joined_at: datetime | None = Field(
+    joined_at: AwareDatetime | None = Field(
         default=None, description="When the recording of this participant began."
     )
-    left_at: datetime | None = Field(
+    left_at: AwareDatetime | None = Field(
         default=None, description="When the participant left or stopped publishing."
     )
     playlist: str | None = Field(default=None, description="Object key of the participant's HLS playlist.")
@@ -541,7 +541,7 @@ class Condition(StatusModel):
         max_length=32768,
         description="Human-readable details about the last transition.",
     )
-    last_transition_time: datetime = Field(description="When the condition last changed its status.")
+    last_transition_time: AwareDatetime = Field(description="When the condition last changed its status.")
     observed_generation: int | None = Field(
         default=None,
         ge=0,
@@ -558,8 +558,8 @@ class RecordingSessionStatus(StatusModel):
         "Failed.",
     )
     recording_id: str | None = Field(default=None, description="Unique id of this recording.")
-    started_at: datetime | None = Field(default=None, description="When recording started.")
-    stopped_at: datetime | None = Field(default=None, description="When recording stopped.")
+    started_at: AwareDatetime | None = Field(default=None, description="When recording started.")
+    stopped_at: AwareDatetime | None = Field(default=None, description="When recording stopped.")
     stop_reason: StopReason | None = Field(
         default=None,
         description="Why recording stopped: Requested, NoUsers, MaxDuration, Deleted, AlreadyRecording or "

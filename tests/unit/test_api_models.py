@@ -142,3 +142,38 @@ def test_validate_update():
     other_bucket = load_session(MINIMAL.replace("recordings", "other"))
     with pytest.raises(SessionError, match=r"spec\.storage: storage is immutable"):
         validate_update(old, other_bucket)
+
+
+def test_parses_an_object_as_the_apiserver_returns_it():
+    """Server-set metadata is kept, unknown status fields (e.g. kopf's) ignored, timestamps are aware."""
+    d = load_session(MINIMAL).to_dict()
+    d["metadata"] |= {
+        "uid": "u-1",
+        "generation": 3,
+        "creationTimestamp": "2024-01-01T00:00:00Z",
+        "finalizers": ["x"],
+    }
+    d["status"] = {
+        "phase": "Recording",
+        "startedAt": "2024-01-01T00:00:01Z",
+        "participants": [{"id": 123, "display": "alice", "joinedAt": "2024-01-01T00:00:02Z"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "Recording",
+                "lastTransitionTime": "2024-01-01T00:00:01Z",
+            }
+        ],
+        "kopf": {"progress": {}},
+    }
+    s = RecordingSession.model_validate(d)
+    assert s.metadata.generation == 3 and s.metadata.model_extra["finalizers"] == ["x"]
+    assert s.status.participants[0].id == 123 and s.status.conditions[0].status == "True"
+    assert s.status.started_at.utcoffset() is not None
+    out = s.to_dict()
+    assert out["metadata"]["finalizers"] == ["x"] and "kopf" not in out["status"]
+    assert out["status"]["conditions"][0]["lastTransitionTime"] == "2024-01-01T00:00:01Z"
+    d["status"]["startedAt"] = "2024-01-01T00:00:01"  # no time zone: not RFC 3339
+    with pytest.raises(ValueError, match="timezone"):
+        RecordingSession.model_validate(d)
