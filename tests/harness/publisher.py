@@ -28,8 +28,9 @@ Counts in the ``exit`` line are taken inside the encoders (frames and samples ac
 **Keyframes**: aiortc's H.264 encoder (libx264, ``tune=zerolatency``, Baseline) leaves libx264's defaults:
 a keyframe every 250 frames (~8.3 s at 30 fps), on scene cuts, whenever the codec is re-created (resolution
 change, or a REMB bitrate change above 10 %) and when the receiver asks (PLI/FIR → ``force_keyframe``).
-``--long-gop`` behaves like a browser: ``keyint=infinite``, ``scenecut=0``, ``forced-idr=1`` and bitrate
-changes are applied to the running encoder (``x264_encoder_reconfig``) instead of re-creating it, so IDR
+``--long-gop`` behaves like a browser: ``keyint=infinite``, ``scenecut=0``, ``forced-idr=1``, VBV on
+(maxrate = bufsize = the target) so that bitrate changes (REMB) can be applied to the running encoder
+(``x264_encoder_reconfig``, x264 needs VBV for that) instead of re-creating it, so IDR
 frames come only at the start, on a resolution change, and on PLI/FIR.  The ``exit`` line lists the media
 times of all IDR frames produced (``keyframes``) and the number of keyframe requests received
 (``keyframe_requests``).  This works by replacing ``aiortc.rtcrtpsender.get_encoder`` (a module-level
@@ -120,6 +121,7 @@ class Stats:
     keyframe_requests: int = 0
     video_bytes: int = 0
     codec_restarts: int = 0
+    bitrate_changes: int = 0
 
     @property
     def cur(self) -> Session:
@@ -167,7 +169,8 @@ class HarnessH264Encoder(H264Encoder):
             STATS.codec_restarts += 1
         elif self.codec and abs(self.target_bitrate - self.codec.bit_rate) / self.codec.bit_rate > 0.1:
             if LONG_GOP:
-                self.codec.bit_rate = self.target_bitrate  # libx264 reconfigures, no new IDR
+                self.codec.bit_rate = self.target_bitrate  # libx264 reconfigures (VBV), no new IDR
+                STATS.bitrate_changes += 1
             else:
                 self.buffer_data, self.buffer_pts, self.codec = b"", None, None
                 STATS.codec_restarts += 1
@@ -190,6 +193,8 @@ class HarnessH264Encoder(H264Encoder):
             if LONG_GOP:
                 options["x264-params"] = "keyint=infinite:scenecut=0"
                 options["forced-idr"] = "1"
+                # x264 changes the bitrate of a running encoder only with VBV on
+                options["maxrate"] = options["bufsize"] = str(self.target_bitrate)
             self.codec.options = options
             self.codec.profile = "Baseline"
         STATS.on_video(frame)
@@ -494,7 +499,8 @@ async def amain(args: argparse.Namespace) -> int:
     emit("exit", rc=rc, video_frames=STATS.video_frames, audio_samples=STATS.audio_samples,
          video_sizes=STATS.video_sizes, flash_onsets=STATS.flash_onsets, beep_onsets=STATS.beep_onsets,
          keyframes=STATS.keyframes, keyframe_requests=STATS.keyframe_requests,
-         video_bytes=STATS.video_bytes, codec_restarts=STATS.codec_restarts, last_frame_number=
+         video_bytes=STATS.video_bytes, codec_restarts=STATS.codec_restarts,
+         bitrate_changes=STATS.bitrate_changes, last_frame_number=
          pub.source.frame_number - 1, wall_t0=CLOCK.wall0,
          sessions=[s.__dict__ for s in STATS.sessions])
     return rc

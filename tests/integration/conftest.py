@@ -1,0 +1,159 @@
+"""Integration fixtures: a private network namespace, a real Janus inside it, rooms and synthetic publishers.
+
+Every test in tests/integration is marked ``integration``; all are skipped (with the reason) when not running
+as root or when Janus is not installed.
+
+Fixtures:
+- ``test_network`` (session): :class:`tests.harness.netns.TestNetwork` (``.ns``, ``.addr``, ``.host_addr``,
+  ``.popen``, ``.run``, ``.add_udp_loss``, ``.add_udp_netem``).
+- ``janus`` (session): :class:`tests.harness.janus.Janus` running in ``test_network`` (``.ws_url``,
+  ``.admin_key``, ``.create_room``, ``.list_participants``, ``.rtp_forward``, ...).  Checked alive after every
+  test.
+- ``make_room`` (function): ``make_room(**create_room_kwargs) -> Room``; rooms are destroyed after the test.
+- ``room`` (function): ``make_room()`` with the defaults (H.264 + Opus, fir_freq 2, notify_joining).
+- ``publisher`` (function): ``publisher(room, display="alice", duration=10, vfr=True, ...) ->
+  PublisherProcess``; flags as in ``python -m tests.harness.publisher --help``.  Killed at teardown.
+- ``wait_for_publishers(janus, room_id, n, timeout=30, exact=False)``: poll ``listparticipants`` until ``n``
+  participants publish; returns them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.harness.janus import Janus, janus_available  # noqa: E402
+from tests.harness.netns import TestNetwork  # noqa: E402
+from tests.harness.procs import PublisherProcess, publisher_argv  # noqa: E402
+
+_HERE = Path(__file__).resolve().parent
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "integration tests need root (they create network namespaces)"
+    if not janus_available():
+        return "janus is not installed (Debian package 'janus')"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _skip_reason()
+    for item in items:
+        if _HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def test_network():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with TestNetwork() as net:
+        yield net
+
+
+@pytest.fixture(scope="session")
+def janus(test_network, tmp_path_factory):
+    j = Janus(test_network, tmp_path_factory.mktemp("janus"))
+    j.start()
+    yield j
+    j.stop()
+
+
+@pytest.fixture(autouse=True)
+def _janus_still_alive(request):
+    yield
+    if "janus" in request.fixturenames:
+        j = request.getfixturevalue("janus")
+        if not j.alive():
+            pytest.fail(f"Janus died during the test\n{j.log_tail()}")
+
+
+@dataclass
+class Room:
+    id: int
+    janus: Janus
+    secret: str | None = None
+    pin: str | None = None
+    videocodec: str = "h264"
+    audiocodec: str = "opus"
+
+
+_room_ids = itertools.count(int(time.time()) % 100_000 * 100 + 1000)
+
+
+@pytest.fixture
+def make_room(janus):
+    created: list[Room] = []
+
+    def _make(room_id: int | None = None, **kw) -> Room:
+        rid = room_id if room_id is not None else next(_room_ids)
+        janus.create_room(rid, **kw)
+        r = Room(rid, janus, kw.get("secret"), kw.get("pin"), kw.get("videocodec", "h264"),
+                 kw.get("audiocodec", "opus"))
+        created.append(r)
+        return r
+
+    yield _make
+    for r in created:
+        try:
+            if janus.alive():
+                janus.destroy_room(r.id, secret=r.secret)
+        except Exception as e:  # the test may have destroyed it itself
+            if "No such room" not in str(e):
+                raise
+
+
+@pytest.fixture
+def room(make_room) -> Room:
+    return make_room()
+
+
+@pytest.fixture
+def publisher(test_network, janus, tmp_path):
+    procs: list[PublisherProcess] = []
+    names = itertools.count()
+
+    def _start(room: Room | int, **opts) -> PublisherProcess:
+        rid = room.id if isinstance(room, Room) else room
+        if isinstance(room, Room) and room.pin is not None:
+            opts.setdefault("pin", room.pin)
+        opts.setdefault("display", f"pub{len(procs)}")
+        name = f"{opts['display']}-{next(names)}"
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
+        p = PublisherProcess(test_network, publisher_argv(janus.ws_url, rid, **opts),
+                             tmp_path / f"publisher-{safe}.log", name)
+        procs.append(p)
+        return p
+
+    yield _start
+    for p in procs:
+        p.kill()
+
+
+def wait_for_publishers(janus: Janus, room_id: int, n: int, timeout: float = 30.0,
+                        exact: bool = False) -> list[dict]:
+    """Poll ``listparticipants`` until at least (or, with ``exact``, exactly) ``n`` participants publish."""
+    return janus.wait_for_publishers(room_id, n, timeout, exact)
+
+
+@pytest.fixture
+def wait_publishers(janus):
+    """``wait_publishers(room, n, timeout=30, exact=False)`` bound to the session's Janus."""
+    def _wait(room: Room | int, n: int, timeout: float = 30.0, exact: bool = False) -> list[dict]:
+        rid = room.id if isinstance(room, Room) else room
+        return wait_for_publishers(janus, rid, n, timeout, exact)
+    return _wait
