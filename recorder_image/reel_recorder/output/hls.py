@@ -31,6 +31,7 @@ AUDIO_TB = Fraction(1, RATE)
 EARLY_CUT = 0.25  # a keyframe this close before the target duration may start the next segment
 KEYFRAME_LEAD = 0.15  # ask for a keyframe this long before the segment reaches its target
 VIDEO_STALL = 1.0  # no video for this long: cut on audio time instead (camera off, video-less run)
+VIDEO_WAIT = 1.0  # at the start of a run, hold audio this long for the first keyframe (one segment, both tracks)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class ParticipantHls:
         on_segment: Callable[[SegmentInfo], None],
         request_keyframe: Callable[[], None] | None = None,
         expect_audio: bool = True,
+        expect_video: bool = True,
         key_prefix: str = "",
     ):
         self.folder = folder
@@ -112,6 +114,7 @@ class ParticipantHls:
         self.on_segment = on_segment
         self.request_keyframe = request_keyframe or (lambda: None)
         self.expect_audio = expect_audio
+        self.expect_video = expect_video
         self.key_prefix = key_prefix
         self.playlist = Playlist(target_duration=int(segment_seconds) + 1)
         self._lock = threading.Lock()
@@ -124,6 +127,7 @@ class ParticipantHls:
         self._last_video_dur = 1 / 30
         self._last_audio_t: float | None = None
         self._pending_discontinuity = False
+        self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
         self.closed = False
         self.frames = 0
         self.audio_packets = 0
@@ -155,7 +159,8 @@ class ParticipantHls:
             elif self._seg is not None and not key:
                 self._maybe_request_keyframe(t)
             if self._seg is None:
-                self._open(t)
+                self._open(min([t] + [pt for _, pt in self._audio_wait[:1]]))
+                self._release_audio_wait()
             if self._last_video_t is not None:
                 self._last_video_dur = min(max(t - self._last_video_t, 1 / 120), 0.5)
             self._last_video_t = t
@@ -175,6 +180,13 @@ class ParticipantHls:
             encoded = self._transcoder.encode(packet, t)
             for p in encoded:
                 pt = float(p.pts * AUDIO_TB)
+                if self._seg is None and self.expect_video and not self._video_started:
+                    self._audio_wait.append((p, pt))
+                    if pt - self._audio_wait[0][1] < VIDEO_WAIT:
+                        continue  # give the first keyframe a moment, so the run starts with both tracks
+                    self._open(self._audio_wait[0][1])
+                    self._release_audio_wait()
+                    continue
                 if self._should_cut(pt, keyframe=False):
                     self._cut(pt)
                 if self._seg is None:
@@ -240,15 +252,24 @@ class ParticipantHls:
             return
         self._write(packet, self._seg.audio, t + (packet.duration or 1024) / RATE)
 
+    def _release_audio_wait(self) -> None:
+        held, self._audio_wait = self._audio_wait, []
+        for p, pt in held:
+            self._write_audio(p, pt)
+
     def _cut(self, t: float) -> None:
         seg = self._seg
         seg.end = t  # the next segment starts here: durations tile the timeline exactly
         self._close_segment()
 
     def _finish_run(self) -> None:
+        tail = [(p, float(p.pts * AUDIO_TB)) for p in self._transcoder.flush()]
+        if self._seg is None and (self._audio_wait or tail):
+            self._open((self._audio_wait or tail)[0][1])
         if self._seg is not None:
-            for p in self._transcoder.flush():
-                self._write_audio(p, float(p.pts * AUDIO_TB))
+            self._release_audio_wait()
+            for p, pt in tail:
+                self._write_audio(p, pt)
             self._close_segment()
         self._video_started = False
         self._last_video_t = None

@@ -137,6 +137,7 @@ class _Health:
         self.fatal: StoreError | None = None
         self.last_error: StoreError | None = None
         self.used = False
+        self.final_failures = 0  # failures during close()'s final phase
 
     @property
     def healthy(self) -> bool:
@@ -383,10 +384,21 @@ class Uploader:
                 if doc.final.get(role):
                     continue
                 # Given up on this one: it kept failing during the final phase.
-                if doc.attempts.get(role, 0) >= self.FINAL_ATTEMPTS:
+                if self._given_up_locked(doc, role):
                     continue
                 return False
         return True
+
+    def _given_up_locked(self, doc: _Doc, role: str) -> bool:
+        """At close: stop trying to store a document's final version in a store.
+
+        After FINAL_ATTEMPTS failures; or at once when the store failed twice during the final phase and is
+        still failing (the backfill deadline has passed by then: it is down, don't spend the close budget).
+        """
+        if doc.attempts.get(role, 0) >= self.FINAL_ATTEMPTS:
+            return True
+        h = self._health[role]
+        return not h.healthy and h.final_failures >= 2
 
     def _update_fatal(self) -> None:
         p, b = self._health[PRIMARY], self._health[BACKUP]
@@ -463,7 +475,7 @@ class Uploader:
                 if nb > now:
                     wake = min(wake, nb)
                     continue
-                if self._final and doc.attempts.get(role, 0) >= self.FINAL_ATTEMPTS:
+                if self._final and self._given_up_locked(doc, role):
                     continue
                 if self._can_try(role, now) and not (role == PRIMARY and primary_probe and self._pending):
                     return ("doc", doc, role), None
@@ -545,6 +557,8 @@ class Uploader:
             h.failing_since = started
             log.warning("%s failing: %s", h.store.label, err)
         h.failures += 1
+        if self._final:
+            h.final_failures += 1
         h.next_try = self._clock() + self._backoff(h.failures)
         if err.fatal and h.fatal is None:
             h.fatal = err

@@ -1,0 +1,137 @@
+"""Forward ingest: Janus forwards each recorded publisher's RTP to us (VideoRoom ``rtp_forward``).
+
+Needs the room secret (and the admin key when Janus locks forwarding). One demuxer thread per stream.
+A WebRTC-subscriber ingest, for rooms where the recorder may not forward, would offer the same methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+
+from ..clock import RecordingClock
+from ..errors import CODEC_UNSUPPORTED, RecorderError
+from ..room.janus import JanusRequestError, JanusRoom
+from ..room.presence import PublishedStream, Publisher
+from .rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
+
+log = logging.getLogger(__name__)
+
+# Payload types we ask Janus to use on the forward leg, so our SDP never depends on the publisher's offer.
+PAYLOAD_TYPES = {"h264": 96, "opus": 111}
+FMTP = {"h264": "packetization-mode=1"}
+RECORDABLE = {"video": {"h264"}, "audio": {"opus"}}
+
+
+class MediaSink:
+    """What the ingest feeds: one per participant (the HLS writer implements it)."""
+
+    def video(self, packet: av.Packet, t: float) -> None: ...
+    def audio(self, packet: av.Packet, t: float) -> None: ...
+
+    request_keyframe: Callable[[], None]
+
+
+@dataclass
+class _Forwarded:
+    mid: str
+    kind: str
+    port: int
+    reader: RtpStreamReader
+    stream_id: int | None = None
+    requester: KeyframeRequester | None = None
+
+
+class ForwardIngest:
+    def __init__(self, room: JanusRoom, *, local_addr: str, janus_addr: str, clock: RecordingClock,
+                 secret: str | None, admin_key: str | None, ports: PortAllocator | None = None):
+        self.room = room
+        self.local_addr = local_addr
+        self.janus_addr = janus_addr
+        self.clock = clock
+        self.secret = secret
+        self.admin_key = admin_key
+        self.ports = ports or PortAllocator(local_addr)
+        self._streams: dict[object, dict[str, _Forwarded]] = {}
+
+    @staticmethod
+    def check_codecs(pub: Publisher, streams: list[PublishedStream]) -> None:
+        for s in streams:
+            if (s.codec or "").lower() not in RECORDABLE[s.kind]:
+                raise RecorderError(
+                    CODEC_UNSUPPORTED,
+                    f"participant {pub.display!r} publishes {s.kind} as {s.codec}; Reel records H.264 video and "
+                    "Opus audio (HLS/MPEG-TS cannot carry VP8/VP9/AV1 without re-encoding): create the room "
+                    "with videocodec=h264, or record audio only (spec.recording.streamTypes: audio)")
+
+    async def update(self, pub: Publisher, streams: list[PublishedStream], sink: MediaSink) -> None:
+        """Forward exactly ``streams`` of ``pub`` into ``sink``; starts new ones, stops dropped ones."""
+        self.check_codecs(pub, streams)
+        current = self._streams.setdefault(pub.id, {})
+        wanted = {s.mid: s for s in streams}
+        for mid in [m for m in current if m not in wanted]:
+            await self._stop(pub.id, current.pop(mid))
+        new = [s for mid, s in wanted.items() if mid not in current]
+        if not new:
+            return
+        started: list[_Forwarded] = []
+        for s in new:
+            port = self.ports.allocate()
+            codec = s.codec.lower()
+            rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=port,
+                            local_addr=self.local_addr, fmtp=FMTP.get(codec))
+            target = sink.video if s.kind == "video" else sink.audio
+            reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}")
+            reader.start()
+            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=reader)
+            current[s.mid] = fwd
+            started.append(fwd)
+        request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()],
+                    **({"rtcp_port": f.port + 1} if f.kind == "video" else {})} for f in started]
+        try:
+            forwarders = await self.room.rtp_forward(pub.id, self.local_addr, request, secret=self.secret,
+                                                     admin_key=self.admin_key)
+        except BaseException:
+            for f in started:
+                await self._stop(pub.id, current.pop(f.mid), janus=False)
+            raise
+        by_mid = {str(f.get("mid")): f for f in forwarders}
+        for f in started:
+            info = by_mid.get(f.mid, {})
+            f.stream_id = info.get("stream_id")
+            if f.kind == "video" and info.get("local_rtcp_port"):
+                f.requester = KeyframeRequester(self.janus_addr, int(info["local_rtcp_port"]))
+                requester = f.requester
+                sink.request_keyframe = lambda r=requester: r.request(self.clock.now())
+                sink.request_keyframe()  # the multistream forward sends no PLI itself: start with a keyframe
+
+    async def remove(self, pub_id) -> None:
+        """Stop everything forwarded for ``pub_id`` (it left, or the recording ends)."""
+        for fwd in self._streams.pop(pub_id, {}).values():
+            await self._stop(pub_id, fwd)
+
+    async def close(self) -> None:
+        for pub_id in list(self._streams):
+            await self.remove(pub_id)
+
+    def failures(self) -> list[BaseException]:
+        return [f.reader.error for fs in self._streams.values() for f in fs.values() if f.reader.error]
+
+    def packets(self) -> int:
+        return sum(f.reader.packets for fs in self._streams.values() for f in fs.values())
+
+    async def _stop(self, pub_id, fwd: _Forwarded, *, janus: bool = True) -> None:
+        if janus and fwd.stream_id is not None and not self.room.closed.is_set():
+            with contextlib.suppress(JanusRequestError, RecorderError, TimeoutError):
+                # Fails harmlessly when the publisher already left: Janus removed its forwarders then.
+                await self.room.stop_rtp_forward(pub_id, fwd.stream_id, secret=self.secret,
+                                                 admin_key=self.admin_key)
+        await asyncio.to_thread(fwd.reader.stop)
+        if fwd.requester:
+            fwd.requester.close()
+        self.ports.release(fwd.port)

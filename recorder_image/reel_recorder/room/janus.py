@@ -1,0 +1,209 @@
+"""A small client for the Janus WebSocket API and its VideoRoom plugin: what the recorder needs.
+
+One WebSocket, one Janus session, one plugin handle joined to the room as a publisher that never publishes
+(that is how presence events arrive), plus the synchronous VideoRoom requests for RTP forwarding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import secrets
+from typing import Any
+
+import websockets
+
+from ..errors import (
+    FORWARD_UNAUTHORIZED,
+    JANUS_ERROR,
+    JANUS_UNREACHABLE,
+    ROOM_NOT_FOUND,
+    ROOM_UNAUTHORIZED,
+    RecorderError,
+)
+
+log = logging.getLogger(__name__)
+
+VIDEOROOM = "janus.plugin.videoroom"
+# VideoRoom error codes (janus_videoroom.c) and Janus core codes that mean "your credentials are wrong".
+ERR_NO_SUCH_ROOM = 426
+ERR_UNAUTHORIZED = 433
+ERR_CORE_UNAUTHORIZED = 403
+ERR_CORE_UNAUTHORIZED_PLUGIN = 405
+
+
+class JanusRequestError(Exception):
+    def __init__(self, code: int | None, reason: str):
+        super().__init__(f"{reason} (Janus error {code})")
+        self.code = code
+        self.reason = reason
+
+
+class JanusRoom:
+    """Connection to one VideoRoom room. Use ``connect()``, then ``join()``; events arrive on ``events``."""
+
+    def __init__(self, url: str, room: int | str, *, token: str | None = None, request_timeout: float = 10.0):
+        self.url = url
+        self.room = room
+        self.token = token
+        self.request_timeout = request_timeout
+        self.events: asyncio.Queue[dict] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self._ws = None
+        self._session: int | None = None
+        self._handle: int | None = None
+        self._pending: dict[str, asyncio.Future] = {}
+        self._tx = (f"reel-{secrets.token_hex(4)}-{n}" for n in itertools.count())
+        self._tasks: list[asyncio.Task] = []
+
+    # -- connection ----------------------------------------------------------------------------------------
+    async def connect(self, timeout: float = 10.0) -> None:
+        try:
+            self._ws = await asyncio.wait_for(
+                websockets.connect(self.url, subprotocols=["janus-protocol"], max_size=None,
+                                   ping_interval=None, open_timeout=timeout),
+                timeout)
+        except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as err:
+            raise RecorderError(JANUS_UNREACHABLE, f"cannot reach the Janus server at {self.url}: {err or 'timeout'}"
+                                " — check spec.room.server and that Janus's WebSocket transport is listening"
+                                ) from err
+        self._tasks.append(asyncio.create_task(self._reader(), name="janus-reader"))
+        try:
+            reply = await self._request({"janus": "create"})
+            self._session = reply["data"]["id"]
+            reply = await self._request({"janus": "attach", "plugin": VIDEOROOM})
+            self._handle = reply["data"]["id"]
+        except JanusRequestError as err:
+            await self.close()
+            if err.code in (ERR_CORE_UNAUTHORIZED, ERR_CORE_UNAUTHORIZED_PLUGIN):
+                raise RecorderError(ROOM_UNAUTHORIZED, f"Janus at {self.url} refused the session: {err.reason}"
+                                    " — check the token key of the room credentials Secret") from err
+            raise RecorderError(JANUS_ERROR, f"Janus at {self.url}: {err}") from err
+        self._tasks.append(asyncio.create_task(self._keepalive(), name="janus-keepalive"))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                if self._session is not None:
+                    await asyncio.wait_for(self._send({"janus": "destroy"}), 2)
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        self.closed.set()
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(20)
+            with contextlib.suppress(JanusRequestError, TimeoutError):
+                await self._request({"janus": "keepalive"})
+
+    async def _send(self, msg: dict) -> None:
+        if self._session is not None and "session_id" not in msg:
+            msg["session_id"] = self._session
+        if self.token:
+            msg["token"] = self.token
+        await self._ws.send(json.dumps(msg))
+
+    async def _request(self, msg: dict, *, wait_event: bool = False) -> dict:
+        """Send and wait for the reply. Asynchronous plugin requests (join) answer with an ack, then an event."""
+        tx = next(self._tx)
+        msg["transaction"] = tx
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[tx] = fut
+        try:
+            await self._send(msg)
+            reply = await asyncio.wait_for(fut, self.request_timeout)
+            if reply.get("janus") == "ack" and wait_event:
+                fut = asyncio.get_running_loop().create_future()
+                self._pending[tx] = fut
+                reply = await asyncio.wait_for(fut, self.request_timeout)
+        except TimeoutError as err:
+            raise JanusRequestError(None, f"no answer from Janus to {msg.get('janus')}"
+                                          f" {msg.get('body', {}).get('request', '')}".strip()) from err
+        except websockets.ConnectionClosed as err:
+            raise JanusRequestError(None, "the Janus connection closed") from err
+        finally:
+            self._pending.pop(tx, None)
+        if reply.get("janus") == "error":
+            err = reply.get("error", {})
+            raise JanusRequestError(err.get("code"), err.get("reason", "error"))
+        data = reply.get("plugindata", {}).get("data", {})
+        if "error_code" in data:
+            raise JanusRequestError(data["error_code"], data.get("error", "error"))
+        return reply
+
+    async def _reader(self) -> None:
+        try:
+            async for raw in self._ws:
+                msg = json.loads(raw)
+                tx = msg.get("transaction")
+                fut = self._pending.get(tx) if tx else None
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+                elif msg.get("janus") == "event" and msg.get("sender") == self._handle:
+                    await self.events.put(msg.get("plugindata", {}).get("data", {}))
+                elif msg.get("janus") in ("timeout", "detached"):
+                    log.warning("Janus ended the session: %s", msg)
+                    break
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+            for fut in self._pending.values():
+                if not fut.done():
+                    fut.set_exception(websockets.ConnectionClosed(None, None))
+
+    async def message(self, body: dict, *, wait_event: bool = False) -> dict:
+        reply = await self._request({"janus": "message", "handle_id": self._handle, "body": body},
+                                    wait_event=wait_event)
+        return reply.get("plugindata", {}).get("data", {})
+
+    # -- VideoRoom -----------------------------------------------------------------------------------------
+    async def join(self, display: str, pin: str | None = None) -> dict:
+        """Join as a publisher that never publishes; returns the 'joined' data (with current publishers)."""
+        body: dict[str, Any] = {"request": "join", "ptype": "publisher", "room": self.room, "display": display}
+        if pin:
+            body["pin"] = pin
+        try:
+            return await self.message(body, wait_event=True)
+        except JanusRequestError as err:
+            if err.code == ERR_NO_SUCH_ROOM:
+                raise RecorderError(ROOM_NOT_FOUND, f"room {self.room!r} does not exist on {self.url}"
+                                    " — check spec.room.id, or create the room first") from err
+            if err.code == ERR_UNAUTHORIZED:
+                raise RecorderError(ROOM_UNAUTHORIZED, f"room {self.room!r} refused to join: {err.reason}"
+                                    " — check the pin key of the room credentials Secret") from err
+            raise RecorderError(JANUS_ERROR, f"joining room {self.room!r} failed: {err}") from err
+
+    async def rtp_forward(self, publisher_id, host: str, streams: list[dict], *,
+                          secret: str | None, admin_key: str | None) -> list[dict]:
+        body: dict[str, Any] = {"request": "rtp_forward", "room": self.room, "publisher_id": publisher_id,
+                                "host": host, "host_family": "ipv4", "streams": streams}
+        if secret:
+            body["secret"] = secret
+        if admin_key:
+            body["admin_key"] = admin_key
+        try:
+            data = await self.message(body)
+        except JanusRequestError as err:
+            if err.code == ERR_UNAUTHORIZED:
+                raise RecorderError(FORWARD_UNAUTHORIZED, f"Janus refused to forward media of room {self.room!r}:"
+                                    f" {err.reason} — check the secret and adminKey keys of the room credentials"
+                                    " Secret (RTP forwarding needs the room secret and, when Janus locks"
+                                    " forwarding, its admin key)") from err
+            raise
+        return data.get("forwarders", [])
+
+    async def stop_rtp_forward(self, publisher_id, stream_id: int, *, secret: str | None,
+                               admin_key: str | None) -> None:
+        body: dict[str, Any] = {"request": "stop_rtp_forward", "room": self.room, "publisher_id": publisher_id,
+                                "stream_id": stream_id}
+        if secret:
+            body["secret"] = secret
+        if admin_key:
+            body["admin_key"] = admin_key
+        await self.message(body)
