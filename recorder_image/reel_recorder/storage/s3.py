@@ -88,7 +88,7 @@ class S3Store(Store):
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             s3={"addressing_style": style},
             signature_version="s3v4",
             max_pool_connections=max_connections,

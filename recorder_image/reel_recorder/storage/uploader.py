@@ -323,10 +323,12 @@ class Uploader:
             self._cond.notify_all()
             # 1. every segment stored somewhere (or failed for good)
             self._wait_locked(lambda: self._fatal is not None or not self._pending, end)
+            log.debug("close: pending segments done after %.2fs", self._clock() - start)
             # 2. backfill into the primary, while the primary answers, up to the backfill deadline
             if self.backup is not None:
                 self._wait_locked(lambda: self._fatal is not None or not self._backfill,
                                   min(end, self._backfill_until))
+                log.debug("close: backfill done after %.2fs", self._clock() - start)
             # 3. final playlists and manifest
             self._final = True
             for doc in self._all_docs():
@@ -336,10 +338,14 @@ class Uploader:
                     doc.not_before[role] = 0.0
             self._cond.notify_all()
             self._wait_locked(lambda: self._fatal is not None or self._final_docs_done(), end)
+            log.debug("close: final documents done after %.2fs", self._clock() - start)
             self._stop = True
             self._cond.notify_all()
+        # Idle workers exit at once; one blocked in a request to a store that is down is not waited for
+        # (daemon threads; after _stop they change nothing the result depends on, and delete no spool file).
+        join_until = min(end, self._clock() + 0.5)
         for t in self._threads:
-            t.join(timeout=max(0.0, min(2.0, end - self._clock())))
+            t.join(timeout=max(0.0, join_until - self._clock()))
         result = self._result()
         self._emit_progress()
         for store in self._stores.values():
@@ -616,7 +622,7 @@ class Uploader:
         self._delete_spool(seg)
 
     def _delete_spool(self, seg: _Segment) -> None:
-        if not self.delete_spool or seg.spool_deleted:
+        if not self.delete_spool or seg.spool_deleted or self._stop:
             return
         try:
             os.unlink(seg.path)
