@@ -69,6 +69,9 @@ class Janus:
         token_auth: bool = False,
         debug_level: int = 4,
         session_timeout: int = 60,
+        http_port: int = HTTP_PORT,
+        ws_port: int = WS_PORT,
+        admin_port: int = ADMIN_HTTP_PORT,
     ) -> None:
         self.net = net
         self._own_workdir = workdir is None
@@ -83,9 +86,10 @@ class Janus:
         self.session_timeout = session_timeout
         self.proc: subprocess.Popen | None = None
         self.host = net.addr
-        self.ws_url = f"ws://{self.host}:{WS_PORT}"
-        self.http_url = f"http://{self.host}:{HTTP_PORT}/janus"
-        self.admin_url = f"http://{self.host}:{ADMIN_HTTP_PORT}/admin"
+        self.http_port, self.ws_port, self.admin_port = http_port, ws_port, admin_port
+        self.ws_url = f"ws://{self.host}:{ws_port}"
+        self.http_url = f"http://{self.host}:{http_port}/janus"
+        self.admin_url = f"http://{self.host}:{admin_port}/admin"
         self.startup_seconds: float | None = None
 
     # -- config -------------------------------------------------------------------------------------------
@@ -139,14 +143,14 @@ general: {{
     base_path = "/janus"
     http = true
     ip = "{self.host}"
-    port = {HTTP_PORT}
+    port = {self.http_port}
     https = false
 }}
 admin: {{
     admin_base_path = "/admin"
     admin_http = true
     admin_ip = "{self.host}"
-    admin_port = {ADMIN_HTTP_PORT}
+    admin_port = {self.admin_port}
     admin_https = false
 }}
 cors: {{
@@ -157,7 +161,7 @@ general: {{
     json = "compact"
     ws = true
     ws_ip = "{self.host}"
-    ws_port = {WS_PORT}
+    ws_port = {self.ws_port}
     wss = false
 }}
 admin: {{
@@ -199,7 +203,7 @@ general: {{
             try:
                 info = self._http_json("GET", self.http_url + "/info", timeout=2)
                 if info.get("janus") == "server_info" and "janus.plugin.videoroom" in info.get("plugins", {}):
-                    with socket.create_connection((self.host, WS_PORT), timeout=2):
+                    with socket.create_connection((self.host, self.ws_port), timeout=2):
                         return
             except (OSError, urllib.error.URLError, ValueError) as e:
                 last_err = e
@@ -327,6 +331,19 @@ general: {{
     def list_participants(self, room_id: int, token: str | None = None) -> list[dict]:
         """The room's participants as Janus lists them (``id``, ``display``, ``publisher`` bool, ...)."""
         return self.videoroom_request({"request": "listparticipants", "room": room_id}, token)["participants"]
+
+    def wait_for_publishers(self, room_id: int, n: int, timeout: float = 30.0, exact: bool = False,
+                            token: str | None = None) -> list[dict]:
+        """Poll ``listparticipants`` until at least (with ``exact``: exactly) ``n`` participants publish;
+        returns them.  Raises TimeoutError."""
+        deadline = time.monotonic() + timeout
+        pubs: list[dict] = []
+        while time.monotonic() < deadline:
+            pubs = [p for p in self.list_participants(room_id, token) if p.get("publisher")]
+            if (len(pubs) == n) if exact else (len(pubs) >= n):
+                return pubs
+            time.sleep(0.1)
+        raise TimeoutError(f"room {room_id}: {len(pubs)} publishers after {timeout}s, wanted {n}: {pubs}")
 
     def list_forwarders(self, room_id: int, secret: str | None = None,
                         token: str | None = None) -> list[dict]:

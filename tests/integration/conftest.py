@@ -1,7 +1,7 @@
 """Integration fixtures: a private network namespace, a real Janus inside it, rooms and synthetic publishers.
 
-Every test in tests/integration is marked ``integration``; all are skipped (with the reason) when not running
-as root or when Janus is not installed.
+Every test in tests/integration is marked ``integration``; those using ``test_network``/``janus`` (directly
+or through other fixtures) are skipped, with the reason, when not running as root or when Janus is missing.
 
 Fixtures:
 - ``test_network`` (session): :class:`tests.harness.netns.TestNetwork` (``.ns``, ``.addr``, ``.host_addr``,
@@ -12,7 +12,8 @@ Fixtures:
 - ``make_room`` (function): ``make_room(**create_room_kwargs) -> Room``; rooms are destroyed after the test.
 - ``room`` (function): ``make_room()`` with the defaults (H.264 + Opus, fir_freq 2, notify_joining).
 - ``publisher`` (function): ``publisher(room, display="alice", duration=10, vfr=True, ...) ->
-  PublisherProcess``; flags as in ``python -m tests.harness.publisher --help``.  Killed at teardown.
+  PublisherProcess``; flags as in ``python -m tests.harness.publisher --help`` (``ws=`` overrides the
+  Janus URL).  Killed at teardown.
 - ``wait_for_publishers(janus, room_id, n, timeout=30, exact=False)``: poll ``listparticipants`` until ``n``
   participants publish; returns them.
 """
@@ -52,7 +53,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _HERE in Path(str(item.fspath)).resolve().parents:
             item.add_marker(pytest.mark.integration)
-            if reason:
+            if reason and {"test_network", "janus"} & set(getattr(item, "fixturenames", ())):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
@@ -134,7 +135,8 @@ def publisher(test_network, janus, tmp_path):
         opts.setdefault("display", f"pub{len(procs)}")
         name = f"{opts['display']}-{next(names)}"
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
-        p = PublisherProcess(test_network, publisher_argv(janus.ws_url, rid, **opts),
+        ws = opts.pop("ws", janus.ws_url)
+        p = PublisherProcess(test_network, publisher_argv(ws, rid, **opts),
                              tmp_path / f"publisher-{safe}.log", name)
         procs.append(p)
         return p

@@ -201,3 +201,33 @@ def test_beep_onsets_helper():
     one_s = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
     onsets = media.beep_onsets(np.concatenate([one_s, one_s]), media.AUDIO_RATE)
     assert onsets == pytest.approx([0.0, 1.0], abs=0.001)
+
+
+def test_room_pin_is_passed_and_checked(make_room, publisher):
+    room = make_room(pin="1234-pin")
+    ok = publisher(room, display="pinned", duration=1)  # the fixture passes room.pin
+    ok.wait_event("published")
+    bad = publisher(room.id, display="intruder", pin="wrong", duration=1)
+    bad.proc.wait(60)
+    assert bad.proc.returncode == 1
+    assert "error" in {e["event"] for e in bad.events}
+    assert ok.wait(timeout=60)["rc"] == 0
+
+
+def test_token_auth_janus_and_publisher_token(test_network, tmp_path, publisher):
+    from tests.harness.janus import Janus
+
+    j = Janus(test_network, tmp_path / "janus-token", token_auth=True, http_port=8089, ws_port=8189,
+              admin_port=7089, rtp_port_range="21000-21999")
+    j.start()
+    try:
+        j.add_token("good-token")
+        j.create_room(4242, token="good-token")
+        p = publisher(4242, display="tokened", token="good-token", duration=1, ws=j.ws_url)
+        p.wait_event("published")
+        assert p.wait(timeout=60)["rc"] == 0
+        bad = publisher(4242, display="untokened", duration=1, ws=j.ws_url)
+        bad.proc.wait(60)
+        assert bad.proc.returncode == 1
+    finally:
+        j.stop()
