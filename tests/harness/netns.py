@@ -9,8 +9,9 @@ The other end of the veth pair stays in the root namespace with a test-owned add
 (``TestNetwork.host_addr``), so the pytest process can talk to Janus's HTTP/WebSocket ports directly at
 ``TestNetwork.addr``.  Nothing here touches the machine's real interfaces or the root namespace's firewall.
 
-Loss/reordering injection works on chosen UDP ports inside the namespace (``iptables`` statistic match,
-``tc netem``): see :meth:`TestNetwork.add_udp_loss` and :meth:`TestNetwork.add_udp_netem`.
+Loss injection works on chosen UDP ports inside the namespace (``iptables`` statistic match): see
+:meth:`TestNetwork.add_udp_loss`.  Delay/reordering (``tc netem``) is not possible on this machine's kernel:
+it has no ``sch_netem`` (nor ``sch_prio``) and modules cannot be loaded.
 
 Needs root.  Names: namespace ``reelt-<pid>-<n>``, root-side veth ``rlt<pid>x<n>``, inner veth ``reel0``.
 """
@@ -166,7 +167,6 @@ class TestNetwork:
         self._procs: list[subprocess.Popen] = []
         self._created = False
         self._rule_ids = itertools.count(1)
-        self._tc_ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def create(self) -> TestNetwork:
@@ -281,30 +281,6 @@ class TestNetwork:
             if m:
                 counts[m.group(1)] = int(line.split()[0])
         return counts
-
-    def add_udp_netem(self, port: int, netem: str, match: str = "dport") -> Rule:
-        """Apply a netem discipline (e.g. ``"delay 10ms 5ms reorder 5%"`` or ``"loss 1%"``) to UDP packets
-        with destination (or source) ``port`` leaving through the namespace's ``lo`` (everything between
-        processes in the namespace uses ``lo``, since they share one address).
-
-        One netem setting at a time: all filtered ports share one netem band; the latest ``netem`` wins.
-        """
-        dev = "lo"
-        if not self._tc_ready:
-            # prio qdisc whose bands 1-3 keep the default priomap; band 4 (class 1:4) gets netem.
-            self.run(["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "prio", "bands", "4",
-                      "priomap", *(["1"] * 16)])
-            self._tc_ready = True
-        idx = next(self._rule_ids) + 10
-        self.run(["tc", "qdisc", "replace", "dev", dev, "parent", "1:4", "handle", f"{idx}:", "netem",
-                  *netem.split()])
-        field_ = "dport" if match == "dport" else "sport"
-        self.run(["tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", str(idx),
-                  "u32", "match", "ip", "protocol", "17", "0xff", "match", "ip", field_, str(port), "0xffff",
-                  "flowid", "1:4"])
-        rule = Rule(self)
-        rule.undo.append(["tc", "filter", "del", "dev", dev, "parent", "1:", "prio", str(idx)])
-        return rule
 
 
 def main() -> None:  # pragma: no cover - manual helper

@@ -5,7 +5,7 @@ or through other fixtures) are skipped, with the reason, when not running as roo
 
 Fixtures:
 - ``test_network`` (session): :class:`tests.harness.netns.TestNetwork` (``.ns``, ``.addr``, ``.host_addr``,
-  ``.popen``, ``.run``, ``.add_udp_loss``, ``.add_udp_netem``).
+  ``.popen``, ``.run``, ``.add_udp_loss``, ``.udp_drop_counts``).
 - ``janus`` (session): :class:`tests.harness.janus.Janus` running in ``test_network`` (``.ws_url``,
   ``.admin_key``, ``.create_room``, ``.list_participants``, ``.rtp_forward``, ...).  Checked alive after every
   test.

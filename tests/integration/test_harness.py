@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fractions
 import json
+import subprocess
 import time
 import urllib.request
 
@@ -231,3 +232,19 @@ def test_token_auth_janus_and_publisher_token(test_network, tmp_path, publisher)
         assert bad.proc.returncode == 1
     finally:
         j.stop()
+
+
+def test_stale_namespaces_of_dead_runs_are_removed(test_network):
+    from tests.harness import netns
+
+    dead_pid = 4_000_000  # above pid_max: never alive
+    name = f"{netns.NS_PREFIX}{dead_pid}-0"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert name in netns.list_test_namespaces()
+        removed = netns.cleanup_stale()
+        assert name in removed
+        assert name not in netns.list_test_namespaces()
+        assert test_network.ns in netns.list_test_namespaces()  # ours (alive pid) is kept
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
