@@ -219,3 +219,17 @@ def test_open_store_refuses_bucket_and_local(tmp_path):
     with pytest.raises(StoreError) as ei:
         open_store(_Spec(local=_Local(str(tmp_path)), bucket="b"), "primary", None)
     assert ei.value.fatal and "primary store" in str(ei.value)
+
+
+def test_open_store_takes_the_reel_api_model(tmp_path):
+    from reel_api.models import Storage
+
+    spec = Storage.model_validate({"local": {"path": str(tmp_path)}, "prefix": "team/{date}/{room}/"})
+    store = open_store(spec, "primary", None)
+    assert isinstance(store, LocalStore) and store.key_prefix == "team/" and store.root == tmp_path
+    spec = Storage.model_validate({"bucket": "recordings", "endpoint": "http://127.0.0.1:9",
+                                   "credentialsSecretRef": {"name": "s3"}, "serverSideEncryption": "AES256"})
+    s3 = open_store(spec, "backup", {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
+    assert s3.label == "backup store s3://recordings @ http://127.0.0.1:9"
+    assert (s3.sse, s3.credentials_secret, s3.region, s3.key_prefix) == ("AES256", "s3", "us-east-1", "")
+    assert type(s3.sse) is str

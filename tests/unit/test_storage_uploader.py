@@ -357,3 +357,18 @@ def test_close_twice_and_after_close(dirs):
     assert up.close(timeout=1).status == "uploaded"
     with pytest.raises(RuntimeError):
         up.segment_closed("a.ts", dirs / "x", size=1, sha256="00")
+
+
+def test_progress_as_status_matches_the_api_model():
+    from reel_api.models import UploadStatus
+    from reel_recorder.storage import UploadProgress
+
+    empty = UploadProgress()
+    assert empty.as_status() == {"segments": 0, "pendingSegments": 0, "recordedBytes": 0, "storedBytes": 0,
+                                 "progress": 0}
+    half = UploadProgress(segments=4, pending_segments=2, recorded_bytes=400, stored_bytes=199, progress=0.4975,
+                          location="mixed", primary_segments=1, backup_only_segments=1)
+    st = UploadStatus.model_validate(half.as_status())
+    assert (st.progress, st.location, st.pending_segments) == (49, "mixed", 2)
+    done = UploadProgress(segments=4, recorded_bytes=400, stored_bytes=400, primary_segments=4)
+    assert UploadStatus.model_validate(done.as_status()).progress == 100

@@ -77,7 +77,7 @@ class S3Store(Store):
         if not bucket:
             raise StoreError(f"{name} store", "no bucket configured (spec.storage.bucket)", kind="config",
                              code="InvalidBucketName")
-        sse = server_side_encryption or None
+        sse = str(server_side_encryption) if server_side_encryption else None  # reel_api gives a StrEnum
         if sse not in (None, "AES256", "aws:kms"):
             raise StoreError(f"{name} store s3://{bucket}", f"server-side encryption {sse!r} is not one of "
                              "'', 'AES256', 'aws:kms'", kind="config", code="InvalidEncryptionMethod")

@@ -61,16 +61,29 @@ class UploadProgress:
     backup_only_segments: int = 0     # segments only in the backup (waiting for backfill)
     failed_segments: int = 0          # segments that cannot be stored (refused key, spool file gone)
 
+    @property
+    def percent(self) -> int:
+        """Stored bytes as a whole percentage: 100 only when every recorded segment is stored; 0 before any
+        segment was recorded."""
+        if not self.recorded_bytes:
+            return 0
+        if self.pending_segments == 0 and self.stored_bytes >= self.recorded_bytes:
+            return 100
+        return min(99, int(self.stored_bytes * 100 // self.recorded_bytes))
+
     def as_status(self) -> dict:
-        """The shape of RecordingSession status.upload."""
-        return {
+        """RecordingSession status.upload (reel_api UploadStatus, camelCase; progress as a percentage;
+        location absent until a segment is stored)."""
+        status = {
             "segments": self.segments,
             "pendingSegments": self.pending_segments,
             "recordedBytes": self.recorded_bytes,
             "storedBytes": self.stored_bytes,
-            "progress": round(self.progress, 4),
-            "location": self.location,
+            "progress": self.percent,
         }
+        if self.primary_segments or self.backup_only_segments:
+            status["location"] = self.location
+        return status
 
 
 @dataclass(frozen=True)
