@@ -80,13 +80,8 @@ class OpusToAac:
         self.fifo = av.AudioFifo()
         return self._encode(rest) if rest is not None else []
 
-    def flush(self) -> list[av.Packet]:
-        """Everything still buffered (end of a participant's run); the encoder stays usable."""
-        out = self._drain()
-        self._next_pts = None
-        return out
-
     def close(self) -> list[av.Packet]:
+        """Everything still buffered, the encoder's delay included; the transcoder is done afterwards."""
         out = self._drain() + list(self.encoder.encode(None))
         self._holder.close()
         return out

@@ -205,8 +205,7 @@ class ParticipantHls:
         with self._lock:
             if self.closed:
                 return
-            self._finish_run()
-            self._transcoder.close()
+            self._finish_run(final=True)
             self.closed = True
             self.playlist.ended = True
 
@@ -217,7 +216,8 @@ class ParticipantHls:
             return False
         elapsed = t - seg.start
         if keyframe:
-            return elapsed >= self.segment_seconds - EARLY_CUT or (seg.video is None and elapsed > 0)
+            # a segment opened without video (audio came first) ends at the first keyframe
+            return seg.video is None or elapsed >= self.segment_seconds - EARLY_CUT
         # audio decides only when there is no video to cut at
         video_live = (seg.video is not None and self._last_video_t is not None
                       and t - self._last_video_t < VIDEO_STALL)
@@ -259,11 +259,14 @@ class ParticipantHls:
 
     def _cut(self, t: float) -> None:
         seg = self._seg
-        seg.end = t  # the next segment starts here: durations tile the timeline exactly
+        seg.end = max(t, seg.start)  # the next segment starts here: durations tile the timeline
         self._close_segment()
 
-    def _finish_run(self) -> None:
-        tail = [(p, float(p.pts * AUDIO_TB)) for p in self._transcoder.flush()]
+    def _finish_run(self, final: bool = False) -> None:
+        # Drain the AAC encoder completely: what it holds belongs to this run, not to the next one.
+        tail = [(p, float(p.pts * AUDIO_TB)) for p in self._transcoder.close()]
+        if not final:
+            self._transcoder = OpusToAac()
         if self._seg is None and (self._audio_wait or tail):
             self._open((self._audio_wait or tail)[0][1])
         if self._seg is not None:

@@ -55,7 +55,7 @@ class JanusRoom:
         self._ws = None
         self._session: int | None = None
         self._handle: int | None = None
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, tuple[asyncio.Future, bool]] = {}  # tx -> (reply, skip the ack)
         self._tx = (f"reel-{secrets.token_hex(4)}-{n}" for n in itertools.count())
         self._tasks: list[asyncio.Task] = []
 
@@ -113,14 +113,10 @@ class JanusRoom:
         tx = next(self._tx)
         msg["transaction"] = tx
         fut = asyncio.get_running_loop().create_future()
-        self._pending[tx] = fut
+        self._pending[tx] = (fut, wait_event)
         try:
             await self._send(msg)
             reply = await asyncio.wait_for(fut, self.request_timeout)
-            if reply.get("janus") == "ack" and wait_event:
-                fut = asyncio.get_running_loop().create_future()
-                self._pending[tx] = fut
-                reply = await asyncio.wait_for(fut, self.request_timeout)
         except TimeoutError as err:
             raise JanusRequestError(None, f"no answer from Janus to {msg.get('janus')}"
                                           f" {msg.get('body', {}).get('request', '')}".strip()) from err
@@ -140,8 +136,9 @@ class JanusRoom:
         try:
             async for raw in self._ws:
                 msg = json.loads(raw)
-                tx = msg.get("transaction")
-                fut = self._pending.get(tx) if tx else None
+                fut, skip_ack = self._pending.get(msg.get("transaction") or "", (None, False))
+                if skip_ack and msg.get("janus") == "ack":
+                    continue  # an asynchronous request: its answer is the event that follows
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
                 elif msg.get("janus") == "event" and msg.get("sender") == self._handle:
@@ -153,7 +150,7 @@ class JanusRoom:
             pass
         finally:
             self.closed.set()
-            for fut in self._pending.values():
+            for fut, _ in self._pending.values():
                 if not fut.done():
                     fut.set_exception(websockets.ConnectionClosed(None, None))
 

@@ -203,6 +203,10 @@ class Uploader:
         self._key_to_playlists: dict[str, set[str]] = {}
         self._seq = 0
         self._recorded_bytes = 0
+        # counts kept up to date on every change, so progress() is O(1) however long the recording
+        self._n_primary = 0          # segments in the primary
+        self._n_backup_only = 0      # segments only in the backup
+        self._n_failed = 0           # segments refused for good, stored nowhere
         self._stored_bytes = 0
         self._last_error = ""
         self._fatal: StoreError | None = None
@@ -605,6 +609,7 @@ class Uploader:
                 self._record_failure_locked(role, e, started)
                 if e.kind == "object":
                     seg.failed = e
+                    self._n_failed += 1
                     with contextlib.suppress(ValueError):
                         self._pending.remove(seg)
                     log.error("segment %s cannot be stored: %s", seg.key, e)
@@ -616,8 +621,10 @@ class Uploader:
             self._record_success_locked(role)
             if role == PRIMARY:
                 seg.in_primary = True
+                self._n_primary += 1
             else:
                 seg.in_backup = True
+                self._n_backup_only += 1
                 self._backed_up = True
                 self._health[BACKUP].used = True
                 self._backfill.append(seg)
@@ -679,6 +686,8 @@ class Uploader:
         with self._cond:
             self._record_success_locked(PRIMARY)
             seg.in_primary = True
+            self._n_primary += 1
+            self._n_backup_only -= 1
             self.last_object_stored_at = now
             with contextlib.suppress(ValueError):
                 self._backfill.remove(seg)
@@ -758,14 +767,7 @@ class Uploader:
     # -- progress -------------------------------------------------------------------------------------------
 
     def _progress_locked(self) -> UploadProgress:
-        in_primary = backup_only = failed = 0
-        for s in self._segments.values():
-            if s.in_primary:
-                in_primary += 1
-            elif s.in_backup:
-                backup_only += 1
-            elif s.failed is not None:
-                failed += 1
+        in_primary, backup_only, failed = self._n_primary, self._n_backup_only, self._n_failed
         n = len(self._segments)
         stored = in_primary + backup_only
         if backup_only and in_primary:

@@ -1,0 +1,340 @@
+"""The recorder against a real Janus: rooms, aiortc publishers, recordings decoded back with PyAV."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+from tests.support.analyze import av_offsets, parse_playlist, read_participant, recording_folders
+from tests.support.recorder_proc import RecorderRun, session_manifest
+
+FPS = 30
+
+
+@pytest.fixture
+def record(test_network, janus, tmp_path, request):
+    runs: list[RecorderRun] = []
+
+    def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
+               room_id=None, display: str | None = None, name: str = "test") -> RecorderRun:
+        rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
+        manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
+                                    recording=rec, display=display, name=name)
+        creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key}
+        if getattr(room, "secret", None):
+            creds["REEL_ROOM_SECRET"] = room.secret
+        if getattr(room, "pin", None):
+            creds["REEL_ROOM_PIN"] = room.pin
+        run = RecorderRun(test_network.popen, manifest, tmp_path / f"rec{len(runs)}", env={**creds, **(env or {})})
+        runs.append(run)
+        return run
+
+    yield _start
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for run in runs:
+        if failed:
+            print(run.describe())
+        run.kill()
+
+
+def _joined(run: RecorderRun) -> dict:
+    return run.wait_event("joined", timeout=30)
+
+
+def _participant_outputs(run: RecorderRun) -> dict:
+    return {name: read_participant(folder) for name, folder in recording_folders(run.output).items()}
+
+
+def _manifest(run: RecorderRun) -> dict:
+    return json.loads(next(run.output.rglob("manifest.json")).read_text())
+
+
+def _check_playlist_and_files(folder: Path, segment_seconds: float) -> None:
+    info = parse_playlist((folder / "index.m3u8").read_text())
+    assert info.ended, "playlist must end with #EXT-X-ENDLIST"
+    for uri, dur, _ in info.entries:
+        assert (folder / uri).is_file()
+        assert 0 < dur <= segment_seconds + 1.0 + 1e-6, f"{uri}: {dur} s"
+        assert round(dur) <= info.target
+
+
+def test_two_participants_two_playlists_with_every_frame(record, room, publisher, wait_publishers):
+    run = record(room, recording={"segmentSeconds": 4})
+    _joined(run)
+    alice = publisher(room, display="alice", duration=15)
+    bob = publisher(room, display="bob", duration=15)
+    sent = {"alice": alice.wait(90), "bob": bob.wait(90)}
+    status = run.wait(60)
+    assert status["phase"] == "Completed" and status["stopReason"] == "NoUsers", status
+
+    outputs = _participant_outputs(run)
+    assert sorted(n.rsplit("_", 1)[0] for n in outputs) == ["alice", "bob"]
+    manifest = _manifest(run)
+    for name, (info, decoded) in outputs.items():
+        who = name.rsplit("_", 1)[0]
+        frames_sent = sent[who]["video_frames"]
+        assert abs(decoded.video_frames - frames_sent) <= 0.01 * frames_sent, (who, decoded.video_frames, frames_sent)
+        assert decoded.decode_errors == 0
+        total = sum(d for _, d, _ in info.entries)
+        span = decoded.video_times[-1] - decoded.video_times[0] + 1 / FPS
+        assert abs(total - span) < 0.15, (total, span)
+        assert abs(total - frames_sent / FPS) < 0.3
+        assert abs(decoded.audio_samples / 48000 - total) < 0.3
+        _check_playlist_and_files(recording_folders(run.output)[name], 4)
+        # full segments are the configured length (cut at keyframes, which Janus asks for every 2 s here)
+        assert all(3.0 <= d <= 5.0 for _, d, _ in info.entries[:-1]), info.entries
+    # manifest: every segment with its real size and checksum
+    import hashlib
+    segs = [s for p in manifest["participants"] for s in p["segments"]]
+    assert len(segs) == sum(len(i.entries) for i, _ in outputs.values())
+    for s in segs:
+        data = (run.output / s["key"]).read_bytes()
+        assert s["bytes"] == len(data) and s["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["stopReason"] == "NoUsers" and manifest["recordingId"] == status["recordingId"]
+    assert all(len(p["joins"]) == 1 and p["joins"][0]["leftAt"] for p in manifest["participants"])
+
+
+def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher):
+    run = record(room)
+    _joined(run)
+    p = publisher(room, display="carol", duration=11, leave_at=4, rejoin_at=7)
+    p.wait(90)
+    status = run.wait(60)
+    assert status["stopReason"] == "NoUsers"
+    outputs = _participant_outputs(run)
+    assert len(outputs) == 1, list(outputs)
+    (info, decoded), = outputs.values()
+    disc = [i for i, (_, _, d) in enumerate(info.entries) if d]
+    assert len(disc) == 1 and 0 < disc[0] < len(info.entries), info.entries
+    assert decoded.decode_errors == 0
+    total = sum(d for _, d, _ in info.entries)
+    assert 6.5 < total < 8.5, (total, info.entries, decoded.segment_spans)  # 4 s before leaving + 4 s after
+    participant, = _manifest(run)["participants"]
+    assert len(participant["joins"]) == 2 and len(participant["ids"]) == 2
+
+
+def test_late_joiner_and_audio_only_publisher(record, room, publisher):
+    run = record(room)
+    _joined(run)
+    alice = publisher(room, display="alice", duration=10)
+    time.sleep(4)
+    dave = publisher(room, display="dave", duration=5, no_video=True)
+    alice.wait(90)
+    dave.wait(90)
+    run.wait(60)
+    outputs = {n.rsplit("_", 1)[0]: v for n, v in _participant_outputs(run).items()}
+    assert set(outputs) == {"alice", "dave"}
+    _, a = outputs["alice"]
+    d_info, d = outputs["dave"]
+    assert d.video_frames == 0 and 4.5 < d.audio_samples / 48000 < 5.5
+    assert all(1.5 <= dur <= 3.0 for _, dur, _ in d_info.entries[:-1]), d_info.entries
+    # both on one timeline: dave started about 4 s after alice
+    assert 3.0 < d.segment_spans[0][0] - a.segment_spans[0][0] < 6.0
+
+
+def test_camera_switched_on_late_keeps_audio_and_sync(record, room, publisher):
+    run = record(room)
+    _joined(run)
+    p = publisher(room, display="erin", duration=10, video_delay=3, flash_beep=True)
+    sent = p.wait(90)
+    run.wait(60)
+    (_, d), = _participant_outputs(run).values()
+    assert d.decode_errors == 0
+    assert 9.5 < d.audio_samples / 48000 < 10.5
+    assert abs(d.video_frames - sent["video_frames"]) <= max(3, 0.01 * sent["video_frames"])
+    assert d.video_times[0] - d.segment_spans[0][0] > 2.5  # audio first, video ~3 s later
+    offsets = av_offsets(d.flashes, d.beeps, d.video_times)
+    assert len(offsets) >= 5, offsets
+    assert max(abs(o) for o in offsets) <= 0.040, offsets
+
+
+def test_av_sync_within_40ms(record, room, publisher):
+    run = record(room)
+    _joined(run)
+    p = publisher(room, display="sync", duration=12, flash_beep=True, vfr=True)
+    p.wait(90)
+    run.wait(60)
+    (_info, d), = _participant_outputs(run).values()
+    offsets = av_offsets(d.flashes, d.beeps, d.video_times)
+    print(f"A/V offsets (video - audio, ms): {[round(o * 1000, 1) for o in offsets]}")
+    assert len(offsets) >= 9, offsets
+    assert abs(statistics.median(offsets)) <= 0.040 and max(abs(o) for o in offsets) <= 0.040, offsets
+
+
+def test_resolution_change_mid_stream_stays_decodable(record, room, publisher):
+    run = record(room)
+    _joined(run)
+    p = publisher(room, display="frank", duration=9, resolution_change_at=["4:320x240"])
+    sent = p.wait(90)
+    run.wait(60)
+    (_info, d), = _participant_outputs(run).values()
+    assert d.sizes == {(640, 480), (320, 240)}
+    assert d.decode_errors == 0
+    assert abs(d.video_frames - sent["video_frames"]) <= max(3, 0.01 * sent["video_frames"])
+
+
+def test_long_gop_sender_gets_keyframes_on_request(record, make_room, publisher):
+    room = make_room(fir_freq=None)  # Janus asks for no keyframes: only the recorder's PLIs produce them
+    run = record(room, recording={"segmentSeconds": 2})
+    _joined(run)
+    p = publisher(room, display="gop", duration=12, long_gop=True)
+    p.wait(90)
+    run.wait(60)
+    (info, _d), = _participant_outputs(run).values()
+    durations = [dur for _, dur, _ in info.entries]
+    assert len(durations) >= 5, durations
+    assert all(dur <= 3.0 for dur in durations), durations
+    assert all(dur >= 1.5 for dur in durations[:-1]), durations
+
+
+def test_unsubscribe_and_stream_types_are_honoured(record, room, publisher):
+    run = record(room, recording={"unsubscribe": ["mallory"], "streamTypes": "audio"})
+    _joined(run)
+    a = publisher(room, display="grace", duration=5)
+    m = publisher(room, display="mallory", duration=5)
+    a.wait(90)
+    m.wait(90)
+    run.wait(60)
+    outputs = {n.rsplit("_", 1)[0]: v for n, v in _participant_outputs(run).items()}
+    assert set(outputs) == {"grace"}
+    _info, d = outputs["grace"]
+    assert d.video_frames == 0 and d.audio_samples > 4 * 48000
+
+
+def test_idle_stop_at_max_idle_seconds(record, room):
+    run = record(room, recording={"maxIdleSeconds": 6})
+    _joined(run)
+    joined_at = time.monotonic()
+    status = run.wait(30)
+    idle = run.ended - joined_at
+    assert status["stopReason"] == "NoUsers" and status["phase"] == "Completed"
+    assert 6 - 2 <= idle <= 6 + 2, idle
+    assert status["participants"] == []
+
+
+def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
+    run = record(room, recording={"maxIdleSeconds": 60})
+    _joined(run)
+    p = publisher(room, display="heidi", duration=60)
+    p.wait_event("published", timeout=60)
+    time.sleep(6)
+    run.terminate()
+    t0 = time.monotonic()
+    status = run.wait(60)
+    assert time.monotonic() - t0 < 10
+    assert status["stopReason"] == "Requested" and status["phase"] == "Completed"
+    (_name, folder), = recording_folders(run.output).items()
+    _check_playlist_and_files(folder, 2)
+    info, d = read_participant(folder)
+    assert d.decode_errors == 0 and d.video_frames > 4 * FPS
+    total = sum(dur for _, dur, _ in info.entries)
+    assert abs(total - (d.video_times[-1] - d.video_times[0])) < 0.2
+
+
+HOSTILE = ["../../../etc/passwd", "/abs/olute",
+           "a\x07b\x1bc", "\uff21\uff22\uff0f\uff0e\uff0e", "x" * 300, "\u202eevil.ts", ".hidden"]
+
+
+def test_hostile_display_names_stay_inside_the_prefix(record, room, publisher):
+    run = record(room, recording={"streamTypes": "audio"})
+    _joined(run)
+    pubs = [publisher(room, display=name, duration=3, no_video=True) for name in HOSTILE]
+    for p in pubs:
+        p.wait(120)
+    run.wait(60)
+    out = run.output.resolve()
+    files = [Path(root) / f for root, _, fs in os.walk(out) for f in fs]
+    assert files
+    for f in files:
+        assert out in f.resolve().parents
+        rel = f.relative_to(out)
+        assert all(re.fullmatch(r"[A-Za-z0-9._-]+", part) and not part.startswith(".") for part in rel.parts), rel
+        assert len(str(rel)) < 300
+    folders = recording_folders(run.output)
+    assert len(folders) == len(HOSTILE), sorted(folders)
+    displays = sorted(p["display"] for p in _manifest(run)["participants"])
+    assert displays == sorted(HOSTILE)  # the manifest keeps the real names
+
+
+def test_one_percent_loss_on_the_forward_leg(record, room, publisher, test_network):
+    rule = test_network.add_udp_loss("40000:44999", 0.01)
+    try:
+        run = record(room, recording={"segmentSeconds": 2})
+        _joined(run)
+        p = publisher(room, display="lossy", duration=12)
+        sent = p.wait(90)
+        run.wait(60)
+    finally:
+        rule.remove()
+    (info, d), = _participant_outputs(run).values()
+    # the recording continues to the end and keeps most frames
+    assert d.video_frames >= 0.9 * sent["video_frames"]
+    assert sum(dur for _, dur, _ in info.entries) > 10.5
+    # every segment starts at a keyframe: damage cannot outlive the segment (≤ segmentSeconds + 1 s)
+    import av
+    for uri, _, _ in info.entries:
+        path = recording_folders(run.output)[next(iter(recording_folders(run.output)))] / uri
+        with av.open(str(path)) as c:
+            first = next(c.decode(video=0))
+            assert first.key_frame, uri
+
+
+# -- errors: each a distinct reason, a message to act on, and no hang --------------------------------------------
+
+def _fails(run: RecorderRun, reason: str, within: float = 30) -> dict:
+    status = run.wait(within)
+    assert run.proc.returncode == 1, run.describe()
+    assert status["phase"] == "Failed" and status["reason"] == reason, status
+    assert status["message"], status
+    return status
+
+
+def test_janus_unreachable(record, room, test_network):
+    st = _fails(record(room, server=f"ws://{test_network.addr}:9"), "JanusUnreachable")
+    assert "spec.room.server" in st["message"]
+
+
+def test_room_missing(record, room):
+    st = _fails(record(room, room_id=987654321), "RoomNotFound")
+    assert "987654321" in st["message"]
+
+
+def test_wrong_pin(record, make_room):
+    room = make_room(pin="1234")
+    room.pin = "9999"
+    st = _fails(record(room), "RoomUnauthorized")
+    assert "pin" in st["message"]
+
+
+def test_wrong_admin_key_refuses_forwarding(record, room, publisher):
+    run = record(room, env={"REEL_ROOM_ADMIN_KEY": "wrong"})
+    _joined(run)
+    publisher(room, display="ivan", duration=20, no_video=True)
+    st = _fails(run, "ForwardUnauthorized", within=60)
+    assert "adminKey" in st["message"]
+
+
+def test_vp8_room_is_refused_with_a_clear_reason(record, make_room, publisher):
+    room = make_room(videocodec="vp8")
+    run = record(room)
+    _joined(run)
+    publisher(room, display="judy", duration=20)
+    st = _fails(run, "CodecUnsupported", within=60)
+    assert "videocodec=h264" in st["message"]
+
+
+def test_invalid_session_exits_2_with_every_problem(tmp_path):
+    import subprocess
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: reel.dev/v1alpha1\nkind: RecordingSession\nmetadata: {name: x}\n"
+                   "spec: {room: {server: 'http://nope', id: ''}, storage: {bucket: 'Bad_Bucket'}}\n")
+    r = subprocess.run(["reel-recorder", "--session", str(bad), "--output", str(tmp_path / "o")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "spec.room.server" in r.stderr and "spec.room.id" in r.stderr and "bucket" in r.stderr
+    assert not (tmp_path / "o").exists()
