@@ -49,7 +49,9 @@ def room_credentials(folder: str | None, env: dict[str, str] | None = None) -> R
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="reel-recorder", description="Record a Janus VideoRoom room into HLS.")
-    p.add_argument("--session", required=True, help="RecordingSession manifest (YAML, as for kubectl)")
+    p.add_argument("--session", default=None,
+                   help="RecordingSession manifest (YAML, as for kubectl); default: the REEL_SESSION variable "
+                        "holding the manifest text (how the operator passes it)")
     p.add_argument("--output", help="record into this local folder instead of spec.storage")
     p.add_argument("--spool", help="local spool folder for segments not stored yet (default: a temp folder)")
     p.add_argument("--room-secrets", help="folder with the room credentials (pin, secret, adminKey, token)")
@@ -132,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = JsonLinesProgress()
     try:
-        session = load_session(Path(args.session))
+        if args.session:
+            session = load_session(Path(args.session))
+        elif os.environ.get("REEL_SESSION"):
+            session = load_session(os.environ["REEL_SESSION"].strip() + "\n")
+        else:
+            raise SessionError([("", "no session: pass --session FILE or set REEL_SESSION")])
     except SessionError as err:
         print(f"reel-recorder: {err}", file=sys.stderr)
         status = {"phase": "Failed", "stopReason": ERROR, "reason": errors.INVALID_SESSION, "message": str(err)}
