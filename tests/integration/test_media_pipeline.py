@@ -1,0 +1,57 @@
+"""The media path alone (RTP in → HLS out) on loopback, fed by a synthetic RTP sender instead of Janus."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from tests.support.analyze import av_offsets, decode_segments
+from tests.support.rtpsource import RtpSource
+
+from reel_recorder.clock import RecordingClock
+from reel_recorder.ingest.rtp import KeyframeRequester, RtpStream, RtpStreamReader
+from reel_recorder.output.hls import ParticipantHls
+
+ADDR = "127.0.0.1"
+
+
+def test_segments_cut_at_requested_keyframes_with_av_in_sync(tmp_path):
+    clock = RecordingClock()
+    segments = []
+    requester = KeyframeRequester(ADDR, 46011)
+    writer = ParticipantHls("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
+                            request_keyframe=lambda: requester.request(clock.now()))
+    readers = [
+        RtpStreamReader(RtpStream("video", "h264", 96, 46000, ADDR, "packetization-mode=1"), writer.video, clock,
+                        name="v"),
+        RtpStreamReader(RtpStream("audio", "opus", 97, 46002, ADDR), writer.audio, clock, name="a"),
+    ]
+    for r in readers:
+        r.start()
+    time.sleep(0.3)
+    # a sender that never sends a keyframe unless asked (GOP longer than the test)
+    src = RtpSource(ADDR, video_port=46000, audio_port=46002, duration=9, gop=100_000, pli_port=46011).start()
+    src.wait(30)
+    time.sleep(0.5)
+    for r in readers:
+        r.stop()
+    writer.close()
+    requester.close()
+    assert all(r.error is None for r in readers)
+
+    durations = [s.duration for s in segments]
+    assert len(segments) >= 4, durations
+    assert all(d <= 3.0 for d in durations), durations
+    assert all(d >= 1.5 for d in durations[1:-1]), durations
+    assert src.keyframes_on_request >= 3
+    decoded = decode_segments([s.path for s in segments])
+    assert decoded.decode_errors == 0
+    assert decoded.video_frames >= src.frames_sent - 30  # at most the frames before the first keyframe
+    # every sample arrives; extra: the Opus sender's final flush packet (960), AAC priming (1024) and the
+    # padding of the last AAC frame (< 1024); missing: FFmpeg drops the first RTP packet (probation, 960)
+    assert -960 <= decoded.audio_samples - src.samples_sent <= 960 + 1024 + 1023
+    offsets = av_offsets(decoded.flashes, decoded.beeps, decoded.video_times)
+    assert len(offsets) >= 6 and max(abs(o) for o in offsets) <= 0.040, offsets
+    # the playlist durations tile the timeline: consecutive segments touch
+    for a, b in itertools.pairwise(segments):
+        assert abs(a.start + a.duration - b.start) < 1e-6
