@@ -89,12 +89,16 @@ build_root_image() {
 }
 
 build_base_image() {
-  local h
-  h=$({ echo "$ROOT_HASH"; hash_inputs "$KIND_DIR/base"; declare -f build_base_image; } | sha256sum | cut -d' ' -f1)
-  if image_ok "$LOCAL_BASE_IMAGE" "$h"; then log "base image: up to date"; return; fi
+  local h ctx=$WORK/ctx-base ca
+  rm -rf "$ctx"; mkdir -p "$ctx/local-ca"; touch "$ctx/local-ca/.keep"
+  cp "$KIND_DIR/base/Containerfile" "$ctx/"
+  for ca in /usr/local/share/ca-certificates/*.crt; do [ ! -f "$ca" ] || cp "$ca" "$ctx/local-ca/"; done
+  h=$({ echo "$ROOT_HASH"; hash_inputs "$ctx"; declare -f build_base_image; } | sha256sum | cut -d' ' -f1)
+  if image_ok "$LOCAL_BASE_IMAGE" "$h"; then log "base image: up to date"; rm -rf "$ctx"; return; fi
   local t0=$SECONDS old; old=$(image_id "$LOCAL_BASE_IMAGE")
   log "base image: building $LOCAL_BASE_IMAGE"
-  pbuild -q --label "reel.inputs=$h" -t "$LOCAL_BASE_IMAGE" "$KIND_DIR/base" >/dev/null
+  pbuild -q --label "reel.inputs=$h" -t "$LOCAL_BASE_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
   drop_old_image "$old"
   log "base image: built in $((SECONDS - t0)) s"
 }
