@@ -14,8 +14,9 @@ deps: ## install system packages and Python dependencies (Debian 12)
 lint: ## ruff
 	$(PYTHON) -m ruff check operator recorder_image tests benchmarks
 
-test: lint crds-check ## everything CI runs: lint, CRD freshness, unit, integration (and cluster/e2e once available)
-	$(PYTHON) -m pytest tests
+test: lint crds-check ## everything CI runs: lint, CRD freshness, unit, integration, then the kind cluster tests
+	$(PYTHON) -m pytest tests -m "not cluster"
+	$(MAKE) test-cluster
 
 test-unit: ## unit tests only (no servers, no root)
 	$(PYTHON) -m pytest tests/unit
@@ -28,3 +29,26 @@ crds: ## regenerate the RecordingSession CRD (crds/, charts/reel/crds/) from ope
 
 crds-check: ## fail with a diff when the committed CRD YAML differs from what the models generate
 	$(PYTHON) -m reel_api.crd --check
+
+# ---- kind test cluster: hack/kind/, README "Test cluster (kind)" ----------------------------------
+.PHONY: cluster-tools cluster-up cluster-down images test-cluster
+# Base image of our Dockerfiles (ARG BASE_IMAGE): localhost/reel-base:bookworm when podman builds
+# them (no registry here), python:3.11-slim-bookworm with docker.
+BASE_IMAGE ?= $(shell bash -c '. hack/kind/lib.sh && default_base_image')
+
+cluster-tools: ## build the cluster's programs and images into $(REEL_CACHE) (skips what is up to date)
+	@./hack/kind/cluster.sh tools
+
+cluster-up: ## create (or reuse) the kind cluster `reel`; prints `export KUBECONFIG=...` last
+	@./hack/kind/cluster.sh up
+
+cluster-down: ## delete the kind cluster: no node container, volume, network or process left
+	@./hack/kind/cluster.sh down
+
+images: ## build the project images (Dockerfile, recorder_image/Dockerfile) and load them into the cluster
+	@BASE_IMAGE=$(BASE_IMAGE) ./hack/kind/cluster.sh images
+
+test-cluster: ## cluster-up, pytest tests/cluster, cluster-down (checked by the last test)
+	@./hack/kind/cluster.sh up
+	@REEL_REQUIRE_CLUSTER=1 REEL_CLUSTER_TEARDOWN=1 KUBECONFIG=$(REEL_CACHE)/kubeconfig \
+	  $(PYTHON) -m pytest tests/cluster -m cluster; rc=$$?; ./hack/kind/cluster.sh down; exit $$rc

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_pkgs=(janus iproute2 iptables podman debootstrap catatonit uidmap fuse-overlayfs)
+# kind test cluster (hack/kind): runc for podman (crun refuses the hybrid cgroup layout here)
+apt_pkgs+=(runc)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
