@@ -22,11 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reel_api import SessionError, load_session
-
 from . import errors
 from .progress import JsonLinesProgress, ProgressSink
 from .recorder import ERROR, Outcome, Recorder, RoomCredentials
+from .session import VALIDATED_ENV, session_view, validated_manifest
 from .storage import LocalStore, StoreError, Uploader, credentials_from_dir, open_store
 
 log = logging.getLogger("reel.recorder")
@@ -133,18 +132,27 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = JsonLinesProgress()
-    try:
-        if args.session:
-            session = load_session(Path(args.session))
-        elif os.environ.get("REEL_SESSION"):
-            session = load_session(os.environ["REEL_SESSION"].strip() + "\n")
-        else:
-            raise SessionError([("", "no session: pass --session FILE or set REEL_SESSION")])
-    except SessionError as err:
-        print(f"reel-recorder: {err}", file=sys.stderr)
-        status = {"phase": "Failed", "stopReason": ERROR, "reason": errors.INVALID_SESSION, "message": str(err)}
-        _finish(args, progress, status)
-        return 2
+    validated = os.environ.pop(VALIDATED_ENV, None)
+    if validated is None:
+        # Stage 1: validate with reel_api, then become the recording process (same PID, no pydantic).
+        from reel_api import SessionError
+
+        try:
+            if args.session:
+                manifest = validated_manifest(Path(args.session))
+            elif os.environ.get("REEL_SESSION"):
+                manifest = validated_manifest(os.environ["REEL_SESSION"].strip() + "\n")
+            else:
+                raise SessionError([("", "no session: pass --session FILE or set REEL_SESSION")])
+        except SessionError as err:
+            print(f"reel-recorder: {err}", file=sys.stderr)
+            status = {"phase": "Failed", "stopReason": ERROR, "reason": errors.INVALID_SESSION, "message": str(err)}
+            _finish(args, progress, status)
+            return 2
+        os.environ[VALIDATED_ENV] = json.dumps(manifest)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "reel_recorder.cli", *(sys.argv[1:] if argv is None else argv)])
+    session = session_view(validated)
     status = asyncio.run(record(args, session, progress))
     _finish(args, progress, status)
     if status["phase"] == "Failed":

@@ -16,8 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from reel_api import RecordingSession
-
 from . import errors
 from .clock import RecordingClock
 from .errors import RecorderError
@@ -29,6 +27,7 @@ from .output.hls import ParticipantHls, SegmentInfo
 from .progress import ProgressSink, now_iso
 from .room.janus import JanusRoom
 from .room.presence import Down, Presence, Publisher, Up, select_streams
+from .session import View
 from .storage import Uploader
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def local_address_towards(host: str, port: int) -> str:
 
 
 class Recorder:
-    def __init__(self, session: RecordingSession, *, credentials: RoomCredentials, uploader: Uploader,
+    def __init__(self, session: View, *, credentials: RoomCredentials, uploader: Uploader,
                  spool: Path, progress: ProgressSink, media_address: str | None = None,
                  janus_media_address: str | None = None):
         self.session = session
@@ -205,8 +204,8 @@ class Recorder:
         changed = False
         for change in changes:
             if isinstance(change, Up):
-                streams = select_streams(change.publisher, stream_types=rec.stream_types.value,
-                                         subscribe=list(rec.subscribe), unsubscribe=list(rec.unsubscribe))
+                streams = select_streams(change.publisher, stream_types=str(rec.stream_types),
+                                         subscribe=list(rec.subscribe or []), unsubscribe=list(rec.unsubscribe or []))
                 if streams:
                     part = self._participant_for(change.publisher, streams)
                     await ingest.update(change.publisher, streams, part.writer)

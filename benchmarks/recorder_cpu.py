@@ -1,0 +1,101 @@
+"""Benchmark: CPU and memory of the recorder per recorded participant (not a test; prints measurements).
+
+For N in 1, 2, 4, 8: a private Janus in a network namespace, N aiortc publishers (640x480@30 H.264 near the
+room's 500 kb/s cap + Opus), and ``reel-recorder`` recording them into a local folder. The recorder's CPU time
+(user + sys from /proc) is sampled over a steady window once everybody publishes; RSS is its peak (VmHWM).
+
+    sudo python benchmarks/recorder_cpu.py [--counts 1,2,4,8] [--window 20]
+
+Needs root (network namespaces) and Debian's janus. The publishers share the machine: on 2 cores, 8 publishers
+cost more than one core themselves, so the numbers of the large runs include some scheduling noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness.janus import Janus  # noqa: E402
+from tests.harness.netns import TestNetwork  # noqa: E402
+from tests.harness.procs import PublisherProcess, publisher_argv  # noqa: E402
+from tests.support.recorder_proc import RecorderRun, session_manifest  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path) -> dict:
+    room = 7000 + n
+    janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=16, bitrate=500000)
+    manifest = session_manifest(janus.ws_url, room, recording={"maxIdleSeconds": 60, "segmentSeconds": 4})
+    rec = RecorderRun(net.popen, manifest, workdir / f"n{n}", env={"REEL_ROOM_ADMIN_KEY": janus.admin_key})
+    rec.wait_event("joined", timeout=30)
+    pubs = [PublisherProcess(net, publisher_argv(janus.ws_url, room, display=f"p{i}", duration=window + 30),
+                             workdir / f"pub{n}-{i}.log", f"p{i}") for i in range(n)]
+    try:
+        for p in pubs:
+            p.wait_event("published", timeout=90)
+        rec.wait_event("participants", timeout=30, predicate=lambda e: e["status"]["activeParticipants"] == n)
+        time.sleep(3)  # forwards set up, first keyframes in
+        pid = rec.proc.pid
+        c0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(window)
+        c1, t1 = cpu_seconds(pid), time.monotonic()
+        rss_now = status_kib(pid, "VmRSS")
+        share = (c1 - c0) / (t1 - t0) * 100
+        rec.terminate()
+        status = rec.wait(120)
+        hwm = None
+    finally:
+        for p in pubs:
+            p.kill()
+        rec.kill()
+    segments = status["upload"]["segments"]
+    return {"participants": n, "cpu_percent_of_one_vcpu": round(share, 2),
+            "cpu_percent_per_participant": round(share / n, 2), "rss_mib": round(rss_now / 1024, 1),
+            "peak_rss_mib": hwm, "segments": segments, "phase": status["phase"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--counts", default="1,2,4,8")
+    ap.add_argument("--window", type=float, default=20.0)
+    args = ap.parse_args()
+    results = []
+    with TestNetwork() as net, tempfile.TemporaryDirectory(prefix="reel-bench-") as tmp:
+        janus = Janus(net, Path(tmp) / "janus")
+        janus.start()
+        try:
+            for n in (int(x) for x in args.counts.split(",")):
+                r = run_one(net, janus, n, args.window, Path(tmp))
+                results.append(r)
+                print(json.dumps(r), flush=True)
+        finally:
+            janus.stop()
+    print("\nparticipants | recorder CPU (% of one vCPU) | per participant | RSS MiB")
+    for r in results:
+        print(f"{r['participants']:>12} | {r['cpu_percent_of_one_vcpu']:>28} | {r['cpu_percent_per_participant']:>15} |"
+              f" {r['rss_mib']:>7}")
+
+
+if __name__ == "__main__":
+    main()
