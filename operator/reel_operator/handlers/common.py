@@ -1,0 +1,82 @@
+"""What the handlers share: the context (API client + settings) and the one way to change a session's status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from reel_api import RecordingSession, SessionError, load_session
+
+from .. import status as st
+from ..kube import Kube
+from ..settings import Settings
+
+log = logging.getLogger("reel.operator")
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: Settings
+
+
+def ctx_of(memo: Any) -> Context:
+    return memo.reel
+
+
+def parse(body: Mapping[str, Any]) -> RecordingSession:
+    """The session as our models see it (the apiserver already validated it; raises SessionError if not)."""
+    return load_session(dict(body))
+
+
+def session_ref(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What kopf.event needs to post an Event on the session."""
+    meta = body["metadata"]
+    return {"apiVersion": body.get("apiVersion", "reel.dev/v1alpha1"), "kind": body.get("kind", "RecordingSession"),
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid")}}
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    try:
+        kopf.event(session_ref(body), type=type_, reason=reason, message=message[:1024])
+    except Exception as err:  # events are best effort
+        log.warning("cannot post event %s on %s: %s", reason, body["metadata"].get("name"), err)
+
+
+def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Mapping[str, Any], *,
+                  namespace: str | None = None, name: str | None = None, reason: str | None = None,
+                  fresh: bool = True) -> dict[str, Any] | None:
+    """Apply ``changes`` to the session's status (phases only forward), recompute the conditions, post an
+    Event when the phase changed. ``fresh``: read the session first (the body may be stale).
+    Returns the status patch sent (empty if nothing changed), None if the session is gone."""
+    namespace = namespace or body["metadata"]["namespace"]
+    name = name or body["metadata"]["name"]
+    if fresh or body is None:
+        body = ctx.kube.get_session(namespace, name)
+        if body is None:
+            return None
+    old = dict(body.get("status") or {})
+    patch = st.status_patch(old, changes, generation=body["metadata"].get("generation"), now=st.now_utc(),
+                            reason=reason)
+    if not patch:
+        return patch
+    if ctx.kube.patch_session_status(namespace, name, patch) is None:
+        return None
+    event = st.transition(old, patch)
+    if event:
+        post_event(body, *event)
+    return patch
+
+
+def fail(ctx: Context, body: Mapping[str, Any], reason: str, message: str,
+         stop_reason: str = "Error") -> dict[str, Any] | None:
+    return update_status(ctx, body, {"phase": "Failed", "stopReason": stop_reason, "message": message},
+                         reason=reason)
+
+
+def invalid(ctx: Context, body: Mapping[str, Any], err: SessionError) -> None:
+    fail(ctx, body, "InvalidSession", str(err))

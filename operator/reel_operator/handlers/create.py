@@ -1,0 +1,68 @@
+"""A new session (or one found at operator start): take the room, create the recorder's identity and pod."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from reel_api import SessionError
+
+from .. import lock, podspec
+from .. import status as st
+from .common import Context, fail, invalid, parse, update_status
+
+#: Attempts of the create handler (API errors, a stale pod of an earlier session) before giving up.
+MAX_ATTEMPTS = 8
+
+
+def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None) -> None:
+    status = body.get("status") or {}
+    if st.is_terminal(status.get("phase")) or body["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        session = parse(body)
+    except SessionError as err:
+        invalid(ctx, body, err)
+        return
+    if session.spec.stop:
+        update_status(ctx, body, {"phase": "Completed", "stopReason": "Requested",
+                                  "message": "spec.stop was set before the recording started: nothing recorded"})
+        return
+    if retry >= MAX_ATTEMPTS:
+        fail(ctx, body, "StartFailed", f"could not create the recorder after {retry} attempts; see the "
+                                       "operator's log and the session's events")
+        return
+
+    # Label first: other sessions of the same room see us while we check (lock.py).
+    key = podspec.room_key(session)
+    if (body["metadata"].get("labels") or {}).get(podspec.LABEL_ROOM_KEY) != key:
+        ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
+                               {"metadata": {"labels": {podspec.LABEL_ROOM_KEY: key}}})
+    winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
+    if winner is not None:
+        fail(ctx, body, "AlreadyRecording",
+             f"room {session.spec.room.id} on {session.spec.room.server} (mode {session.spec.recording.mode}) is "
+             f"already being recorded by {winner}: nothing was done. Stop that session first, or record another "
+             "room", stop_reason="AlreadyRecording")
+        return
+
+    try:
+        pod_body = podspec.build_pod(session, ctx.settings)
+    except podspec.PodSpecError as err:
+        fail(ctx, body, "InvalidRecorderSettings", str(err))
+        lock.release(ctx.kube, session)
+        return
+    for obj in (podspec.build_service_account(session), podspec.build_role(session),
+                podspec.build_role_binding(session)):
+        ctx.kube.create(obj)
+    pod, created = ctx.kube.create(pod_body)
+    owners = [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]
+    if session.metadata.uid not in owners:
+        # a pod of an earlier session with the same name is still terminating
+        raise kopf.TemporaryError(f"pod {pod['metadata']['name']} belongs to an earlier session; waiting for it "
+                                  "to go", delay=5)
+    if logger and created:
+        logger.info("created recorder pod %s", pod["metadata"]["name"])
+    update_status(ctx, body, {"phase": "Starting", "pod": pod["metadata"]["name"]})

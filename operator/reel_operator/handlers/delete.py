@@ -1,0 +1,52 @@
+"""Deleting a session (our finalizer holds it): stop the recorder like spec.stop, wait for it to finish
+uploading, then let the session go. Bounded: after REEL_DELETE_TIMEOUT_SECONDS the pod is force-deleted and
+the finalizer removed anyway, so a deletion never hangs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from reel_api import SessionError
+
+from .. import lock, podspec
+from .. import status as st
+from .common import Context, parse, post_event, update_status
+
+POLL_SECONDS = 2
+
+
+def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, logger=None) -> None:
+    meta = body["metadata"]
+    with contextlib.suppress(SessionError):
+        lock.release(ctx.kube, parse(body))
+    pod_name = podspec.object_name(meta["name"])
+    pod = ctx.kube.get_pod(meta["namespace"], pod_name)
+    if pod is not None and meta.get("uid") not in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+        pod = None
+    phase = (body.get("status") or {}).get("phase")
+    if pod is None:
+        if not st.is_terminal(phase):
+            update_status(ctx, body, {"phase": "Completed", "stopReason": "Deleted",
+                                      "message": "deleted before the recorder started: nothing recorded"})
+        return
+    view = st.pod_view(pod)
+    if view.terminated is not None or not view.running or st.is_terminal(phase):
+        if not view.deleting or view.terminated is not None:
+            ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=0, uid=pod["metadata"].get("uid"))
+        return
+    if runtime_seconds > ctx.settings.delete_timeout_seconds:
+        ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=0, uid=pod["metadata"].get("uid"))
+        limit = ctx.settings.delete_timeout_seconds
+        post_event(body, "Warning", "DeleteTimeout", f"the recorder did not finish within {limit:.0f} s: pod "
+                                                     "force-deleted, the last segments may be missing")
+        return
+    if not view.deleting:
+        ctx.kube.delete_pod(meta["namespace"], pod_name, uid=pod["metadata"].get("uid"))
+        if logger:
+            logger.info("session deleted: stopping recorder pod %s", pod_name)
+        update_status(ctx, body, {"phase": "Stopping", "stopReason": "Deleted"})
+    raise kopf.TemporaryError("waiting for the recorder to finish uploading", delay=POLL_SECONDS)

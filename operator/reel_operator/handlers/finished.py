@@ -1,0 +1,46 @@
+"""Session status changes (the recorder's reports included) -> conditions, observedGeneration and an Event per
+phase change; at the end the pod is removed and the room released. Plus the start-timeout check."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from reel_api import SessionError
+
+from .. import lock, podspec
+from .. import status as st
+from . import pods
+from .common import Context, parse, update_status
+
+
+def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[str] | None = None,
+                      holds_lock: bool = True, logger=None) -> None:
+    """``pod_names``: recorder pods that exist in the namespace, ``holds_lock``: whether a room lock names this
+    session (both from kopf indexes; None/True = unknown, ask the API)."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase is None:
+        return  # the create handler has not run yet
+    update_status(ctx, body, {}, fresh=False)
+    if not st.is_terminal(phase):
+        return
+    # Final: no recorder pod may stay, the room is free again.
+    pod_name = podspec.object_name(meta["name"])
+    if pod_names is None or pod_name in pod_names:
+        pod = ctx.kube.get_pod(meta["namespace"], pod_name)
+        if pod is not None and meta.get("uid") in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+            pods.remove_pod(ctx, pod, st.pod_view(pod))
+    if holds_lock:
+        with contextlib.suppress(SessionError):
+            lock.release(ctx.kube, parse(body))
+
+
+def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
+    """Timer while Pending/Starting: a pod that cannot start produces no more pod events by itself."""
+    meta = body["metadata"]
+    pod = ctx.kube.get_pod(meta["namespace"], podspec.object_name(meta["name"]))
+    if pod is not None:
+        pods.observe(ctx, pod, session=body, logger=logger)

@@ -1,0 +1,34 @@
+"""spec.stop: true -> the recorder is told to stop (graceful pod deletion = SIGTERM, its Requested stop): it
+closes its segments and finishes uploading within the termination grace period, reporting Uploading and then
+Completed/BackedUp itself; the pod is gone when it exits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .. import podspec
+from .. import status as st
+from .common import Context, update_status
+
+
+def stop(ctx: Context, body: Mapping[str, Any], *, reason: str = "Requested", logger=None) -> None:
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    if st.is_terminal(status.get("phase")):
+        return
+    pod_name = podspec.object_name(meta["name"])
+    pod = ctx.kube.get_pod(meta["namespace"], pod_name)
+    if pod is None or meta.get("uid") not in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+        update_status(ctx, body, {"phase": "Completed", "stopReason": reason,
+                                  "message": "stopped before the recorder started: nothing recorded"})
+        return
+    view = st.pod_view(pod)
+    if not view.deleting:
+        # the pod's own terminationGracePeriodSeconds applies; a recorder that already exited goes at once
+        grace = 0 if view.terminated is not None or not view.running else None
+        ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=grace,
+                            uid=pod["metadata"].get("uid"))
+        if logger:
+            logger.info("stopping recorder pod %s (%s)", pod_name, reason)
+    update_status(ctx, body, {"phase": "Stopping", "stopReason": reason})

@@ -1,0 +1,149 @@
+"""The few Kubernetes API calls the handlers make, on plain dicts (the official client, synchronous: kopf runs
+sync handlers in its thread pool)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from reel_api import GROUP, PLURAL, VERSION
+
+log = logging.getLogger("reel.operator")
+
+
+def load_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config()
+
+
+def status_of(err: ApiException) -> int:
+    return int(getattr(err, "status", 0) or 0)
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+
+    def __post_init__(self):
+        self.core = client.CoreV1Api(self.api)
+        self.rbac = client.RbacAuthorizationV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.coordination = client.CoordinationV1Api(self.api)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _dict(resp) -> dict[str, Any]:
+        return json.loads(resp.data)
+
+    def _get(self, fn, *args, **kw) -> dict[str, Any] | None:
+        try:
+            return self._dict(fn(*args, _preload_content=False, **kw))
+        except ApiException as err:
+            if status_of(err) == 404:
+                return None
+            raise
+
+    # -- sessions ------------------------------------------------------------------------------------------
+    def get_session(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
+
+    def patch_session_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _preload_content=False))
+        except ApiException as err:
+            if status_of(err) == 404:
+                return None
+            raise
+
+    def patch_session(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            return self._dict(self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch, _preload_content=False))
+        except ApiException as err:
+            if status_of(err) == 404:
+                return None
+            raise
+
+    def list_sessions(self, label_selector: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        if namespace:
+            resp = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                             label_selector=label_selector, _preload_content=False)
+        else:
+            resp = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=label_selector,
+                                                          _preload_content=False)
+        return self._dict(resp).get("items", [])
+
+    # -- pods ----------------------------------------------------------------------------------------------
+    def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.core.read_namespaced_pod, name, namespace)
+
+    def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None,
+                   uid: str | None = None) -> bool:
+        """Delete (gracefully unless grace_seconds=0); False when it was already gone."""
+        body = client.V1DeleteOptions(grace_period_seconds=grace_seconds,
+                                      preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            self.core.delete_namespaced_pod(name, namespace, body=body)
+            return True
+        except ApiException as err:
+            if status_of(err) in (404, 409):
+                return False
+            raise
+
+    def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}", _preload_content=False)
+        return self._dict(resp).get("items", [])
+
+    # -- create-if-absent ------------------------------------------------------------------------------------
+    def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create the object; on AlreadyExists return the existing one. -> (object, created)."""
+        kind, ns = body["kind"], body["metadata"]["namespace"]
+        create, read = {
+            "Pod": (self.core.create_namespaced_pod, self.core.read_namespaced_pod),
+            "ServiceAccount": (self.core.create_namespaced_service_account, self.core.read_namespaced_service_account),
+            "Role": (self.rbac.create_namespaced_role, self.rbac.read_namespaced_role),
+            "RoleBinding": (self.rbac.create_namespaced_role_binding, self.rbac.read_namespaced_role_binding),
+            "Lease": (self.coordination.create_namespaced_lease, self.coordination.read_namespaced_lease),
+        }[kind]
+        try:
+            return self._dict(create(ns, body, _preload_content=False)), True
+        except ApiException as err:
+            if status_of(err) != 409:
+                raise
+        existing = self._get(read, body["metadata"]["name"], ns)
+        if existing is None:  # deleted in between: try once more
+            return self._dict(create(ns, body, _preload_content=False)), True
+        return existing, False
+
+    # -- leases (room locks) ---------------------------------------------------------------------------------
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.coordination.read_namespaced_lease, name, namespace)
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Replace with optimistic concurrency (metadata.resourceVersion); None on conflict."""
+        try:
+            return self._dict(self.coordination.replace_namespaced_lease(
+                body["metadata"]["name"], body["metadata"]["namespace"], body, _preload_content=False))
+        except ApiException as err:
+            if status_of(err) in (404, 409):
+                return None
+            raise
+
+    def delete_lease(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
+        pre = client.V1Preconditions(resource_version=resource_version) if resource_version else None
+        try:
+            self.coordination.delete_namespaced_lease(name, namespace, body=client.V1DeleteOptions(preconditions=pre))
+        except ApiException as err:
+            if status_of(err) not in (404, 409):
+                raise

@@ -1,0 +1,93 @@
+"""First start wins: one active session per Janus server + room + mode.
+
+Two layers, both keyed by ``podspec.room_key``:
+1. every session carries the label ``reel.dev/room-key``; before starting, the operator lists the labelled
+   sessions in its scope (all namespaces when cluster-wide). An active one that was created earlier wins
+   (ties: the smaller uid), so two sessions checking at the same time agree on one winner;
+2. a Lease ``reel-room-<key>`` in the session's namespace, created by the winner (create is atomic: one
+   of two racing creators gets AlreadyExists). A Lease left by a session that ended or is gone is taken over
+   with optimistic concurrency (replace at its resourceVersion).
+The loser ends with stopReason AlreadyRecording and touches nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from reel_api import RecordingSession
+
+from .kube import Kube
+from .podspec import LABEL_ROOM_KEY, build_room_lock, holder_identity, lock_name, parse_holder, room_key
+from .status import is_terminal
+
+
+def _active(session: Mapping[str, Any]) -> bool:
+    status = session.get("status") or {}
+    return not is_terminal(status.get("phase")) and not session["metadata"].get("deletionTimestamp")
+
+
+def _order(session: Mapping[str, Any]) -> tuple[str, str]:
+    meta = session["metadata"]
+    return meta.get("creationTimestamp") or "", meta.get("uid") or ""
+
+
+def earlier_active(candidates: list[Mapping[str, Any]], me: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The session (other than ``me``) that wins over ``me``: active and started first. Pure."""
+    mine = _order(me)
+    winners = [s for s in candidates
+               if s["metadata"].get("uid") != me["metadata"].get("uid") and _active(s) and _order(s) < mine]
+    return min(winners, key=_order) if winners else None
+
+
+def describe(session: Mapping[str, Any]) -> str:
+    meta = session["metadata"]
+    rec = (session.get("status") or {}).get("recordingId")
+    return f"{meta.get('namespace')}/{meta.get('name')}" + (f" (recording {rec})" if rec else "")
+
+
+def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, namespaces: tuple[str, ...],
+            now: datetime) -> str | None:
+    """Take the room. None when we have it, else a description of the session that records the room."""
+    key = room_key(session)
+    selector = f"{LABEL_ROOM_KEY}={key}"
+    if namespaces:
+        candidates = [s for ns in {session.metadata.namespace} for s in kube.list_sessions(selector, ns)]
+    else:
+        candidates = kube.list_sessions(selector)
+    winner = earlier_active(candidates, body)
+    if winner is not None:
+        return describe(winner)
+
+    lease = build_room_lock(session, now)
+    existing, created = kube.create(lease)
+    if created:
+        return None
+    for _ in range(3):
+        holder = parse_holder((existing.get("spec") or {}).get("holderIdentity"))
+        if holder and holder[2] == session.metadata.uid:
+            return None  # ours (a retried handler)
+        if holder:
+            other = kube.get_session(holder[0], holder[1])
+            if other is not None and other["metadata"].get("uid") == holder[2] and _active(other):
+                return describe(other)
+        # the holder ended or is gone: take over at the version we read
+        lease["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        if kube.replace_lease(lease) is not None:
+            return None
+        existing = kube.get_lease(session.metadata.namespace, lease["metadata"]["name"])
+        if existing is None:
+            lease["metadata"].pop("resourceVersion", None)
+            existing, created = kube.create(lease)
+            if created:
+                return None
+    return "another session (the room lock keeps changing hands)"
+
+
+def release(kube: Kube, session: RecordingSession) -> None:
+    """Drop the room lock if this session holds it."""
+    name = lock_name(room_key(session))
+    lease = kube.get_lease(session.metadata.namespace, name)
+    if lease and (lease.get("spec") or {}).get("holderIdentity") == holder_identity(session):
+        kube.delete_lease(session.metadata.namespace, name, resource_version=lease["metadata"]["resourceVersion"])

@@ -1,0 +1,97 @@
+"""kopf wiring: decorators and startup settings only; the logic is in ``handlers/``.
+
+Run: ``reel-operator`` (reads the settings from the environment, see settings.py), or
+``kopf run -m reel_operator.main --all-namespaces`` (namespaces and liveness then come from kopf's flags).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from reel_api import GROUP, PLURAL, VERSION
+
+from . import podspec
+from .handlers import create, delete, finished, pods, stop
+from .handlers.common import Context, ctx_of
+from .kube import Kube, load_client
+from .settings import ANNOTATION_PREFIX, FINALIZER, Settings
+
+SESSIONS = (GROUP, VERSION, PLURAL)
+OURS = {podspec.LABEL_MANAGED_BY: podspec.MANAGED_BY}
+OURS_SELECTOR = f"{podspec.LABEL_MANAGED_BY}={podspec.MANAGED_BY}"
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    cfg = Settings.from_env()
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    settings.posting.reporting_component = "reel-operator"
+    settings.posting.level = logging.WARNING  # handler logs become Events only when they are warnings
+    settings.peering.name = cfg.peering_name
+    settings.peering.priority = cfg.peering_priority
+    settings.peering.standalone = cfg.standalone or settings.peering.standalone
+    settings.watching.label_selectors["v1", "pods"] = OURS_SELECTOR
+    settings.watching.label_selectors["coordination.k8s.io", "leases"] = OURS_SELECTOR
+    settings.watching.server_timeout = 300
+    memo.reel = Context(kube=Kube(load_client()), settings=cfg)
+
+
+@kopf.on.probe(id="sessions")
+def probe(memo: kopf.Memo, **_) -> str:
+    return "ok" if getattr(memo, "reel", None) else "starting"
+
+
+# -- indexes: what exists, without API calls ------------------------------------------------------------------
+@kopf.index("v1", "pods", labels=OURS)
+def recorder_pods(namespace: str, name: str, **_):
+    return {namespace: name}
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", labels=OURS)
+def room_locks(spec, **_):
+    return {spec.get("holderIdentity"): True}
+
+
+# -- sessions --------------------------------------------------------------------------------------------------
+@kopf.on.create(*SESSIONS)
+@kopf.on.resume(*SESSIONS)
+def on_create(body, memo: kopf.Memo, retry: int, logger, **_) -> None:
+    create.start(ctx_of(memo), body, retry=retry, logger=logger)
+
+
+@kopf.on.update(*SESSIONS, field="spec.stop", new=True)
+def on_stop(body, memo: kopf.Memo, logger, **_) -> None:
+    stop.stop(ctx_of(memo), body, logger=logger)
+
+
+@kopf.on.event(*SESSIONS)
+def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, room_locks: kopf.Index,
+                     logger, **_) -> None:
+    if event.get("type") == "DELETED":
+        return
+    meta = body["metadata"]
+    holder = podspec.holder_identity_of(meta)
+    finished.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
+                               holds_lock=holder in room_locks, logger=logger)
+
+
+@kopf.timer(*SESSIONS, interval=5, initial_delay=5,
+            when=lambda status, **_: status.get("phase") in ("Pending", "Starting"))
+def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
+    finished.check_start(ctx_of(memo), body, logger=logger)
+
+
+@kopf.on.delete(*SESSIONS)
+def on_delete(body, memo: kopf.Memo, runtime, logger, **_) -> None:
+    delete.delete(ctx_of(memo), body, runtime_seconds=runtime.total_seconds(), logger=logger)
+
+
+# -- recorder pods ---------------------------------------------------------------------------------------------
+@kopf.on.event("v1", "pods", labels=OURS)
+def on_pod_event(event, body, memo: kopf.Memo, logger, **_) -> None:
+    pods.observe(ctx_of(memo), body, gone=event.get("type") == "DELETED", logger=logger)

@@ -1,0 +1,213 @@
+"""Operator settings: one object, read once from the environment at start.
+
+Every setting is an environment variable (the Helm chart sets them on the operator Deployment; a workstation
+run reads the same ones). Defaults in brackets.
+
+Recorder pods
+  REEL_RECORDER_IMAGE                  recorder image [localhost/reel-recorder:dev]
+  REEL_RECORDER_IMAGE_PULL_POLICY      Always | IfNotPresent | Never [IfNotPresent]
+  REEL_RECORDER_COMMAND                the program, JSON list or words [reel-recorder]
+  REEL_RECORDER_IMAGE_PULL_SECRETS     comma-separated Secret names, in each session's namespace []
+  REEL_RECORDER_CPU_REQUEST            [100m]
+  REEL_RECORDER_MEMORY_REQUEST         [128Mi]
+  REEL_RECORDER_CPU_LIMIT              [1]        ("" = no limit)
+  REEL_RECORDER_MEMORY_LIMIT           [512Mi]    ("" = no limit)
+      A session may override these with the annotation reel.dev/recorder-resources holding a
+      JSON {"requests": {...}, "limits": {...}} (merged over the defaults).
+  REEL_RECORDER_SPOOL_SIZE_LIMIT       sizeLimit of the spool emptyDir [2Gi]
+  REEL_RECORDER_UID                    runAsUser/runAsGroup/fsGroup of the recorder [10001]
+  REEL_RECORDER_LOG_LEVEL              [INFO]
+  REEL_RECORDER_NODE_SELECTOR          JSON object, e.g. {"reel.dev/media": "true"} [{}]
+  REEL_RECORDER_TOLERATIONS            JSON list of tolerations [[]]
+  REEL_RECORDER_PRIORITY_CLASS         priorityClassName ["" = none]
+  REEL_TERMINATION_GRACE_SECONDS       recorder pods' terminationGracePeriodSeconds: time a stopped recorder
+                                       has to close segments and finish uploading [300]; the recorder's
+                                       --upload-timeout is this minus 20 s
+  REEL_LOCAL_STORAGE_CLAIM             PVC mounted at spec.storage.local.path for sessions that record into a
+                                       directory; "" = an emptyDir (lost with the pod: demos/tests only) [""]
+
+Lifecycle
+  REEL_START_TIMEOUT_SECONDS           a pod not running by then (unschedulable, slow pull) -> Failed [180]
+  REEL_DELETE_TIMEOUT_SECONDS          a deleted session waits this long for its recorder to finish uploading,
+                                       then the pod is force-deleted and the finalizer removed
+                                       [termination grace + 30]
+
+Operator process
+  REEL_NAMESPACES                      comma-separated namespaces (globs allowed) to watch; "" = cluster-wide [""]
+  REEL_PEERING_NAME                    kopf peering object name (KopfPeering/ClusterKopfPeering, CRDs in crds/)
+                                       ["reel"]
+  REEL_PEERING_PRIORITY                this replica's priority; the highest live replica works, others wait
+                                       [random, so two replicas never share one]
+  REEL_STANDALONE                      true = no peering (a single replica) [false]
+  REEL_LIVENESS_ENDPOINT               kopf liveness endpoint ["http://0.0.0.0:8080/healthz"; "" = off]
+  REEL_LOG_LEVEL                       operator log level [INFO]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: Our finalizer and the prefix of kopf's annotations (progress, last-handled-configuration).
+FINALIZER = "reel.dev/finalizer"
+ANNOTATION_PREFIX = "reel.dev"
+#: Per-session override of the recorder's resources (JSON {"requests": {...}, "limits": {...}}).
+RESOURCES_ANNOTATION = "reel.dev/recorder-resources"
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    recorder_image: str = "localhost/reel-recorder:dev"
+    image_pull_policy: str = "IfNotPresent"
+    recorder_command: tuple[str, ...] = ("reel-recorder",)
+    image_pull_secrets: tuple[str, ...] = ()
+    requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
+    limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    spool_size_limit: str = "2Gi"
+    recorder_uid: int = 10001
+    recorder_log_level: str = "INFO"
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping, ...] = ()
+    priority_class: str = ""
+    termination_grace_seconds: int = 300
+    local_storage_claim: str = ""
+    start_timeout_seconds: float = 180.0
+    delete_timeout_seconds: float = 330.0
+    namespaces: tuple[str, ...] = ()
+    peering_name: str = "reel"
+    peering_priority: int = 0
+    standalone: bool = False
+    liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    log_level: str = "INFO"
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    @property
+    def upload_timeout_seconds(self) -> int:
+        """What the recorder may spend uploading after a stop: the grace period minus a margin."""
+        return max(10, self.termination_grace_seconds - 20)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        grace = r.int("REEL_TERMINATION_GRACE_SECONDS", 300, minimum=10)
+        return cls(
+            recorder_image=r.str("REEL_RECORDER_IMAGE", cls.recorder_image),
+            image_pull_policy=r.choice("REEL_RECORDER_IMAGE_PULL_POLICY", "IfNotPresent",
+                                       ("Always", "IfNotPresent", "Never")),
+            recorder_command=r.words("REEL_RECORDER_COMMAND", ("reel-recorder",)),
+            image_pull_secrets=r.list("REEL_RECORDER_IMAGE_PULL_SECRETS"),
+            requests=_quantities(cpu=r.str("REEL_RECORDER_CPU_REQUEST", "100m"),
+                                 memory=r.str("REEL_RECORDER_MEMORY_REQUEST", "128Mi")),
+            limits=_quantities(cpu=r.str("REEL_RECORDER_CPU_LIMIT", "1"),
+                               memory=r.str("REEL_RECORDER_MEMORY_LIMIT", "512Mi")),
+            spool_size_limit=r.str("REEL_RECORDER_SPOOL_SIZE_LIMIT", "2Gi"),
+            recorder_uid=r.int("REEL_RECORDER_UID", 10001, minimum=1),
+            recorder_log_level=r.str("REEL_RECORDER_LOG_LEVEL", "INFO"),
+            node_selector=r.json("REEL_RECORDER_NODE_SELECTOR", {}, dict),
+            tolerations=tuple(r.json("REEL_RECORDER_TOLERATIONS", [], list)),
+            priority_class=r.str("REEL_RECORDER_PRIORITY_CLASS", ""),
+            termination_grace_seconds=grace,
+            local_storage_claim=r.str("REEL_LOCAL_STORAGE_CLAIM", ""),
+            start_timeout_seconds=r.float("REEL_START_TIMEOUT_SECONDS", 180.0),
+            delete_timeout_seconds=r.float("REEL_DELETE_TIMEOUT_SECONDS", grace + 30.0),
+            namespaces=r.list("REEL_NAMESPACES"),
+            peering_name=r.str("REEL_PEERING_NAME", "reel"),
+            peering_priority=r.int("REEL_PEERING_PRIORITY", random.randint(1, 2**30), minimum=0),
+            standalone=r.bool("REEL_STANDALONE", False),
+            liveness_endpoint=r.str("REEL_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz"),
+            log_level=r.str("REEL_LOG_LEVEL", "INFO"),
+        )
+
+
+def _quantities(**values: str) -> dict[str, str]:
+    return {k: v for k, v in values.items() if v}
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return None if value is None else value.strip()
+
+    def str(self, name: str, default: str) -> str:
+        value = self._raw(name)
+        return default if value is None else value
+
+    def int(self, name: str, default: int, minimum: int | None = None) -> int:
+        value = self._raw(name)
+        if not value:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: not an integer") from None
+        if minimum is not None and number < minimum:
+            raise SettingsError(f"{name}={value!r}: must be at least {minimum}")
+        return number
+
+    def float(self, name: str, default: float) -> float:
+        value = self._raw(name)
+        if not value:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: not a number") from None
+        if number <= 0:
+            raise SettingsError(f"{name}={value!r}: must be positive")
+        return number
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self._raw(name)
+        if not value:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r}: expected true or false")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self._raw(name) or default
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+        return value
+
+    def list(self, name: str) -> tuple[str, ...]:
+        value = self._raw(name) or ""
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    def words(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._raw(name)
+        if not value:
+            return default
+        if value.startswith("["):
+            parsed = self.json(name, [], list)
+            return tuple(str(w) for w in parsed)
+        return tuple(shlex.split(value))
+
+    def json(self, name: str, default, kind: type):
+        value = self._raw(name)
+        if not value:
+            return default
+        try:
+            parsed = json.loads(value)
+        except ValueError as e:
+            raise SettingsError(f"{name}: not valid JSON: {e}") from None
+        if not isinstance(parsed, kind):
+            raise SettingsError(f"{name}: expected a JSON {'object' if kind is dict else 'list'}")
+        return parsed

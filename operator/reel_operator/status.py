@@ -1,0 +1,380 @@
+"""Pure status logic: observations (the session's status, its recorder pod) -> phase, reason, conditions.
+
+Who writes what:
+- the recorder (its own ServiceAccount, status only) reports phase Starting/Recording/Stopping/Uploading and
+  the final phase, recordingId, participants, upload progress, playlists, manifest, stopReason, message;
+- the operator writes Pending/Starting/Stopping, every phase the recorder cannot report (it could not
+  start, it died, it was killed), observedGeneration, pod and the conditions.
+
+The detailed reason of a failure (e.g. RoomNotFound, SecretNotFound, ImagePullFailed) lives in the Ready and
+Recording conditions; stopReason keeps the coarse contract value (Error, NoUsers, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from reel_api import ConditionType, Phase, StopReason
+
+from .podspec import CONTAINER, VOLUME_FIELDS
+
+PHASE_RANK = {
+    Phase.PENDING: 0,
+    Phase.STARTING: 1,
+    Phase.RECORDING: 2,
+    Phase.PAUSED: 2,
+    Phase.STOPPING: 3,
+    Phase.UPLOADING: 4,
+    Phase.COMPLETED: 5,
+    Phase.BACKED_UP: 5,
+    Phase.FAILED: 5,
+}
+TERMINAL = frozenset({Phase.COMPLETED.value, Phase.BACKED_UP.value, Phase.FAILED.value})
+
+#: Stop reasons after which the outcome is a normal end (not a failure).
+NORMAL_STOPS = frozenset({StopReason.REQUESTED, StopReason.NO_USERS, StopReason.MAX_DURATION, StopReason.DELETED})
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_terminal(phase: str | None) -> bool:
+    return phase in TERMINAL
+
+
+def may_advance(current: str | None, new: str) -> bool:
+    """Phases only move forward (a late report of an earlier phase is ignored); terminal ones are final."""
+    if current is None or current not in PHASE_RANK:
+        return True
+    if is_terminal(current):
+        return False
+    return PHASE_RANK[Phase(new)] >= PHASE_RANK[Phase(current)]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The pod, as the operator sees it
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PodView:
+    name: str
+    phase: str | None = None  # Pending | Running | Succeeded | Failed | Unknown
+    deleting: bool = False
+    gone: bool = False  # the watch said DELETED
+    created: datetime | None = None
+    image: str | None = None
+    running: bool = False  # the container has started (running or terminated after running)
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    terminated: Mapping[str, Any] | None = None  # exitCode, reason, message
+    unschedulable: str | None = None  # the scheduler's message
+    pod_reason: str | None = None  # status.reason (Evicted, DeadlineExceeded, ...)
+    pod_message: str | None = None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
+    """Read the fields that matter from a Pod (a dict in the API's camelCase form)."""
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    cs = next((c for c in status.get("containerStatuses") or [] if c.get("name") == CONTAINER), None)
+    state = (cs or {}).get("state") or {}
+    last = (cs or {}).get("lastState") or {}
+    terminated = state.get("terminated") or last.get("terminated")
+    waiting = state.get("waiting") or {}
+    unschedulable = None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
+                cond.get("reason") == "Unschedulable":
+            unschedulable = cond.get("message") or "no node can run the pod"
+    return PodView(
+        name=meta.get("name", ""),
+        phase=status.get("phase"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        gone=gone,
+        created=_parse_time(meta.get("creationTimestamp")),
+        image=containers[0].get("image"),
+        running=bool(state.get("running") or terminated),
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        terminated=terminated,
+        unschedulable=unschedulable,
+        pod_reason=status.get("reason"),
+        pod_message=status.get("message"),
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the pod tells about the session: a phase to set, with reasons and a message."""
+
+    phase: str
+    stop_reason: str | None = None
+    reason: str | None = None  # the detailed CamelCase reason for the conditions
+    message: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # recordingId, manifest from the termination log
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.phase)
+
+
+def _failed(reason: str, message: str) -> Verdict:
+    return Verdict(Phase.FAILED.value, StopReason.ERROR.value, reason, message)
+
+
+#: Kubelet waiting reasons after which the container will not start by itself.
+IMAGE_ERRORS = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+CONFIG_ERRORS = frozenset({"CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def secret_problem(text: str, namespace: str) -> str | None:
+    """A kubelet message about a missing Secret/key, turned into an instruction; None if it is about else."""
+    field_name = next((f for v, f in VOLUME_FIELDS.items() if f'"{v}"' in text), None)
+    where = f" ({field_name})" if field_name else ""
+    if "not found" in text and "secret" in text.lower():
+        return (f"{text.strip()}{where}: create the Secret in namespace {namespace} or fix the reference, "
+                "then create a new RecordingSession")
+    if "couldn't find key" in text:
+        return (f"{text.strip()}{where}: add the key to the Secret (storage credentials need "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), then create a new RecordingSession")
+    return None
+
+
+def termination_summary(terminated: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The recorder's final JSON (--termination-log), or None when the message is not ours."""
+    text = (terminated.get("message") or "").strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and data.get("phase") else None
+
+
+def judge_pod(view: PodView, *, namespace: str, now: datetime, start_timeout: float,
+              stopping: bool = False, deleting: bool = False, events: Iterable[Mapping[str, Any]] = (),
+              grace_seconds: int | None = None) -> Verdict | None:
+    """Decide from the pod alone: None means "nothing to add" (the recorder reports for itself)."""
+    if view.terminated is not None:
+        return _judge_terminated(view, stopping=stopping, deleting=deleting, grace_seconds=grace_seconds)
+
+    # Could not start: problems the kubelet will not solve by itself.
+    reason, message = view.waiting_reason, (view.waiting_message or "").strip()
+    if reason in IMAGE_ERRORS:
+        return _failed("ImagePullFailed",
+                       f"cannot pull the recorder image {view.image}: {message or reason}. Check the "
+                       "operator's REEL_RECORDER_IMAGE (chart: recorder.image) and image pull secrets")
+    if reason in CONFIG_ERRORS:
+        hint = secret_problem(message, namespace)
+        if hint:
+            return _failed("SecretNotFound", hint)
+        return _failed("ContainerConfigError", f"the recorder container cannot be created: {message or reason}")
+    for ev in events:  # kubelet events on the pod, e.g. FailedMount of a Secret volume
+        if ev.get("type") == "Warning" and ev.get("reason") == "FailedMount":
+            hint = secret_problem(ev.get("message") or "", namespace)
+            if hint:
+                return _failed("SecretNotFound", hint)
+    if view.phase == "Failed" and not view.running:
+        return _failed(view.pod_reason or "PodFailed",
+                       f"the recorder pod failed before starting: {view.pod_message or view.pod_reason}")
+
+    if view.gone:
+        if stopping or deleting:
+            return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else StopReason.REQUESTED.value,
+                           "RecorderGone", "the recorder pod was removed before it reported its result")
+        return _failed("RecorderPodDeleted", f"the recorder pod {view.name} was deleted before the recording "
+                                             "ended; create a new RecordingSession to record again")
+
+    if not view.running and view.created is not None:
+        waited = (now - view.created).total_seconds()
+        if waited > start_timeout:
+            if view.unschedulable:
+                return _failed("Unschedulable", f"no node can run the recorder pod after {waited:.0f} s: "
+                                                f"{view.unschedulable}")
+            return _failed("StartTimeout", f"the recorder pod did not start within {start_timeout:.0f} s "
+                                           f"(last state: {reason or view.phase}{': ' + message if message else ''})")
+    return None
+
+
+def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_seconds: int | None) -> Verdict:
+    term = view.terminated or {}
+    summary = termination_summary(term)
+    exit_code = term.get("exitCode")
+    if summary is not None:
+        phase = summary.get("phase")
+        if phase not in TERMINAL:
+            phase = Phase.COMPLETED.value if exit_code == 0 else Phase.FAILED.value
+        stop_reason = summary.get("stopReason") or (StopReason.ERROR.value if phase == "Failed" else None)
+        if deleting and stop_reason == StopReason.REQUESTED:
+            stop_reason = StopReason.DELETED.value
+        extra = {k: summary[k] for k in ("recordingId", "manifest") if summary.get(k)}
+        return Verdict(phase, stop_reason, summary.get("reason") or stop_reason, summary.get("message") or None,
+                       extra)
+    detail = (term.get("message") or "").strip()
+    tail = f": {detail[-500:]}" if detail else ""
+    if term.get("reason") == "OOMKilled":
+        return _failed("OutOfMemory", "the recorder ran out of memory; raise its memory limit (annotation "
+                                      "reel.dev/recorder-resources or the operator's REEL_RECORDER_MEMORY_LIMIT)")
+    if exit_code == 0:
+        return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else None, "Completed",
+                       None)
+    if (stopping or deleting) and exit_code in (137, 143):
+        grace = f" ({grace_seconds} s)" if grace_seconds else ""
+        return _failed("UploadTimeout", f"the recorder was killed before it finished uploading: it needed more "
+                                        f"than the termination grace period{grace}; raise "
+                                        "REEL_TERMINATION_GRACE_SECONDS")
+    return _failed("RecorderError", f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Conditions
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _cond(ctype: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:
+    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def failure_reason(status: Mapping[str, Any]) -> str:
+    """The detailed reason of a failed session, as recorded in its Ready condition (or the stop reason)."""
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == ConditionType.READY and cond.get("status") == "False" and \
+                cond.get("reason") not in PHASE_NAMES:
+            return cond["reason"]
+    return status.get("stopReason") or "Failed"
+
+
+PHASE_NAMES = frozenset(p.value for p in Phase)
+
+
+def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) -> list[dict[str, Any]]:
+    """The four conditions for a status (without times). ``reason``: the detailed reason of a failure."""
+    phase = status.get("phase") or Phase.PENDING.value
+    stop = status.get("stopReason")
+    message = status.get("message") or ""
+    upload = status.get("upload") or {}
+    active = status.get("activeParticipants") or 0
+    failed = phase == Phase.FAILED
+    why = (reason or failure_reason(status)) if failed else None
+
+    if phase == Phase.RECORDING:
+        recording = _cond(ConditionType.RECORDING, True, "ParticipantsPresent" if active else "WaitingForParticipants",
+                          f"{active} participant(s) being recorded" if active else "no participant is publishing")
+    elif phase == Phase.PAUSED:
+        recording = _cond(ConditionType.RECORDING, False, "Paused", "spec.paused is true")
+    elif phase in (Phase.PENDING, Phase.STARTING):
+        recording = _cond(ConditionType.RECORDING, False, "Starting", "the recorder is starting")
+    elif failed:
+        recording = _cond(ConditionType.RECORDING, False, why, message)
+    else:
+        recording = _cond(ConditionType.RECORDING, False, stop or "Stopped", message)
+
+    segments, pending = upload.get("segments", 0), upload.get("pendingSegments", 0)
+    stored = f"{segments - pending} of {segments} segment(s) stored"
+    if phase in (Phase.COMPLETED, Phase.BACKED_UP):
+        uploaded = _cond(ConditionType.UPLOADED, True, "AllStored", stored if segments else "nothing to store")
+    elif failed:
+        uploaded = _cond(ConditionType.UPLOADED, False, why, stored if segments else message)
+    else:  # no counts in the message: it would change (and be patched) with every segment
+        uploaded = _cond(ConditionType.UPLOADED, False, "Uploading" if segments else "NothingRecorded",
+                         "segments are uploaded while recording; see status.upload" if segments else "")
+
+    location = upload.get("location")
+    if phase == Phase.BACKED_UP or location in ("backup", "mixed"):
+        backed_up = _cond(ConditionType.BACKED_UP, True, "BackupUsed",
+                          "primary storage failed: some or all segments are in the backup storage")
+    else:
+        backed_up = _cond(ConditionType.BACKED_UP, False, "NotNeeded", "")
+
+    if failed:
+        ready = _cond(ConditionType.READY, False, why, message)
+    elif phase in (Phase.RECORDING, Phase.PAUSED, Phase.COMPLETED, Phase.BACKED_UP):
+        ready = _cond(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
+    else:
+        ready = _cond(ConditionType.READY, False, phase, message)
+    return [recording, uploaded, backed_up, ready]
+
+
+def merge_conditions(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]], *, generation: int | None,
+                     now: datetime) -> list[dict[str, Any]]:
+    """API conventions: lastTransitionTime changes only when status changes; observedGeneration on each."""
+    previous = {c.get("type"): c for c in old or []}
+    out = []
+    for cond in new:
+        before = previous.get(cond["type"])
+        since = before.get("lastTransitionTime") if before and before.get("status") == cond["status"] else None
+        item = dict(cond, lastTransitionTime=since or rfc3339(now))
+        if generation is not None:
+            item["observedGeneration"] = generation
+        out.append(item)
+    return out
+
+
+def _comparable(conds: Iterable[Mapping[str, Any]]) -> list[tuple]:
+    return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message") or "",
+                   c.get("observedGeneration")) for c in conds or [])
+
+
+def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, generation: int | None, now: datetime,
+                 reason: str | None = None) -> dict[str, Any]:
+    """A merge patch for .status: ``changes`` applied (phase only forward), conditions and observedGeneration
+    recomputed. Empty when nothing would change."""
+    changes = dict(changes)
+    if "phase" in changes and not may_advance(status.get("phase"), changes["phase"]) and \
+            changes["phase"] != status.get("phase"):  # the same final phase may be refined (reason, message)
+        changes = {k: v for k, v in changes.items() if k not in ("phase", "stopReason", "message")}
+        reason = None
+    merged = {**status, **changes}
+    conditions = merge_conditions(status.get("conditions") or [], desired_conditions(merged, reason=reason),
+                                  generation=generation, now=now)
+    patch = {k: v for k, v in changes.items() if status.get(k) != v}
+    if _comparable(conditions) != _comparable(status.get("conditions") or []):
+        patch["conditions"] = conditions
+    if generation is not None and status.get("observedGeneration") != generation:
+        patch["observedGeneration"] = generation
+    return patch
+
+
+def transition(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The Event to post for a status patch: (type, reason, message), or None when the phase did not change.
+
+    The "previous phase" is what the conditions said (the recorder may have moved the phase meanwhile)."""
+    new_phase = patch.get("phase") or old_status.get("phase")
+    old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
+    new_ready = next((c for c in patch.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
+    if new_ready is None or (old_ready and (old_ready.get("status"), old_ready.get("reason")) ==
+                             (new_ready.get("status"), new_ready.get("reason"))):
+        return None
+    if new_phase == Phase.FAILED:
+        message = new_ready.get("message") or "the recording failed"
+        return "Warning", new_ready["reason"], f"Failed: {message}"
+    merged = {**old_status, **patch}
+    detail = merged.get("message") or ""
+    if new_phase in (Phase.COMPLETED, Phase.BACKED_UP, Phase.STOPPING, Phase.UPLOADING) and merged.get("stopReason"):
+        detail = f"stop reason {merged['stopReason']}" + (f": {detail}" if detail else "")
+    if new_phase == Phase.RECORDING and merged.get("recordingId"):
+        detail = f"recording {merged['recordingId']}"
+    return "Normal", new_phase, f"{new_phase}{': ' + detail if detail else ''}"

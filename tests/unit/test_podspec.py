@@ -1,0 +1,218 @@
+"""The pure builders of reel_operator.podspec: pod, ServiceAccount, Role, RoleBinding, room lock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from reel_api import load_session
+from reel_operator import podspec
+from reel_operator.settings import RESOURCES_ANNOTATION, Settings, SettingsError
+
+UID = "0b7c3f0e-1111-2222-3333-444455556666"
+
+
+def session(spec_extra: dict | None = None, name: str = "standup-1125", annotations: dict | None = None,
+            room: dict | None = None):
+    spec = {
+        "room": {"server": "ws://janus.media.svc:8188", "id": 1234, **(room or {})},
+        "storage": {"bucket": "recordings", "endpoint": "http://minio.media.svc:9000"},
+        **(spec_extra or {}),
+    }
+    meta = {"name": name, "namespace": "media", "uid": UID, "generation": 3,
+            "annotations": annotations or {}, "managedFields": [{"manager": "kubectl"}]}
+    return load_session({"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession", "metadata": meta,
+                         "spec": spec, "status": {"phase": "Recording"}})
+
+
+def container(pod):
+    (c,) = pod["spec"]["containers"]
+    return c
+
+
+def env_of(pod) -> dict:
+    return {e["name"]: e for e in container(pod)["env"]}
+
+
+def test_pod_identity_labels_and_owner():
+    s = session()
+    pod = podspec.build_pod(s, Settings())
+    meta = pod["metadata"]
+    assert meta["name"] == "reel-rec-standup-1125" == podspec.object_name("standup-1125")
+    assert meta["namespace"] == "media"
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "reel-operator"
+    assert meta["labels"]["reel.dev/session"] == "standup-1125"
+    assert meta["labels"]["reel.dev/room-key"] == podspec.room_key(s)
+    (owner,) = meta["ownerReferences"]
+    assert owner == {"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession", "name": "standup-1125",
+                     "uid": UID, "controller": True, "blockOwnerDeletion": True}
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["serviceAccountName"] == "reel-rec-standup-1125"
+    assert pod["spec"]["automountServiceAccountToken"] is True
+    assert pod["spec"]["enableServiceLinks"] is False
+
+
+def test_pod_name_is_deterministic_and_bounded():
+    long = "s" * 250
+    name = podspec.object_name(long)
+    assert len(name) <= 63 and name == podspec.object_name(long)
+    assert name != podspec.object_name("s" * 249)
+    assert podspec.label_value(long) == podspec.bounded(long, 63) and len(podspec.label_value(long)) <= 63
+
+
+def test_hardened_security_context():
+    pod = podspec.build_pod(session(), Settings())
+    psc = pod["spec"]["securityContext"]
+    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001 and psc["fsGroup"] == 10001
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = container(pod)["securityContext"]
+    assert csc["runAsNonRoot"] is True and csc["runAsUser"] == 10001
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["allowPrivilegeEscalation"] is False and csc["privileged"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    assert csc["seccompProfile"] == {"type": "RuntimeDefault"}
+
+
+def test_secrets_only_by_reference():
+    s = session({"backupStorage": {"bucket": "backup", "credentialsSecretRef": {"name": "s3-backup"}}},
+                room={"credentialsSecretRef": {"name": "room-1234"}})
+    s.spec.storage.credentials_secret_ref = type(s.spec.room.credentials_secret_ref)(name="s3")
+    pod = podspec.build_pod(s, Settings())
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["room-credentials"]["secret"] == {"secretName": "room-1234", "optional": False,
+                                                     "defaultMode": 0o440}
+    assert volumes["storage-credentials"]["secret"]["secretName"] == "s3"
+    assert [i["key"] for i in volumes["storage-credentials"]["secret"]["items"]] == [
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    assert volumes["backup-storage-credentials"]["secret"]["secretName"] == "s3-backup"
+    mounts = {m["name"]: m for m in container(pod)["volumeMounts"]}
+    assert mounts["room-credentials"] == {"name": "room-credentials", "mountPath": podspec.ROOM_SECRETS_DIR,
+                                          "readOnly": True}
+    args = container(pod)["args"]
+    assert args[args.index("--room-secrets") + 1] == podspec.ROOM_SECRETS_DIR
+    assert args[args.index("--storage-secrets") + 1] == podspec.STORAGE_SECRETS_DIR
+    assert args[args.index("--backup-storage-secrets") + 1] == podspec.BACKUP_STORAGE_SECRETS_DIR
+    # no secret value anywhere in the pod: env holds only references and the session (which has none)
+    for e in container(pod)["env"]:
+        assert "secretKeyRef" not in e.get("valueFrom", {})
+    assert "room-1234" in json.dumps(pod)  # by name only
+
+
+def test_no_secret_volumes_without_refs():
+    pod = podspec.build_pod(session(), Settings())
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {"spool", "tmp"}
+    assert "--room-secrets" not in container(pod)["args"]
+
+
+def test_env_session_manifest_and_downward_api():
+    s = session({"tag": "weekly"})
+    env = env_of(podspec.build_pod(s, Settings()))
+    manifest = json.loads(env["REEL_SESSION"]["value"])
+    assert "status" not in manifest
+    assert manifest["metadata"] == {"name": "standup-1125", "namespace": "media", "uid": UID, "generation": 3}
+    assert manifest["spec"]["recording"]["maxIdleSeconds"] == 30  # defaults filled in
+    assert load_session(env["REEL_SESSION"]["value"]).spec.tag == "weekly"  # the recorder can read it
+    assert env["REEL_STATUS_TARGET"]["value"] == "media/standup-1125"
+    assert env["REEL_MEDIA_ADDRESS"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+
+
+def test_spool_grace_and_termination_message():
+    pod = podspec.build_pod(session(), Settings(termination_grace_seconds=600, spool_size_limit="5Gi"))
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["spool"] == {"name": "spool", "emptyDir": {"sizeLimit": "5Gi"}}
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 600
+    c = container(pod)
+    assert c["args"][c["args"].index("--upload-timeout") + 1] == "580"
+    assert c["args"][c["args"].index("--spool") + 1] == podspec.SPOOL_DIR
+    assert c["terminationMessagePath"] == "/dev/termination-log"
+    assert c["args"][c["args"].index("--termination-log") + 1] == "/dev/termination-log"
+
+
+def test_resources_defaults_and_override():
+    settings = Settings(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "512Mi"})
+    assert container(podspec.build_pod(session(), settings))["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+    s = session(annotations={RESOURCES_ANNOTATION: json.dumps({"limits": {"memory": "1Gi", "cpu": ""},
+                                                              "requests": {"cpu": "250m"}})})
+    assert container(podspec.build_pod(s, settings))["resources"] == {
+        "requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+
+
+@pytest.mark.parametrize("raw", ["{not json", '["x"]', '{"limit": {}}', '{"limits": {"memory": [1]}}'])
+def test_resources_override_errors(raw):
+    with pytest.raises(podspec.PodSpecError, match=RESOURCES_ANNOTATION):
+        podspec.build_pod(session(annotations={RESOURCES_ANNOTATION: raw}), Settings())
+
+
+def test_settings_from_env():
+    s = Settings.from_env({
+        "REEL_RECORDER_IMAGE": "example.org/reel/recorder:1.0", "REEL_RECORDER_IMAGE_PULL_POLICY": "Always",
+        "REEL_RECORDER_MEMORY_LIMIT": "", "REEL_RECORDER_CPU_REQUEST": "200m", "REEL_NAMESPACES": "media, other",
+        "REEL_TERMINATION_GRACE_SECONDS": "120", "REEL_RECORDER_NODE_SELECTOR": '{"media": "yes"}',
+        "REEL_PEERING_PRIORITY": "7", "REEL_STANDALONE": "true"})
+    assert s.recorder_image == "example.org/reel/recorder:1.0" and s.image_pull_policy == "Always"
+    assert s.limits == {"cpu": "1"} and s.requests == {"cpu": "200m", "memory": "128Mi"}
+    assert s.namespaces == ("media", "other") and not s.clusterwide
+    assert s.termination_grace_seconds == 120 and s.delete_timeout_seconds == 150
+    assert s.peering_priority == 7 and s.standalone
+    pod = podspec.build_pod(session(), s)
+    assert pod["spec"]["nodeSelector"] == {"media": "yes"}
+    assert container(pod)["image"] == "example.org/reel/recorder:1.0"
+    assert Settings.from_env({}).clusterwide
+    with pytest.raises(SettingsError, match="REEL_RECORDER_IMAGE_PULL_POLICY"):
+        Settings.from_env({"REEL_RECORDER_IMAGE_PULL_POLICY": "Sometimes"})
+    with pytest.raises(SettingsError, match="REEL_TERMINATION_GRACE_SECONDS"):
+        Settings.from_env({"REEL_TERMINATION_GRACE_SECONDS": "soon"})
+
+
+def test_local_storage_volume():
+    s = load_session({"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession",
+                      "metadata": {"name": "x", "namespace": "media", "uid": UID},
+                      "spec": {"room": {"server": "ws://j:8188", "id": 1}, "storage": {"local": {"path": "/rec"}}}})
+    pod = podspec.build_pod(s, Settings())
+    assert {"name": "recordings-0", "mountPath": "/rec"} in container(pod)["volumeMounts"]
+    assert {"name": "recordings-0", "emptyDir": {}} in pod["spec"]["volumes"]
+    pod = podspec.build_pod(s, Settings(local_storage_claim="recordings"))
+    assert {"name": "recordings-0", "persistentVolumeClaim": {"claimName": "recordings"}} in pod["spec"]["volumes"]
+
+
+def test_rbac_allows_only_own_status():
+    s = session()
+    role = podspec.build_role(s)
+    assert role["rules"] == [{"apiGroups": ["reel.dev"], "resources": ["recordingsessions/status"],
+                              "resourceNames": ["standup-1125"], "verbs": ["get", "patch"]}]
+    binding = podspec.build_role_binding(s)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": "reel-rec-standup-1125"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "reel-rec-standup-1125",
+                                    "namespace": "media"}]
+    sa = podspec.build_service_account(s)
+    for obj in (role, binding, sa):
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == UID
+        assert obj["metadata"]["name"] == "reel-rec-standup-1125"
+
+
+def test_room_key_same_room_same_key():
+    a = session()
+    assert podspec.room_key(a) == podspec.room_key(session(name="other"))
+    assert podspec.room_key(a) == podspec.room_key(session(room={"server": "ws://Janus.Media.svc:8188/"}))
+    assert podspec.room_key(a) == podspec.room_key(session(room={"id": "1234"}))  # Janus sees the same room
+    assert podspec.room_key(a) != podspec.room_key(session(room={"id": 1235}))
+    assert podspec.room_key(a) != podspec.room_key(session(room={"server": "ws://janus-2.media.svc:8188"}))
+    key = podspec.room_key(a)
+    assert len(key) == 16 and key.isalnum()
+
+
+def test_room_lock_lease():
+    s = session()
+    now = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
+    lease = podspec.build_room_lock(s, now)
+    assert lease["metadata"]["name"] == f"reel-room-{podspec.room_key(s)}"
+    assert lease["spec"] == {"holderIdentity": f"media/standup-1125/{UID}",
+                             "acquireTime": "2026-11-25T10:00:00.123456Z"}
+    owner = lease["metadata"]["ownerReferences"][0]
+    assert owner["uid"] == UID and owner["controller"] is False
+    assert podspec.parse_holder(lease["spec"]["holderIdentity"]) == ("media", "standup-1125", UID)
+    assert podspec.parse_holder("garbage") is None

@@ -1,0 +1,230 @@
+"""reel_operator.status (observations -> phase, reason, conditions) and the AlreadyRecording ordering."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from reel_api import RecordingSessionStatus
+from reel_operator import lock
+from reel_operator import status as st
+
+NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
+CREATED = (NOW - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod(*, phase="Pending", state=None, last_state=None, conditions=(), deleting=False, created=CREATED, reason=None):
+    status = {"phase": phase, "conditions": list(conditions)}
+    if state is not None:
+        status["containerStatuses"] = [{"name": "recorder", "state": state, "lastState": last_state or {}}]
+    if reason:
+        status["reason"] = reason
+        status["message"] = f"pod {reason}"
+    meta = {"name": "reel-rec-s", "namespace": "media", "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = CREATED
+    return {"metadata": meta, "spec": {"containers": [{"name": "recorder", "image": "reel/recorder:1"}]},
+            "status": status}
+
+
+def judge(p, **kw):
+    kw.setdefault("start_timeout", 60)
+    return st.judge_pod(st.pod_view(p, gone=kw.pop("gone", False)), namespace="media", now=NOW, **kw)
+
+
+def terminated(exit_code=0, message="", reason="Completed"):
+    return {"terminated": {"exitCode": exit_code, "reason": reason, "message": message}}
+
+
+# -- phases ------------------------------------------------------------------------------------------------
+
+
+def test_phases_only_move_forward():
+    assert st.may_advance(None, "Pending")
+    assert st.may_advance("Starting", "Recording")
+    assert st.may_advance("Recording", "Stopping")
+    assert not st.may_advance("Uploading", "Stopping")
+    assert not st.may_advance("Completed", "Failed")
+    assert not st.may_advance("Failed", "Recording")
+    patch = st.status_patch({"phase": "Uploading"}, {"phase": "Stopping", "stopReason": "Requested"},
+                            generation=2, now=NOW)
+    assert "phase" not in patch and "stopReason" not in patch
+
+
+def test_running_pod_says_nothing():
+    assert judge(pod(phase="Running", state={"running": {"startedAt": CREATED}})) is None
+    assert judge(pod(state={"waiting": {"reason": "ContainerCreating"}})) is None
+    assert judge(pod(state={"waiting": {"reason": "ErrImagePull", "message": "x"}})) is None  # kubelet retries once
+
+
+@pytest.mark.parametrize("reason", ["ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"])
+def test_image_errors_fail_with_a_hint(reason):
+    v = judge(pod(state={"waiting": {"reason": reason, "message": "pull access denied"}}))
+    assert (v.phase, v.stop_reason, v.reason) == ("Failed", "Error", "ImagePullFailed")
+    assert "reel/recorder:1" in v.message and "REEL_RECORDER_IMAGE" in v.message and "pull access denied" in v.message
+
+
+def test_missing_secret_config_error():
+    v = judge(pod(state={"waiting": {"reason": "CreateContainerConfigError",
+                                     "message": 'secret "room-1234" not found'}}))
+    assert (v.phase, v.reason) == ("Failed", "SecretNotFound")
+    assert 'secret "room-1234" not found' in v.message and "namespace media" in v.message
+
+
+def test_missing_secret_failed_mount_event():
+    events = [{"type": "Normal", "reason": "Scheduled", "message": "ok"},
+              {"type": "Warning", "reason": "FailedMount",
+               "message": 'MountVolume.SetUp failed for volume "room-credentials" : secret "room-1234" not found'}]
+    v = judge(pod(state={"waiting": {"reason": "ContainerCreating"}}), events=events)
+    assert (v.phase, v.reason) == ("Failed", "SecretNotFound")
+    assert "spec.room.credentialsSecretRef" in v.message and "create the Secret" in v.message
+    events = [{"type": "Warning", "reason": "FailedMount",
+               "message": 'MountVolume.SetUp failed for volume "storage-credentials" : '
+                          "couldn't find key AWS_ACCESS_KEY_ID in Secret media/s3"}]
+    v = judge(pod(state={"waiting": {"reason": "ContainerCreating"}}), events=events)
+    assert v.reason == "SecretNotFound" and "spec.storage.credentialsSecretRef" in v.message
+    assert "AWS_SECRET_ACCESS_KEY" in v.message
+
+
+def test_unschedulable_and_start_timeout():
+    cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 Insufficient memory."}
+    assert judge(pod(conditions=[cond])) is None  # within the start timeout
+    v = judge(pod(conditions=[cond]), start_timeout=5)
+    assert (v.phase, v.reason) == ("Failed", "Unschedulable") and "Insufficient memory" in v.message
+    v = judge(pod(state={"waiting": {"reason": "ContainerCreating"}}), start_timeout=5)
+    assert v.reason == "StartTimeout" and "ContainerCreating" in v.message
+
+
+def test_terminated_with_the_recorders_summary():
+    summary = {"phase": "Completed", "stopReason": "NoUsers", "reason": "NoUsers", "message": "room empty for 30 s",
+               "recordingId": "01JABC", "manifest": "p/manifest.json"}
+    v = judge(pod(phase="Succeeded", state=terminated(0, json.dumps(summary))))
+    assert (v.phase, v.stop_reason, v.reason, v.message) == ("Completed", "NoUsers", "NoUsers", "room empty for 30 s")
+    assert v.extra == {"recordingId": "01JABC", "manifest": "p/manifest.json"} and v.terminal
+    failed = {"phase": "Failed", "stopReason": "Error", "reason": "RoomNotFound", "message": "no room 1234"}
+    v = judge(pod(phase="Failed", state=terminated(1, json.dumps(failed), "Error")))
+    assert (v.phase, v.stop_reason, v.reason) == ("Failed", "Error", "RoomNotFound")
+    requested = {"phase": "BackedUp", "stopReason": "Requested", "reason": "Requested"}
+    v = judge(pod(phase="Succeeded", state=terminated(0, json.dumps(requested))), deleting=True)
+    assert (v.phase, v.stop_reason) == ("BackedUp", "Deleted")
+
+
+def test_terminated_without_summary():
+    v = judge(pod(phase="Failed", state=terminated(137, "", "OOMKilled")))
+    assert (v.phase, v.reason) == ("Failed", "OutOfMemory") and "reel.dev/recorder-resources" in v.message
+    v = judge(pod(phase="Failed", state=terminated(137, "", "Error")), stopping=True, grace_seconds=300)
+    assert v.reason == "UploadTimeout" and "300 s" in v.message
+    v = judge(pod(phase="Failed", state=terminated(3, "Traceback ...\nBoom", "Error")))
+    assert v.reason == "RecorderError" and "Boom" in v.message and "code 3" in v.message
+    v = judge(pod(phase="Succeeded", state=terminated(0, "some log line")))
+    assert v.phase == "Completed"
+
+
+def test_pod_gone():
+    v = judge(pod(phase="Running", state={"running": {}}), gone=True)
+    assert (v.phase, v.reason) == ("Failed", "RecorderPodDeleted")
+    v = judge(pod(phase="Running", state={"running": {}}), gone=True, deleting=True)
+    assert (v.phase, v.stop_reason) == ("Completed", "Deleted")
+    v = judge(pod(phase="Failed", reason="Evicted"))
+    assert (v.phase, v.reason) == ("Failed", "Evicted")
+
+
+# -- conditions ----------------------------------------------------------------------------------------------
+
+
+def conds(patch):
+    return {c["type"]: c for c in patch["conditions"]}
+
+
+def test_conditions_follow_the_phases():
+    s = {}
+    p = st.status_patch(s, {"phase": "Starting", "pod": "reel-rec-s"}, generation=1, now=NOW)
+    c = conds(p)
+    assert set(c) == {"Recording", "Uploaded", "BackedUp", "Ready"}
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Starting")
+    assert all(x["observedGeneration"] == 1 and x["lastTransitionTime"] == "2026-11-25T12:00:00Z" for x in c.values())
+    assert p["observedGeneration"] == 1 and p["phase"] == "Starting"
+
+    s = {**s, **p, "phase": "Recording", "activeParticipants": 2, "upload": {"segments": 3, "pendingSegments": 1}}
+    later = NOW + timedelta(seconds=5)
+    p = st.status_patch(s, {}, generation=1, now=later)
+    c = conds(p)
+    assert (c["Recording"]["status"], c["Recording"]["reason"]) == ("True", "ParticipantsPresent")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("True", "Recording")
+    assert c["Ready"]["lastTransitionTime"] == "2026-11-25T12:00:05Z"
+    assert c["BackedUp"]["lastTransitionTime"] == "2026-11-25T12:00:00Z"  # unchanged status keeps its time
+    assert (c["Uploaded"]["status"], c["Uploaded"]["reason"]) == ("False", "Uploading")
+    assert st.transition(s, p) == ("Normal", "Recording", "Recording")
+
+    s = {**s, **p}
+    assert st.status_patch(s, {}, generation=1, now=later) == {}  # nothing changed -> no write
+    s2 = {**s, "upload": {"segments": 9, "pendingSegments": 2}}
+    assert st.status_patch(s2, {}, generation=1, now=later) == {}  # progress alone does not touch conditions
+
+    s = {**s, "phase": "Completed", "stopReason": "NoUsers", "upload": {"segments": 9, "pendingSegments": 0,
+                                                                        "location": "primary"}}
+    p = st.status_patch(s, {}, generation=1, now=later)
+    c = conds(p)
+    assert (c["Uploaded"]["status"], c["Uploaded"]["reason"]) == ("True", "AllStored")
+    assert (c["Recording"]["status"], c["Recording"]["reason"]) == ("False", "NoUsers")
+    assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("True", "Completed")
+    assert c["BackedUp"]["status"] == "False"
+    assert st.transition(s, p) == ("Normal", "Completed", "Completed: stop reason NoUsers")
+    RecordingSessionStatus.model_validate({**s, **p})  # the API model accepts what we write
+
+
+def test_backed_up_and_failure_reasons():
+    s = {"phase": "BackedUp", "upload": {"segments": 2, "location": "mixed"}}
+    c = conds(st.status_patch(s, {}, generation=4, now=NOW))
+    assert (c["BackedUp"]["status"], c["BackedUp"]["reason"]) == ("True", "BackupUsed")
+    assert c["Uploaded"]["status"] == "True" and c["Ready"]["reason"] == "BackedUp"
+
+    p = st.status_patch({"phase": "Recording"}, {"phase": "Failed", "stopReason": "Error", "message": "no such room"},
+                        generation=4, now=NOW, reason="RoomNotFound")
+    c = conds(p)
+    assert (c["Ready"]["status"], c["Ready"]["reason"], c["Ready"]["message"]) == ("False", "RoomNotFound",
+                                                                                    "no such room")
+    assert c["Recording"]["reason"] == "RoomNotFound"
+    assert st.transition({"phase": "Recording"}, p) == ("Warning", "RoomNotFound", "Failed: no such room")
+    after = {"phase": "Recording", **p}
+    assert st.failure_reason(after) == "RoomNotFound"
+    assert st.status_patch(after, {}, generation=4, now=NOW) == {}  # the detailed reason is kept
+    # the recorder wrote Failed itself (no detailed reason yet); the operator refines it from the pod
+    s = {"phase": "Failed", "stopReason": "Error", "message": "x"}
+    s.update(st.status_patch(s, {}, generation=4, now=NOW))
+    assert conds(s)["Ready"]["reason"] == "Error"
+    p = st.status_patch(s, {"phase": "Failed"}, generation=4, now=NOW, reason="StorageFailed")
+    assert conds(p)["Ready"]["reason"] == "StorageFailed"
+
+
+def test_already_recording_status():
+    p = st.status_patch({}, {"phase": "Failed", "stopReason": "AlreadyRecording", "message": "room busy"},
+                        generation=1, now=NOW, reason="AlreadyRecording")
+    assert p["stopReason"] == "AlreadyRecording" and conds(p)["Ready"]["reason"] == "AlreadyRecording"
+    RecordingSessionStatus.model_validate(p)
+
+
+# -- first start wins ----------------------------------------------------------------------------------------
+
+
+def sess(name, created, uid, phase=None, deleting=False):
+    meta = {"name": name, "namespace": "media", "creationTimestamp": created, "uid": uid}
+    if deleting:
+        meta["deletionTimestamp"] = created
+    return {"metadata": meta, "status": {"phase": phase} if phase else {}}
+
+
+def test_first_start_wins_ordering():
+    a = sess("a", "2026-11-25T10:00:00Z", "u-a", "Recording")
+    b = sess("b", "2026-11-25T10:00:05Z", "u-b")
+    c = sess("c", "2026-11-25T10:00:05Z", "u-c")  # same second as b: the uid decides
+    assert lock.earlier_active([a, b, c], b) is a
+    assert lock.earlier_active([b, c], b) is None and lock.earlier_active([b, c], c) is b
+    assert lock.earlier_active([a, b], a) is None
+    done = sess("a", "2026-11-25T10:00:00Z", "u-a", "Completed")
+    gone = sess("a", "2026-11-25T10:00:00Z", "u-a", "Recording", deleting=True)
+    assert lock.earlier_active([done, b], b) is None and lock.earlier_active([gone, b], b) is None
+    assert lock.describe({**a, "status": {"recordingId": "01J"}}) == "media/a (recording 01J)"
