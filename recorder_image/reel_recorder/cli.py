@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     progress = JsonLinesProgress()
+    if os.environ.get("REEL_STATUS_TARGET"):  # reel-operator: also patch the session's status (k8s_status.py)
+        from .k8s_status import KubeStatusSink
+        from .progress import FanOut
+        progress = FanOut(progress, KubeStatusSink.from_env())
     validated = os.environ.pop(VALIDATED_ENV, None)
     if validated is None:
         # Stage 1: validate with reel_api, then become the recording process (same PID, no pydantic).
