@@ -51,12 +51,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class MinioServer:
     def __init__(self, data_dir: Path, *, access_key: str = "reeladmin",
                  secret_key: str = "reel-secret-key-1", port: int | None = None,
-                 binary: Path | None = None, region: str = "us-east-1") -> None:
+                 binary: Path | None = None, region: str = "us-east-1", host: str = "127.0.0.1") -> None:
         self.data_dir = Path(data_dir)
+        self.host = host  # 127.0.0.1, or a test network's address for clients inside a namespace
         self.access_key = access_key
         self.secret_key = secret_key
-        self.port = port or free_port()
-        self.console_port = free_port()
+        self.port = port or free_port(host)
+        self.console_port = free_port(host)
         self.binary = Path(binary) if binary else minio_binary()
         self.region = region
         self.proc: subprocess.Popen | None = None
@@ -66,7 +67,7 @@ class MinioServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def credentials(self) -> dict[str, str]:
@@ -93,8 +94,8 @@ class MinioServer:
         })
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [str(self.binary), "server", str(self.data_dir), "--address", f"127.0.0.1:{self.port}",
-             "--console-address", f"127.0.0.1:{self.console_port}", "--quiet"],
+            [str(self.binary), "server", str(self.data_dir), "--address", f"{self.host}:{self.port}",
+             "--console-address", f"{self.host}:{self.console_port}", "--quiet"],
             env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -136,7 +137,7 @@ class MinioServer:
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 s.settimeout(0.2)
-                if s.connect_ex(("127.0.0.1", self.port)) != 0:
+                if s.connect_ex((self.host, self.port)) != 0:
                     return
             time.sleep(0.05)
 
