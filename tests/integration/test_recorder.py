@@ -217,6 +217,18 @@ def test_idle_stop_at_max_idle_seconds(record, room):
     assert status["participants"] == []
 
 
+def test_max_duration_stops_a_busy_room(record, room, publisher):
+    run = record(room, recording={"maxDurationSeconds": 8, "maxIdleSeconds": 60})
+    _joined(run)
+    t0 = time.monotonic()
+    publisher(room, display="ivy", duration=60)
+    status = run.wait(60)
+    assert status["stopReason"] == "MaxDuration" and status["phase"] == "Completed", status
+    assert 8 - 2 <= run.ended - t0 <= 8 + 5
+    (folder,) = recording_folders(run.output).values()
+    _check_playlist_and_files(folder, 2)
+
+
 def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
     run = record(room, recording={"maxIdleSeconds": 60})
     _joined(run)
