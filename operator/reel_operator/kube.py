@@ -25,6 +25,10 @@ def load_client() -> client.ApiClient:
         return config.new_client_from_config()
 
 
+class Conflict(Exception):
+    """The object changed since we read it (HTTP 409)."""
+
+
 def status_of(err: ApiException) -> int:
     return int(getattr(err, "status", 0) or 0)
 
@@ -56,13 +60,20 @@ class Kube:
     def get_session(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name)
 
-    def patch_session_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+    def patch_session_status(self, namespace: str, name: str, status: dict[str, Any],
+                             resource_version: str | None = None) -> dict[str, Any] | None:
+        """Merge-patch .status; with resource_version the write is refused (Conflict) if the object changed."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         try:
             return self._dict(self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _preload_content=False))
+                GROUP, VERSION, namespace, PLURAL, name, body, _preload_content=False))
         except ApiException as err:
             if status_of(err) == 404:
                 return None
+            if status_of(err) == 409:
+                raise Conflict(f"{namespace}/{name} changed meanwhile") from None
             raise
 
     def patch_session(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:

@@ -202,6 +202,9 @@ def judge_pod(view: PodView, *, namespace: str, now: datetime, start_timeout: fl
                        f"the recorder pod failed before starting: {view.pod_message or view.pod_reason}")
 
     if view.gone:
+        if (stopping or deleting) and not view.running:
+            return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else StopReason.REQUESTED.value,
+                           "StoppedBeforeStart", "stopped before the recorder started: nothing recorded")
         if stopping or deleting:
             return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else StopReason.REQUESTED.value,
                            "RecorderGone", "the recorder pod was removed before it reported its result")

@@ -12,10 +12,11 @@ import kopf
 from reel_api import RecordingSession, SessionError, load_session
 
 from .. import status as st
-from ..kube import Kube
+from ..kube import Conflict, Kube
 from ..settings import Settings
 
 log = logging.getLogger("reel.operator")
+MAX_CONFLICTS = 5
 
 
 @dataclass
@@ -52,24 +53,33 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Mapping
                   fresh: bool = True) -> dict[str, Any] | None:
     """Apply ``changes`` to the session's status (phases only forward), recompute the conditions, post an
     Event when the phase changed. ``fresh``: read the session first (the body may be stale).
+
+    The patch carries the resourceVersion it was computed from: when someone else (another handler, the
+    recorder) wrote in between, the apiserver refuses it and we compute again from what is there now.
     Returns the status patch sent (empty if nothing changed), None if the session is gone."""
     namespace = namespace or body["metadata"]["namespace"]
     name = name or body["metadata"]["name"]
-    if fresh or body is None:
-        body = ctx.kube.get_session(namespace, name)
-        if body is None:
-            return None
-    old = dict(body.get("status") or {})
-    patch = st.status_patch(old, changes, generation=body["metadata"].get("generation"), now=st.now_utc(),
-                            reason=reason)
-    if not patch:
+    for attempt in range(MAX_CONFLICTS):
+        if fresh or body is None or attempt:
+            body = ctx.kube.get_session(namespace, name)
+            if body is None:
+                return None
+        old = dict(body.get("status") or {})
+        patch = st.status_patch(old, changes, generation=body["metadata"].get("generation"), now=st.now_utc(),
+                                reason=reason)
+        if not patch:
+            return patch
+        try:
+            if ctx.kube.patch_session_status(namespace, name, patch,
+                                             resource_version=body["metadata"].get("resourceVersion")) is None:
+                return None
+        except Conflict:
+            continue
+        event = st.transition(old, patch)
+        if event:
+            post_event(body, *event)
         return patch
-    if ctx.kube.patch_session_status(namespace, name, patch) is None:
-        return None
-    event = st.transition(old, patch)
-    if event:
-        post_event(body, *event)
-    return patch
+    raise kopf.TemporaryError(f"status of {namespace}/{name} keeps changing; will retry", delay=1)
 
 
 def fail(ctx: Context, body: Mapping[str, Any], reason: str, message: str,
