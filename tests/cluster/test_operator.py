@@ -196,7 +196,7 @@ def conditions(st: dict) -> dict:
 
 
 @contextmanager
-def operator(extra_env: dict | None = None):
+def operator(extra_env: dict | None = None, namespace: str = f"{NS_PREFIX}*"):
     """reel_operator in this process (kopf's KopfRunner), watching the reel-op-* namespaces."""
     from kopf.testing import KopfRunner
 
@@ -207,7 +207,7 @@ def operator(extra_env: dict | None = None):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with KopfRunner(["run", "--standalone", "--namespace", f"{NS_PREFIX}*", "-m", "reel_operator.main"],
+        with KopfRunner(["run", "--standalone", "--namespace", namespace, "-m", "reel_operator.main"],
                         timeout=60) as runner:
             time.sleep(2)  # initial listing
             yield runner
@@ -462,3 +462,45 @@ def test_invalid_session_is_refused(kube, unwatched_ns, case):
     body = json.loads(err.value.body)
     shown = body["message"]  # what kubectl prints
     assert case["path"] in shown and case["message"] in shown, shown
+
+
+# -- two operators at once; a recorder image that cannot be pulled ------------------------------------------
+
+
+def test_two_operators_never_make_two_pods(kube, images, crd):
+    """Worst case: two standalone operators (no peering) act on the same sessions at the same time. The
+    deterministic pod name and create-conflict handling leave one pod per session, and the session ends well."""
+    ns = create_namespace(kube, "reel-op2-")
+    env = {"REEL_NAMESPACES": "reel-op2-*"}
+    try:
+        server = deploy_janus(kube, ns, rooms=(3000, 3001, 3002))
+        room_secret(kube, ns)
+        times = PodTimes(kube, ns)
+        with operator(env, namespace="reel-op2-*"), operator(env, namespace="reel-op2-*"):
+            for i in range(3):
+                create_session(kube, ns, session_body(f"twice-{i}", server, 3000 + i))
+            for i in range(3):
+                wait_phase(kube, ns, f"twice-{i}", "Recording", 90)
+                stop_session(kube, ns, f"twice-{i}")
+            for i in range(3):
+                st = wait_phase(kube, ns, f"twice-{i}", ("Completed", "BackedUp"), 90)
+                assert st["stopReason"] == "Requested"
+            recorders = sorted(n for n in times.created if n.startswith("reel-rec-"))
+            assert recorders == ["reel-rec-twice-0", "reel-rec-twice-1", "reel-rec-twice-2"]
+        times.close()
+    finally:
+        delete_namespace(kube, ns)
+
+
+def test_image_that_cannot_be_pulled_fails_the_session(kube, images, crd):
+    ns = create_namespace(kube, "reel-op3-")
+    env = {"REEL_NAMESPACES": "reel-op3-*", "REEL_RECORDER_IMAGE": "localhost/reel-no-such-image:0"}
+    try:
+        with operator(env, namespace="reel-op3-*"):
+            create_session(kube, ns, session_body("nopull", "ws://janus.invalid:8188", 1, secret=None))
+            st = wait_phase(kube, ns, "nopull", "Failed", 90)
+            assert conditions(st)["Ready"]["reason"] == "ImagePullFailed"
+            assert "localhost/reel-no-such-image:0" in st["message"] and "REEL_RECORDER_IMAGE" in st["message"]
+            wait_for(lambda: pod_of(kube, ns, "nopull") is None, 30, "the pod to be removed")
+    finally:
+        delete_namespace(kube, ns)
