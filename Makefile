@@ -52,3 +52,17 @@ test-cluster: ## cluster-up, pytest tests/cluster, cluster-down (checked by the 
 	@./hack/kind/cluster.sh up
 	@REEL_REQUIRE_CLUSTER=1 REEL_CLUSTER_TEARDOWN=1 KUBECONFIG=$(REEL_CACHE)/kubeconfig \
 	  $(PYTHON) -m pytest tests/cluster -m cluster; rc=$$?; ./hack/kind/cluster.sh down; exit $$rc
+
+# ---- the operator (docs/operator.md) ----------------------------------------------------------------------
+.PHONY: operator test-operator bench-operator
+OPERATOR_KUBECONFIG ?= $(if $(KUBECONFIG),$(KUBECONFIG),$(REEL_CACHE)/kubeconfig)
+
+operator: ## run reel-operator from this machine (all namespaces, standalone) against $KUBECONFIG or the kind cluster
+	KUBECONFIG=$(OPERATOR_KUBECONFIG) REEL_LIVENESS_ENDPOINT=$${REEL_LIVENESS_ENDPOINT-http://127.0.0.1:8080/healthz} \
+	  $(PYTHON) -m reel_operator.run --all-namespaces --standalone
+
+test-operator: ## the operator's cluster tests (tests/cluster/test_operator.py) on the running kind cluster
+	KUBECONFIG=$(REEL_CACHE)/kubeconfig $(PYTHON) -m pytest tests/cluster/test_operator.py -m cluster
+
+bench-operator: ## apply->pod created and stop->pod gone latencies of the operator on the kind cluster
+	KUBECONFIG=$(REEL_CACHE)/kubeconfig $(PYTHON) benchmarks/operator_latency.py
