@@ -15,12 +15,15 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 # Only reel_api and reel_operator go into this image: an empty recorder_image/ leaves reel_recorder out.
+# The kubernetes client ships an asyncio twin of itself (kubernetes/aio, ~68 MB with bytecode) that nothing
+# here imports (kopf talks to the API with aiohttp, Reel uses the synchronous client): dropped.
 RUN mkdir -p recorder_image \
  && python3 -m pip wheel --wheel-dir /wheels ".[operator]" \
  && python3 -m venv --without-pip /opt/reel \
  && python3 -m pip --python /opt/reel/bin/python install --no-index --find-links /wheels "reel[operator]" \
  && rm -f /opt/reel/bin/reel-recorder \
- && /opt/reel/bin/python -c "import kopf, kubernetes, reel_api, reel_operator"
+ && rm -rf /opt/reel/lib/python3*/site-packages/kubernetes/aio \
+ && /opt/reel/bin/python -c "import kopf, kubernetes, kubernetes.client, kubernetes.config, kubernetes.watch, reel_api, reel_operator.main"
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="reel-operator" \
