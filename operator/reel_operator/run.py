@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.priority is not None:
         os.environ["REEL_PEERING_PRIORITY"] = str(args.priority)
     cfg = Settings.from_env()  # what the startup handler will read, flags applied
+    os.environ["REEL_PEERING_PRIORITY"] = str(cfg.peering_priority)  # a random one is drawn once
     debug = args.verbose or cfg.log_level.upper() == "DEBUG"
     kopf.configure(debug=debug, verbose=debug)
     logging.getLogger().setLevel(logging.DEBUG if debug else getattr(logging, cfg.log_level.upper(), logging.INFO))
