@@ -12,15 +12,20 @@ The loser ends with stopReason AlreadyRecording and touches nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from reel_api import RecordingSession
 
-from .kube import Kube
+from .kube import Kube, status_of
 from .podspec import LABEL_ROOM_KEY, build_room_lock, holder_identity, lock_name, parse_holder, room_key
 from .status import is_terminal
+
+log = logging.getLogger("reel.operator")
 
 
 def _active(session: Mapping[str, Any]) -> bool:
@@ -61,7 +66,14 @@ def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, n
         return describe(winner)
 
     lease = build_room_lock(session, now)
-    existing, created = kube.create(lease)
+    try:
+        existing, created = kube.create(lease)
+    except ApiException as err:
+        if status_of(err) != 403:
+            raise
+        log.warning("no RBAC for leases (coordination.k8s.io) in %s: room lock by labels only",
+                    session.metadata.namespace)
+        return None
     if created:
         return None
     for _ in range(3):
@@ -88,6 +100,11 @@ def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, n
 def release(kube: Kube, session: RecordingSession) -> None:
     """Drop the room lock if this session holds it."""
     name = lock_name(room_key(session))
-    lease = kube.get_lease(session.metadata.namespace, name)
+    try:
+        lease = kube.get_lease(session.metadata.namespace, name)
+    except ApiException as err:
+        if status_of(err) == 403:
+            return
+        raise
     if lease and (lease.get("spec") or {}).get("holderIdentity") == holder_identity(session):
         kube.delete_lease(session.metadata.namespace, name, resource_version=lease["metadata"]["resourceVersion"])

@@ -262,3 +262,19 @@ def test_delete_of_a_finished_session_is_immediate(ctx):
     ctx.kube.sessions[("media", "a")]["status"]["phase"] = "Completed"
     delete.delete(ctx, ctx.kube.get_session("media", "a"), runtime_seconds=0)  # no TemporaryError
     assert ("Pod", "media", "reel-rec-a") not in ctx.kube.objects
+
+
+def test_without_lease_rights_the_label_check_still_refuses_a_second_session(ctx, monkeypatch):
+    from kubernetes.client.rest import ApiException
+
+    real_create = ctx.kube.create
+
+    def create_no_leases(body):
+        if body["kind"] == "Lease":
+            raise ApiException(status=403, reason="Forbidden")
+        return real_create(body)
+    monkeypatch.setattr(ctx.kube, "create", create_no_leases)
+    create.start(ctx, ctx.kube.add_session("a"))
+    assert status(ctx, "a")["phase"] == "Starting"
+    create.start(ctx, ctx.kube.add_session("b"))
+    assert status(ctx, "b")["stopReason"] == "AlreadyRecording"
