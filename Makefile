@@ -49,9 +49,7 @@ images: ## build the project images (Dockerfile, recorder_image/Dockerfile) and 
 	@BASE_IMAGE=$(BASE_IMAGE) ./hack/kind/cluster.sh images
 
 test-cluster: ## cluster-up, pytest tests/cluster, cluster-down (checked by the last test)
-	@./hack/kind/cluster.sh up
-	@REEL_REQUIRE_CLUSTER=1 REEL_CLUSTER_TEARDOWN=1 KUBECONFIG=$(REEL_CACHE)/kubeconfig \
-	  $(PYTHON) -m pytest tests/cluster -m cluster; rc=$$?; ./hack/kind/cluster.sh down; exit $$rc
+	@PYTHON=$(PYTHON) ./hack/kind/cluster.sh test
 
 # ---- the operator (docs/operator.md) ----------------------------------------------------------------------
 .PHONY: operator test-operator bench-operator

@@ -35,7 +35,7 @@ build_module() {
   local out=$BIN_DIR/; [ "$(wc -w <<<"$pkgs")" != 1 ] || out=$BIN_DIR/$1
   # shellcheck disable=SC2086
   (cd "$KIND_DIR/modules/$name" &&
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $ldflags" -o "$out" $pkgs)
+    CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags "-s -w $ldflags" -o "$out" $pkgs)
   for b in "$@"; do [ -x "$BIN_DIR/$b" ] || die "$name: $b was not built"; done
   stamp_set "go-$name" "$h"
   log "$name: built in $((SECONDS - t0)) s"
@@ -207,6 +207,7 @@ build_images() {
   build_node_image
 }
 
+hold_lock build
 case "${1:-all}" in
   tools) build_tools ;;
   root-image) build_root_image ;;

@@ -7,7 +7,6 @@ export REEL_CACHE=${REEL_CACHE:-$HOME/.cache/reel}
 BIN_DIR=$REEL_CACHE/bin
 IMG_DIR=$REEL_CACHE/images
 STAMP_DIR=$REEL_CACHE/stamps
-export KUBECONFIG_PATH=$REEL_CACHE/kubeconfig
 
 K8S_VERSION=v1.37.2
 ETCD_IMAGE_TAG=3.7.0-0          # kubeadm v1.37.2: constants.DefaultEtcdVersion
@@ -16,7 +15,11 @@ PAUSE_TAGS="3.10.2 3.10"        # kubeadm wants 3.10.2; the node's containerd sa
 NODE_IMAGE=localhost/reel-kind-node:$K8S_VERSION
 LOCAL_BASE_IMAGE=localhost/reel-base:bookworm
 PUBLIC_BASE_IMAGE=python:3.11-slim-bookworm
+# REEL_CLUSTER=NAME gives a private cluster (own node, network and kubeconfig) next to the shared `reel`
 CLUSTER_NAME=${REEL_CLUSTER:-reel}
+if [ "$CLUSTER_NAME" = reel ]; then KUBECONFIG_PATH=$REEL_CACHE/kubeconfig
+else KUBECONFIG_PATH=$REEL_CACHE/kubeconfig-$CLUSTER_NAME; fi
+export KUBECONFIG_PATH
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 export PATH=$BIN_DIR:/usr/local/go/bin:$PATH
@@ -70,3 +73,18 @@ ensure_podman_conf
 
 # The base image our Dockerfiles are built from (their ARG BASE_IMAGE).
 default_base_image() { if [ "$(detect_provider)" = podman ]; then echo "$LOCAL_BASE_IMAGE"; else echo "$PUBLIC_BASE_IMAGE"; fi; }
+
+# hold_lock NAME: serialize with other runs of these scripts on this machine (several engineers share
+# it); the lock is released when the calling process exits.
+hold_lock() {
+  mkdir -p "$REEL_CACHE"
+  exec {REEL_LOCK_FD}>"$REEL_CACHE/$1.lock"
+  if ! flock -n "$REEL_LOCK_FD"; then
+    log "waiting for $REEL_CACHE/$1.lock (another run holds it)"
+    flock "$REEL_LOCK_FD"
+  fi
+  # Long-lived processes started below (conmon of the node container, started by `podman run` inside
+  # `kind create`) must not inherit the lock's descriptor, or the lock would live as long as the cluster.
+  kind() { command kind "$@" {REEL_LOCK_FD}>&-; }
+  podman() { command podman "$@" {REEL_LOCK_FD}>&-; }
+}
