@@ -1,7 +1,8 @@
 """Fixtures of the kind cluster tests (tests/cluster).
 
 They use the cluster that ``make cluster-up`` started: the kubeconfig in ``$KUBECONFIG`` when that file
-exists, else ``$REEL_CACHE/kubeconfig`` (default ``~/.cache/reel/kubeconfig``). Without a reachable
+exists, else ``$REEL_CACHE/kubeconfig`` (default ``~/.cache/reel/kubeconfig``; ``kubeconfig-NAME`` for a
+private cluster ``REEL_CLUSTER=NAME``). Without a reachable
 cluster every test is skipped with the reason, unless ``REEL_REQUIRE_CLUSTER=1`` (``make test-cluster``
 sets it): then they fail, so CI cannot pass without running them.
 
@@ -54,7 +55,8 @@ def kubeconfig_path() -> Path:
     env = os.environ.get("KUBECONFIG")
     if env and Path(env).is_file():
         return Path(env)
-    return CACHE / "kubeconfig"
+    name = os.environ.get("REEL_CLUSTER", "reel")
+    return CACHE / ("kubeconfig" if name == "reel" else f"kubeconfig-{name}")
 
 
 def kubectl_binary() -> str:

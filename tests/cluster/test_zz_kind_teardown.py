@@ -4,6 +4,7 @@ only runs when asked to: ``REEL_CLUSTER_TEARDOWN=1`` (``make test-cluster`` sets
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -83,9 +84,18 @@ def test_cluster_down_leaves_no_container_network_volume_or_process():
                                    "KIND_EXPERIMENTAL_PROVIDER": provider()}).stdout.split()
     assert CLUSTER not in kind_clusters
 
+    # Other clusters of ours (another REEL_CLUSTER) may be running: what must be gone is what ran in
+    # this node container, and any Kubernetes process in the cgroup of a container that no longer exists.
+    existing = set(cli("ps", "-aq", "--no-trunc").stdout.split())
+
+    def orphan(cg: str) -> bool:
+        ids = re.findall(r"(?:libpod-|docker[-/])([0-9a-f]{64})", cg)
+        return bool(ids) and not any(i in existing for i in ids)
+
     left = [(pid, comm, cmd[:120]) for pid, comm, cmd, cg in processes()
             if node_id in cg or node_id in cmd                       # in the node's cgroups / its conmon
-            or (comm in NODE_PROCESSES and "libpod" in cg)           # Kubernetes in any podman container
+            or (comm in NODE_PROCESSES and orphan(cg))               # in a container that is gone
             or ours(cmd)]                                           # our tools still running
     assert not left, f"processes of the cluster are left: {left}"
-    assert not (CACHE / "kubeconfig").exists(), "the kubeconfig of a deleted cluster is left"
+    kubeconfig = CACHE / ("kubeconfig" if CLUSTER == "reel" else f"kubeconfig-{CLUSTER}")
+    assert not kubeconfig.exists(), "the kubeconfig of a deleted cluster is left"
