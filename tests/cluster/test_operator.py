@@ -504,3 +504,46 @@ def test_image_that_cannot_be_pulled_fails_the_session(kube, images, crd):
             wait_for(lambda: pod_of(kube, ns, "nopull") is None, 30, "the pod to be removed")
     finally:
         delete_namespace(kube, ns)
+
+
+def test_peering_one_replica_works_and_the_other_takes_over(kube, images, crd, tmp_path):
+    """Two `reel-operator` processes (the console command, as from a workstation) with kopf peering: the
+    higher priority one works, the other pauses; when the working one exits, the other carries on."""
+    kube.kubectl("apply", "-f", str(REPO / "crds" / "kopf.dev_peerings.yaml"))
+    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/kopfpeerings.kopf.dev")
+    ns = create_namespace(kube, "reel-op4-")
+    kube.custom.create_namespaced_custom_object("kopf.dev", "v1", ns, "kopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "reel"}})
+    log = {prio: tmp_path / f"replica-{prio}.log" for prio in (10, 20)}
+    procs = {}
+    try:
+        server = deploy_janus(kube, ns, rooms=(6000, 6001))
+        room_secret(kube, ns)
+        for prio in (10, 20):
+            env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig), REEL_RECORDER_IMAGE=RECORDER_IMAGE,
+                       REEL_RECORDER_IMAGE_PULL_POLICY="Never", REEL_NAMESPACES=ns, REEL_LIVENESS_ENDPOINT="",
+                       REEL_PEERING_PRIORITY=str(prio), POD_ID=f"replica-{prio}", REEL_RECORDER_CPU_LIMIT="")
+            with open(log[prio], "w") as out:
+                procs[prio] = subprocess.Popen([sys.executable, "-m", "reel_operator.run"], env=env, stdout=out,
+                                               stderr=subprocess.STDOUT)
+        wait_for(lambda: "Pausing operations" in log[10].read_text(), 60, "replica 10 to pause")
+        for i in range(2):
+            create_session(kube, ns, session_body(f"p{i}", server, 6000 + i))
+        for i in range(2):
+            wait_phase(kube, ns, f"p{i}", "Recording", 90)
+        assert "created recorder pod" in log[20].read_text()
+        assert "created recorder pod" not in log[10].read_text()
+
+        procs[20].terminate()
+        procs[20].wait(30)
+        stop_session(kube, ns, "p0")
+        wait_phase(kube, ns, "p0", ("Completed", "BackedUp"), 120)
+        kube.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "p1")
+        wait_for(lambda: get_session(kube, ns, "p1") is None, 120, "p1 to be deleted by the remaining replica")
+        assert "stopping recorder pod reel-rec-p0" in log[10].read_text()
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+                p.wait(30)
+        delete_namespace(kube, ns)
