@@ -278,3 +278,14 @@ def test_without_lease_rights_the_label_check_still_refuses_a_second_session(ctx
     assert status(ctx, "a")["phase"] == "Starting"
     create.start(ctx, ctx.kube.add_session("b"))
     assert status(ctx, "b")["stopReason"] == "AlreadyRecording"
+
+
+def test_operator_restart_never_records_a_session_twice(ctx):
+    create.start(ctx, ctx.kube.add_session("a"))
+    ctx.kube.sessions[("media", "a")]["status"]["phase"] = "Recording"
+    create.start(ctx, ctx.kube.get_session("media", "a"))  # resumed, pod still there: nothing to do
+    assert status(ctx, "a")["phase"] == "Recording"
+    del ctx.kube.objects[("Pod", "media", "reel-rec-a")]  # vanished while the operator was down
+    create.start(ctx, ctx.kube.get_session("media", "a"))
+    assert ("Pod", "media", "reel-rec-a") not in ctx.kube.objects
+    assert status(ctx, "a")["phase"] == "Failed" and ready(ctx, "a")["reason"] == "RecorderPodDeleted"

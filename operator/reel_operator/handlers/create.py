@@ -13,6 +13,9 @@ from .. import lock, podspec
 from .. import status as st
 from .common import Context, fail, invalid, parse, update_status
 
+#: Phases in which a recorder pod has been running: at operator start such a session is not started again.
+RUNNING_PHASES = frozenset({"Recording", "Paused", "Stopping", "Uploading"})
+
 #: Attempts of the create handler (API errors, a stale pod of an earlier session) before giving up.
 MAX_ATTEMPTS = 8
 
@@ -25,6 +28,9 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         session = parse(body)
     except SessionError as err:
         invalid(ctx, body, err)
+        return
+    if status.get("phase") in RUNNING_PHASES:
+        resume_running(ctx, body, stopping=session.spec.stop)
         return
     if session.spec.stop:
         update_status(ctx, body, {"phase": "Completed", "stopReason": "Requested",
@@ -66,3 +72,19 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
     if logger and created:
         logger.info("created recorder pod %s", pod["metadata"]["name"])
     update_status(ctx, body, {"phase": "Starting", "pod": pod["metadata"]["name"]})
+
+
+def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> None:
+    """Operator (re)start with a session whose recorder ran: never record twice. If the pod vanished while
+    nobody watched, say so; otherwise its events carry on."""
+    meta = body["metadata"]
+    name = podspec.object_name(meta["name"])
+    pod = ctx.kube.get_pod(meta["namespace"], name)
+    if pod is not None:
+        return
+    view = st.PodView(name=name, gone=True, running=True)
+    verdict = st.judge_pod(view, namespace=meta["namespace"], now=st.now_utc(),
+                           start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping)
+    if verdict is not None:
+        update_status(ctx, body, {"phase": verdict.phase, "stopReason": verdict.stop_reason,
+                                  "message": verdict.message}, reason=verdict.reason)
