@@ -86,7 +86,10 @@ class ForwardIngest:
             rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=port,
                             local_addr=self.local_addr, fmtp=FMTP.get(codec))
             target = sink.video if s.kind == "video" else sink.audio
-            reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}")
+            # Ask for a keyframe as soon as video flows: the first packets are rarely one, and the writer sees them
+            # only after the clock alignment window.
+            first = (lambda: sink.request_keyframe()) if s.kind == "video" else None
+            reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}", on_first_packet=first)
             reader.start()
             fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=reader)
             current[s.mid] = fwd
