@@ -1,0 +1,58 @@
+{{/* Names, labels and small computed values shared by the templates. */}}
+
+{{- define "reel.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-reel, or the release name alone when it already contains "reel". */}}
+{{- define "reel.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "reel.operatorName" -}}
+{{- printf "%s-operator" (include "reel.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "reel.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "reel.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "reel.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "reel.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: reel
+{{- end -}}
+
+{{- define "reel.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "reel.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* true when the operator serves every namespace (no watchNamespaces). */}}
+{{- define "reel.clusterwide" -}}
+{{- if empty .Values.watchNamespaces -}}true{{- end -}}
+{{- end -}}
+
+{{/* true when several replicas share the work through kopf peering. */}}
+{{- define "reel.peering" -}}
+{{- if gt (int .Values.replicas) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{- define "reel.peeringName" -}}
+{{- include "reel.fullname" . -}}
+{{- end -}}
+
+{{- define "reel.image" -}}
+{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- end -}}
