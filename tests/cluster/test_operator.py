@@ -522,7 +522,8 @@ def test_peering_one_replica_works_and_the_other_takes_over(kube, images, crd, t
         for prio in (10, 20):
             env = dict(os.environ, KUBECONFIG=str(kube.kubeconfig), REEL_RECORDER_IMAGE=RECORDER_IMAGE,
                        REEL_RECORDER_IMAGE_PULL_POLICY="Never", REEL_NAMESPACES=ns, REEL_LIVENESS_ENDPOINT="",
-                       REEL_PEERING_PRIORITY=str(prio), POD_ID=f"replica-{prio}", REEL_RECORDER_CPU_LIMIT="")
+                       REEL_PEERING_PRIORITY=str(prio), POD_ID=f"replica-{prio}", REEL_RECORDER_CPU_LIMIT="",
+                       REEL_STANDALONE="false", REEL_PEERING_NAME="reel")
             with open(log[prio], "w") as out:
                 procs[prio] = subprocess.Popen([sys.executable, "-m", "reel_operator.run"], env=env, stdout=out,
                                                stderr=subprocess.STDOUT)
