@@ -48,6 +48,10 @@ cluster-down: ## delete the kind cluster: no node container, volume, network or 
 images: ## build the project images (Dockerfile, recorder_image/Dockerfile) and load them into the cluster
 	@BASE_IMAGE=$(BASE_IMAGE) ./hack/kind/cluster.sh images
 
+.PHONY: example-images
+example-images: ## the project images plus Janus, MinIO and publisher (tests/images), loaded into the cluster
+	@BASE_IMAGE=$(BASE_IMAGE) ./tests/images/build.sh all
+
 test-cluster: ## cluster-up, pytest tests/cluster, cluster-down (checked by the last test)
 	@PYTHON=$(PYTHON) ./hack/kind/cluster.sh test
 
