@@ -272,6 +272,9 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     assert "no-janus" in (final.get("message") or ""), final
     events = kube.core.list_namespaced_event(watched, field_selector="involvedObject.name=probe").items
     assert events, "no Events posted on the session"
+    # the chart's RBAC is enough: the operator was refused nothing
+    log = kube.kubectl("logs", "-n", ns, f"deploy/{release}-operator", check=False).stdout
+    assert "Forbidden" not in log and " 403" not in log, [line for line in log.splitlines() if "orbidden" in line][:5]
     rbac_names = {r.metadata.name for r in kube.rbac.list_namespaced_role(watched).items}
     assert any("probe" in n for n in rbac_names) or not rbac_names  # per-session Role (may already be gone)
 
