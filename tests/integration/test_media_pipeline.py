@@ -18,9 +18,9 @@ ADDR = "127.0.0.1"
 def test_segments_cut_at_requested_keyframes_with_av_in_sync(tmp_path):
     clock = RecordingClock()
     segments = []
-    requester = KeyframeRequester(ADDR, 46011)
+    requester = KeyframeRequester(ADDR, 46011, clock=clock)
     writer = ParticipantHls("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
-                            request_keyframe=lambda: requester.request(clock.now()))
+                            request_keyframe=requester.request)
     readers = [
         RtpStreamReader(RtpStream("video", "h264", 96, 46000, ADDR, "packetization-mode=1"), writer.video, clock,
                         name="v"),

@@ -146,7 +146,9 @@ def test_camera_switched_on_late_keeps_audio_and_sync(record, room, publisher):
     (_, d), = _participant_outputs(run).values()
     assert d.decode_errors == 0
     assert 9.5 < d.audio_samples / 48000 < 10.5
-    assert abs(d.video_frames - sent["video_frames"]) <= max(3, 0.01 * sent["video_frames"])
+    # the camera's first IDR loses its first RTP packet (FFmpeg's RTP probation drops a new stream's first
+    # packet), so video starts at the keyframe the recorder asks for: one PLI round trip, a few frames
+    assert 0 <= sent["video_frames"] - d.video_frames <= 6, (d.video_frames, sent["video_frames"])
     assert d.video_times[0] - d.segment_spans[0][0] > 2.5  # audio first, video ~3 s later
     offsets = av_offsets(d.flashes, d.beeps, d.video_times)
     assert len(offsets) >= 5, offsets
@@ -183,10 +185,15 @@ def test_long_gop_sender_gets_keyframes_on_request(record, make_room, publisher)
     run = record(room, recording={"segmentSeconds": 2})
     _joined(run)
     p = publisher(room, display="gop", duration=12, long_gop=True)
-    p.wait(90)
+    sent = p.wait(90)
     run.wait(60)
-    (info, _d), = _participant_outputs(run).values()
+    (info, d), = _participant_outputs(run).values()
     durations = [dur for _, dur, _ in info.entries]
+    assert d.video_frames >= 0.97 * sent["video_frames"], (d.video_frames, sent["video_frames"])
+    print(f"segments {durations}, keyframe requests seen by the publisher: {sent['keyframe_requests']}, "
+          f"keyframes at {sent['keyframes']}")
+    # the recorder's requests (RTCP PLI through Janus) produced the keyframes: one per segment at least
+    assert sent["keyframe_requests"] >= len(durations) - 1, sent
     assert len(durations) >= 5, durations
     assert all(dur <= 3.0 for dur in durations), durations
     assert all(dur >= 1.5 for dur in durations[:-1]), durations

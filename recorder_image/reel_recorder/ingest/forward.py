@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import av
 
@@ -42,9 +43,22 @@ class _Forwarded:
     mid: str
     kind: str
     port: int
-    reader: RtpStreamReader
+    reader: RtpStreamReader | None
     stream_id: int | None = None
     requester: KeyframeRequester | None = None
+    _first_seen: threading.Event = field(default_factory=threading.Event)
+
+    def set_requester(self, requester: KeyframeRequester) -> None:
+        self.requester = requester
+        requester.request()
+        if self._first_seen.is_set():
+            requester.request(force=True)
+
+    def first_packet(self) -> None:
+        """The reader's first packet (reader thread): ask for a keyframe now, past the rate limit."""
+        self._first_seen.set()
+        if self.requester is not None:
+            self.requester.request(force=True)
 
 
 class ForwardIngest:
@@ -86,12 +100,13 @@ class ForwardIngest:
             rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=port,
                             local_addr=self.local_addr, fmtp=FMTP.get(codec))
             target = sink.video if s.kind == "video" else sink.audio
-            # Ask for a keyframe as soon as video flows: the first packets are rarely one, and the writer sees them
-            # only after the clock alignment window.
-            first = (lambda: sink.request_keyframe()) if s.kind == "video" else None
-            reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}", on_first_packet=first)
-            reader.start()
-            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=reader)
+            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=None)
+            # Ask for a keyframe as soon as video flows (the first packets are rarely one: FFmpeg drops a new
+            # stream's first RTP packet, often part of the IDR), not only once the writer sees them after the
+            # clock alignment window.
+            first = fwd.first_packet if s.kind == "video" else None
+            fwd.reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}", on_first_packet=first)
+            fwd.reader.start()
             current[s.mid] = fwd
             started.append(fwd)
         request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()],
@@ -103,15 +118,18 @@ class ForwardIngest:
             for f in started:
                 await self._stop(pub.id, current.pop(f.mid), janus=False)
             raise
-        by_mid = {str(f.get("mid")): f for f in forwarders}
+        # Janus's answer names each forwarder by our port (it does not repeat the mid)
+        by_port = {f.get("port"): f for f in forwarders}
         for f in started:
-            info = by_mid.get(f.mid, {})
+            info = by_port.get(f.port, {})
             f.stream_id = info.get("stream_id")
+            log.info("forwarding %s %s of %r (%s) to %s:%d (Janus RTCP port %s)", f.kind, f.mid, pub.display,
+                     pub.id, self.local_addr, f.port, info.get("local_rtcp_port"))
             if f.kind == "video" and info.get("local_rtcp_port"):
-                f.requester = KeyframeRequester(self.janus_addr, int(info["local_rtcp_port"]))
-                requester = f.requester
-                sink.request_keyframe = lambda r=requester: r.request(self.clock.now())
-                sink.request_keyframe()  # the multistream forward sends no PLI itself: start with a keyframe
+                requester = KeyframeRequester(self.janus_addr, int(info["local_rtcp_port"]), clock=self.clock)
+                log.info("keyframe requests for %r go to %s:%s", pub.display, *requester.target)
+                sink.request_keyframe = requester.request
+                f.set_requester(requester)  # the multistream forward sends no PLI itself: start with a keyframe
 
     async def remove(self, pub_id) -> None:
         """Stop everything forwarded for ``pub_id`` (it left, or the recording ends)."""

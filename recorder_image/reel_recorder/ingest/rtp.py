@@ -99,17 +99,21 @@ def pli_packet(media_ssrc: int = 0, sender_ssrc: int = 1) -> bytes:
 class KeyframeRequester:
     """Sends PLIs to a Janus forwarder's RTCP port; thread-safe, rate-limited."""
 
-    def __init__(self, janus_addr: str, rtcp_port: int, min_interval: float = 0.3):
+    def __init__(self, janus_addr: str, rtcp_port: int, min_interval: float = 0.3,
+                 clock: RecordingClock | None = None):
         self.target = (janus_addr, rtcp_port)
         self.min_interval = min_interval
+        self.clock = clock or RecordingClock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._last = -1e9
         self._lock = threading.Lock()
         self.sent = 0
 
-    def request(self, now: float) -> bool:
+    def request(self, force: bool = False) -> bool:
+        """Send a PLI unless one went out less than ``min_interval`` ago (``force``: send anyway)."""
+        now = self.clock.now()
         with self._lock:
-            if now - self._last < self.min_interval:
+            if not force and now - self._last < self.min_interval:
                 return False
             self._last = now
             try:

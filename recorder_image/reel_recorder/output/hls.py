@@ -152,6 +152,7 @@ class ParticipantHls:
                     self.request_keyframe()
                     return  # nothing decodable before the first IDR with SPS/PPS
                 self._video_started = True
+                log.info("%s: first keyframe at %.3f s", self.folder, t)
             if self._last_video_t is not None and t <= self._last_video_t:
                 return
             if key and self._should_cut(t, keyframe=True):
