@@ -69,12 +69,16 @@ def test_primary_down_goes_to_backup_and_says_so(test_network, janus, room, publ
                {"name": "s3"}}
     backup = {"bucket": bucket, "endpoint": s3.endpoint, "credentialsSecretRef": {"name": "s3"}}
     run = _record(test_network, janus, room, tmp_path, primary, backup,
+                  # a backfill deadline beyond the upload budget (as in a pod: grace period) must still leave time
+                  # for the final playlists and manifest in the backup
                   args=["--storage-secrets", secrets, "--backup-storage-secrets", secrets, "--failover-after", "2",
-                        "--backfill-deadline", "3"])
+                        "--backfill-deadline", "300", "--upload-timeout", "20"])
     run.wait_event("joined", timeout=30)
     publisher(room, display="bob", duration=8).wait(90)
     status = run.wait(120)
     assert status["phase"] == "BackedUp", status
+    playlist = parse_playlist(s3.get(bucket, status["playlists"][0]).decode())
+    assert playlist.ended
     assert status["upload"]["location"] == "backup" and status["upload"]["pendingSegments"] == 0
     manifest = json.loads(s3.get(bucket, status["manifest"]))
     segments = manifest["participants"][0]["segments"]

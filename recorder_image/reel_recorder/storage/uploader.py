@@ -334,9 +334,12 @@ class Uploader:
         end = start + max(0.0, timeout)
         if not self._started:
             self.start()
+        # Backfill may use the budget, except a reserve for the final playlists and manifest: with the primary
+        # down, they must still reach the backup before the time is up.
+        reserve = min(60.0, max(5.0, 0.25 * timeout))
         with self._cond:
             self._closing = True
-            self._backfill_until = start + min(self.backfill_deadline, max(0.0, timeout))
+            self._backfill_until = start + min(self.backfill_deadline, max(0.0, timeout - reserve))
             self._cond.notify_all()
             # 1. every segment stored somewhere (or failed for good)
             self._wait_locked(lambda: self._fatal is not None or not self._pending, end)
