@@ -31,7 +31,7 @@ crds-check: ## fail with a diff when the committed CRD YAML differs from what th
 	$(PYTHON) -m reel_api.crd --check
 
 # ---- kind test cluster: hack/kind/, README "Test cluster (kind)" ----------------------------------
-.PHONY: cluster-tools cluster-up cluster-down images test-cluster
+.PHONY: cluster-tools cluster-up cluster-down images test-cluster e2e
 # Base image of our Dockerfiles (ARG BASE_IMAGE): localhost/reel-base:bookworm when podman builds
 # them (no registry here), python:3.11-slim-bookworm with docker.
 BASE_IMAGE ?= $(shell bash -c '. hack/kind/lib.sh && default_base_image')
@@ -52,8 +52,12 @@ images: ## build the project images (Dockerfile, recorder_image/Dockerfile) and 
 example-images: ## the project images plus Janus, MinIO and publisher (tests/images), loaded into the cluster
 	@BASE_IMAGE=$(BASE_IMAGE) ./tests/images/build.sh all
 
-test-cluster: ## cluster-up, pytest tests/cluster, cluster-down (checked by the last test)
+test-cluster: ## cluster-up, pytest tests/e2e and tests/cluster, cluster-down (checked by the last test)
 	@PYTHON=$(PYTHON) ./hack/kind/cluster.sh test
+
+e2e: ## the end-to-end suite on the kind cluster (brought up if needed; left running)
+	@./hack/kind/cluster.sh up >/dev/null
+	@REEL_REQUIRE_CLUSTER=1 KUBECONFIG=$(REEL_CACHE)/kubeconfig $(PYTHON) -m pytest tests/e2e
 
 # ---- the operator (docs/operator.md) ----------------------------------------------------------------------
 .PHONY: operator test-operator bench-operator

@@ -165,7 +165,8 @@ cmd_status() {
   echo "kubeconfig=$KUBECONFIG_PATH base_image=$BASE_IMAGE"
 }
 
-# cmd_test: what `make test-cluster` runs: up, the cluster tests (REEL_REQUIRE_CLUSTER: they fail rather
+# cmd_test: what `make test-cluster` runs: up, the end-to-end suite and the cluster tests, in that order
+# (REEL_REQUIRE_CLUSTER: they fail rather
 # than skip; REEL_CLUSTER_TEARDOWN: the last one runs `make cluster-down` and checks nothing is left),
 # then down again in case a test failed before. Each step is a separate process: `down`, called by the
 # teardown test, needs the cluster lock that `up` held.
@@ -174,7 +175,7 @@ cmd_test() {
   "$0" up
   local rc=0
   REEL_REQUIRE_CLUSTER=1 REEL_CLUSTER_TEARDOWN=1 KUBECONFIG=$KUBECONFIG_PATH \
-    "${PYTHON:-python3}" -m pytest "$REPO_DIR/tests/cluster" -m cluster || rc=$?
+    "${PYTHON:-python3}" -m pytest "$REPO_DIR/tests/e2e" "$REPO_DIR/tests/cluster" -m cluster || rc=$?
   "$0" down
   return $rc
 }

@@ -1,0 +1,180 @@
+"""Reel end to end on kind: the chart, a Janus room, WebRTC participants as pods, MinIO, RecordingSessions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.support.analyze import decode_segments, parse_playlist
+
+from .kit import GROUP, PLURAL, VERSION, download, list_objects, manifest_of, session_spec, wait_for
+
+TERMINAL = {"Completed", "BackedUp", "Failed"}
+ORDER = ["Pending", "Starting", "Recording", "Stopping", "Uploading", "Completed"]
+
+
+class PhaseWatch:
+    """Every phase a session goes through, seen through a watch (not by polling)."""
+
+    def __init__(self, kit, ns: str, name: str):
+        from kubernetes import watch
+
+        self.phases: list[str] = []
+        self.error: Exception | None = None
+        self._watch = watch.Watch()
+        self._thread = threading.Thread(target=self._run, args=(kit, ns, name), daemon=True)
+        self._thread.start()
+
+    def _run(self, kit, ns, name):
+        try:
+            for event in self._watch.stream(kit.custom.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL,
+                                            field_selector=f"metadata.name={name}", timeout_seconds=600):
+                phase = ((event["object"].get("status") or {}).get("phase"))
+                if phase and (not self.phases or self.phases[-1] != phase):
+                    self.phases.append(phase)
+        except Exception as err:  # the watch ends when stop() closes its connection
+            self.error = err
+
+    def stop(self):
+        self._watch.stop()
+
+
+def _check_recording(e, s3, status: dict, participants: int, tmp_path) -> dict:
+    manifest = manifest_of(s3, e.bucket, status["manifest"])
+    objects = list_objects(s3, e.bucket, manifest["prefix"])
+    assert len(manifest["participants"]) == participants, manifest["participants"]
+    for p in manifest["participants"]:
+        playlist = parse_playlist(s3.get_object(Bucket=e.bucket, Key=p["playlist"])["Body"].read().decode())
+        assert playlist.ended
+        names = [s["name"] for s in p["segments"]]
+        assert [u for u, _, _ in playlist.entries] == names
+        keys = [s["key"] for s in p["segments"]]
+        assert all(objects.get(k) == s["bytes"] for k, s in zip(keys, p["segments"], strict=True))
+        paths = download(s3, e.bucket, keys, tmp_path / "dl")
+        decoded = decode_segments(paths)
+        total = sum(d for _, d, _ in playlist.entries)
+        assert decoded.decode_errors == 0 and decoded.video_frames > 0
+        span = decoded.segment_spans[-1][1] - decoded.segment_spans[0][0]  # first to last sample, audio or video
+        assert abs(total - span) < 0.3, (total, span)
+        # video starts promptly (the recorder's keyframe request reached the publisher through Janus)
+        assert decoded.video_times[0] - decoded.segment_spans[0][0] < 0.5, decoded.segment_spans[0]
+        assert abs(decoded.audio_samples / 48000 - total) < 0.5
+    return manifest
+
+
+def _no_recorder_pod(kit, ns, name, timeout=120):
+    wait_for(lambda: not kit.recorder_pods(ns, name), timeout, f"recorder pod of {name} gone")
+
+
+def test_two_participants_stop_with_spec_stop(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    watch = PhaseWatch(kit, ns, "standup")
+    kit.create_session(ns, "standup", session_spec(env.server, 1001, endpoint=env.endpoint))
+    pubs = [kit.start_publisher(ns, who, 1001) for who in ("alice", "bob")]
+    for p in pubs:
+        kit.wait_published(ns, p)
+    wait_for(lambda: (kit.session(ns, "standup").get("status") or {}).get("activeParticipants") == 2, 120,
+             "two participants recorded")
+    time.sleep(12)
+    t0 = time.monotonic()
+    kit.stop_session(ns, "standup")
+    obj = kit.wait_phase(ns, "standup", TERMINAL, 240)
+    _no_recorder_pod(kit, ns, "standup")
+    stop_to_gone = time.monotonic() - t0
+    watch.stop()
+    status = obj["status"]
+    assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
+    seen = [p for p in watch.phases if p in ORDER]
+    assert seen == sorted(seen, key=ORDER.index), watch.phases
+    assert {"Recording", "Completed"} <= set(seen), watch.phases
+    assert status["upload"]["progress"] == 100 and status["upload"]["pendingSegments"] == 0
+    with kit.s3(ns) as s3:
+        _check_recording(env, s3, status, 2, tmp_path)
+    print(f"stop -> Completed and pod gone: {stop_to_gone:.1f} s")
+
+
+def test_empty_room_ends_no_users(env):
+    kit, ns = env.kit, env.ns
+    kit.create_session(ns, "empty", session_spec(env.server, 1002, endpoint=env.endpoint,
+                                                 recording={"maxIdleSeconds": 5}))
+    obj = kit.wait_phase(ns, "empty", TERMINAL, 180)
+    assert obj["status"]["phase"] == "Completed" and obj["status"]["stopReason"] == "NoUsers", obj["status"]
+    _no_recorder_pod(kit, ns, "empty")
+
+
+def test_delete_mid_recording_finishes_and_stores(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    kit.create_session(ns, "deleted", session_spec(env.server, 1003, endpoint=env.endpoint))
+    pub = kit.start_publisher(ns, "carol", 1003)
+    kit.wait_published(ns, pub)
+    wait_for(lambda: (kit.session(ns, "deleted").get("status") or {}).get("activeParticipants") == 1, 120,
+             "participant recorded")
+    time.sleep(8)
+    kit.delete_session(ns, "deleted")
+    wait_for(lambda: kit.session(ns, "deleted") is None, 240, "session gone (finalizer done)")
+    _no_recorder_pod(kit, ns, "deleted")
+    with kit.s3(ns) as s3:
+        keys = list_objects(s3, env.bucket)
+        manifests = [k for k in keys if k.endswith("manifest.json")]
+        assert len(manifests) == 1, keys
+        manifest = manifest_of(s3, env.bucket, manifests[0])
+        assert manifest["stoppedAt"] and manifest["participants"][0]["segments"]
+        for seg in manifest["participants"][0]["segments"]:
+            assert keys.get(seg["key"]) == seg["bytes"]
+
+
+def test_primary_store_down_ends_backed_up(env):
+    kit, ns = env.kit, env.ns
+    # the primary is a Service without pods: every upload to it fails
+    kit.apply(ns, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s3-down"},
+                   "spec": {"selector": {"app": "nothing"}, "ports": [{"port": 9000}]}})
+    kit.create_bucket(ns, "backup")
+    backup = {"bucket": "backup", "endpoint": env.endpoint, "credentialsSecretRef": {"name": "s3"}}
+    spec = session_spec(env.server, 1004, endpoint=f"http://s3-down.{ns}.svc.cluster.local:9000", backup=backup)
+    kit.create_session(ns, "failover", spec)
+    pub = kit.start_publisher(ns, "dave", 1004, None, "--no-video")
+    kit.wait_published(ns, pub)
+    wait_for(lambda: (kit.session(ns, "failover").get("status") or {}).get("upload", {}).get("location")
+             == "backup", 180, "segments stored in the backup")
+    kit.stop_session(ns, "failover")
+    obj = kit.wait_phase(ns, "failover", TERMINAL, 600)
+    assert obj["status"]["phase"] == "BackedUp", obj["status"]
+    with kit.s3(ns) as s3:
+        manifest = manifest_of(s3, "backup", obj["status"]["manifest"])
+        segments = manifest["participants"][0]["segments"]
+        assert segments and all(s["location"] == "backup" for s in segments)
+    _no_recorder_pod(kit, ns, "failover")
+
+
+def test_three_sessions_at_once_and_already_recording(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    rooms = {"r1": 1001, "r2": 1002, "r3": 1003}
+    for name, room in rooms.items():
+        kit.create_session(ns, name, session_spec(env.server, room, endpoint=env.endpoint,
+                                                  prefix=f"{name}/{{recordingId}}/"))
+        kit.start_publisher(ns, f"p{room}", room, None, "--no-video")
+    for name in rooms:
+        wait_for(lambda n=name: (kit.session(ns, n).get("status") or {}).get("activeParticipants") == 1, 180,
+                 f"{name} recording its participant")
+    # a second session for a busy room ends at once and touches nothing
+    kit.create_session(ns, "dup", session_spec(env.server, 1001, endpoint=env.endpoint, prefix="dup/"))
+    dup = kit.wait_phase(ns, "dup", TERMINAL, 120)
+    assert dup["status"]["stopReason"] == "AlreadyRecording", dup["status"]
+    assert not kit.recorder_pods(ns, "dup")
+    # what a user scans: kubectl get recs
+    table = kit.kubectl("get", "recs", "-n", ns).stdout
+    header = table.splitlines()[0].split()
+    assert header[:7] == ["NAME", "ROOM", "PHASE", "PARTICIPANTS", "PROGRESS", "REASON", "AGE"], table
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+    assert rows["r1"][1:4] == ["1001", "Recording", "1"], table
+    assert "AlreadyRecording" in rows["dup"], table
+    for name in rooms:
+        kit.stop_session(ns, name)
+    for name in rooms:
+        obj = kit.wait_phase(ns, name, TERMINAL, 240)
+        assert obj["status"]["phase"] == "Completed", obj["status"]
+    with kit.s3(ns) as s3:
+        keys = list_objects(s3, env.bucket)
+        assert not any(k.startswith("dup/") for k in keys)
+        for name in rooms:
+            assert any(k.startswith(f"{name}/") and k.endswith("manifest.json") for k in keys), keys
