@@ -12,7 +12,7 @@ deps: ## install system packages and Python dependencies (Debian 12)
 	./hack/deps.sh
 
 lint: ## ruff
-	$(PYTHON) -m ruff check operator recorder_image tests benchmarks
+	$(PYTHON) -m ruff check operator recorder_image tests benchmarks hack
 
 test: lint crds-check ## everything CI runs: lint, CRD freshness, unit, integration, then the kind cluster tests
 	$(PYTHON) -m pytest tests -m "not cluster"
@@ -31,7 +31,7 @@ crds-check: ## fail with a diff when the committed CRD YAML differs from what th
 	$(PYTHON) -m reel_api.crd --check
 
 # ---- kind test cluster: hack/kind/, README "Test cluster (kind)" ----------------------------------
-.PHONY: cluster-tools cluster-up cluster-down images test-cluster e2e
+.PHONY: cluster-tools cluster-up cluster-down images test-cluster e2e demo
 # Base image of our Dockerfiles (ARG BASE_IMAGE): localhost/reel-base:bookworm when podman builds
 # them (no registry here), python:3.11-slim-bookworm with docker.
 BASE_IMAGE ?= $(shell bash -c '. hack/kind/lib.sh && default_base_image')
@@ -54,6 +54,12 @@ example-images: ## the project images plus Janus, MinIO and publisher (tests/ima
 
 test-cluster: ## cluster-up, pytest tests/e2e and tests/cluster, cluster-down (checked by the last test)
 	@PYTHON=$(PYTHON) ./hack/kind/cluster.sh test
+
+demo: ## the main job: on a fresh machine, set everything up, record a room with two participants for 30 s
+	./hack/deps.sh
+	@./hack/kind/cluster.sh up
+	./tests/images/build.sh operator recorder janus publisher minio
+	KUBECONFIG=$(REEL_CACHE)/kubeconfig $(PYTHON) hack/demo.py
 
 e2e: ## the end-to-end suite on the kind cluster (brought up if needed; left running)
 	@./hack/kind/cluster.sh up >/dev/null
