@@ -24,12 +24,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.support import waiting
 
 try:
     import urllib3
@@ -65,14 +65,7 @@ def kubectl_binary() -> str:
 
 
 def wait_for(predicate, timeout: float = 120, what: str = "condition", interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return waiting.wait_for(predicate, timeout, what, interval)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -48,16 +49,6 @@ def say(text: str) -> None:
     sys.__stdout__.write(f"\n{text}\n")
     sys.__stdout__.flush()
 
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def build_images(*names: str) -> None:

@@ -13,11 +13,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import yaml
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("REEL_CACHE") or Path.home() / ".cache" / "reel")
@@ -47,16 +47,6 @@ def tool(name: str) -> str:
     ours = CACHE / "bin" / name
     return str(ours) if ours.is_file() else (shutil.which(name) or name)
 
-
-def wait_for(predicate, timeout: float = 120, what: str = "condition", interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class Kit:

@@ -13,18 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.waiting import wait_for
 
 from reel_recorder.storage import LocalStore, Store, StoreError, Uploader
 from reel_recorder.storage.testing import SyntheticRecording, playlist_entries
-
-
-def wait_for(cond, timeout=10.0, interval=0.01, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class SwitchableStore(Store):

@@ -6,16 +6,7 @@ import itertools
 import threading
 import time
 
-
-def wait_for(cond, timeout: float = 30.0, interval: float = 0.02, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+from tests.support.waiting import wait_for
 
 
 class SyntheticRecorder:
