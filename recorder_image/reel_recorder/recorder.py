@@ -232,7 +232,7 @@ class Recorder:
             record = ParticipantRecord(display=pub.display, folder=folder,
                                        playlist=f"{self.prefix}{folder}/index.m3u8")
             writer = ParticipantHls(folder, self.spool, segment_seconds=self.spec.recording.segment_seconds,
-                                    on_segment=lambda info, r=record: self._segment_closed(r, info),
+                                    on_segment=lambda info: self._segment_closed(record, writer, info),
                                     expect_audio=any(s.kind == "audio" for s in streams),
                                     expect_video=any(s.kind == "video" for s in streams),
                                     key_prefix=f"{self.prefix}{folder}/")
@@ -267,13 +267,9 @@ class Recorder:
             self._segment_errors.append(err)
         self.uploader.playlist_updated(part.record.playlist, part.writer.playlist.render)
 
-    def _segment_closed(self, record: ParticipantRecord, info: SegmentInfo) -> None:
-        key = f"{self.prefix}{info.participant}/{info.name}"
-        record.segments.append(SegmentRecord(name=info.name, key=key, start=info.start, duration=info.duration,
+    def _segment_closed(self, record: ParticipantRecord, writer: ParticipantHls, info: SegmentInfo) -> None:
+        record.segments.append(SegmentRecord(name=info.name, key=info.key, start=info.start, duration=info.duration,
                                              bytes=info.size, sha256=info.sha256,
                                              discontinuity=info.discontinuity))
-        self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
-        self.uploader.playlist_updated(record.playlist, self._writer_of(record).playlist.render)
-
-    def _writer_of(self, record: ParticipantRecord) -> ParticipantHls:
-        return next(p.writer for p in self._participants.values() if p.record is record)
+        self.uploader.segment_closed(info.key, info.path, size=info.size, sha256=info.sha256)
+        self.uploader.playlist_updated(record.playlist, writer.playlist.render)

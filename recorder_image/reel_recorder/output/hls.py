@@ -39,6 +39,7 @@ class SegmentInfo:
     participant: str  # folder name
     index: int
     name: str
+    key: str  # object key (key_prefix + name)
     path: Path
     start: float  # recording time of the first sample
     duration: float
@@ -125,12 +126,9 @@ class ParticipantHls:
         self._parameter_sets = b""
         self._last_video_t: float | None = None
         self._last_video_dur = 1 / 30
-        self._last_audio_t: float | None = None
         self._pending_discontinuity = False
         self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
         self.closed = False
-        self.frames = 0
-        self.audio_packets = 0
 
     # -- media entry points (reader threads) ---------------------------------------------------------------
     def video(self, packet: av.Packet, t: float) -> None:
@@ -171,13 +169,11 @@ class ParticipantHls:
             if key:
                 out.is_keyframe = True
             self._write(out, self._seg.video, t + self._last_video_dur)
-            self.frames += 1
 
     def audio(self, packet: av.Packet, t: float) -> None:
         with self._lock:
             if self.closed:
                 return
-            self.audio_packets += 1
             encoded = self._transcoder.encode(packet, t)
             for p in encoded:
                 pt = float(p.pts * AUDIO_TB)
@@ -277,7 +273,6 @@ class ParticipantHls:
             self._close_segment()
         self._video_started = False
         self._last_video_t = None
-        self._last_audio_t = None
 
     def _close_segment(self) -> None:
         seg, self._seg = self._seg, None
@@ -288,11 +283,12 @@ class ParticipantHls:
         duration = max(seg.end - seg.start, 0.001)
         name = seg.file.path.name
         info = SegmentInfo(
-            participant=self.folder, index=seg.index, name=name, path=seg.file.path, start=seg.start,
+            participant=self.folder, index=seg.index, name=name, key=self.key_prefix + name, path=seg.file.path,
+            start=seg.start,
             duration=duration, size=seg.file.size, sha256=seg.file.sha.hexdigest(),
             discontinuity=seg.discontinuity, has_video=seg.video is not None, has_audio=seg.audio is not None,
         )
-        self.playlist.add(PlaylistEntry(uri=name, key=self.key_prefix + name, duration=duration,
+        self.playlist.add(PlaylistEntry(uri=name, key=info.key, duration=duration,
                                         discontinuity=seg.discontinuity))
         self.on_segment(info)
 
