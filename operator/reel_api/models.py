@@ -135,6 +135,11 @@ STORAGE_IMMUTABLE = Rule(
     message="storage is immutable: create a new RecordingSession to record elsewhere",
     check_transition=lambda old, new: old == new,
 )
+PAUSE_NOT_SUPPORTED = Rule(
+    rule="!self",
+    message="paused is not supported yet: stop the session (spec.stop: true) and create a new one to record again",
+    check=lambda value: not value,
+)
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
     message="stop cannot go back from true to false: create a new RecordingSession to record again",
@@ -475,9 +480,10 @@ class RecordingSessionSpec(ApiModel):
         description="Set to true to stop the recording (finishing the upload); cannot be set back to false. "
         "Deleting the RecordingSession also stops it.",
     )
-    paused: StrictBool = Field(
+    paused: Annotated[StrictBool, PAUSE_NOT_SUPPORTED] = Field(
         default=False,
-        description="While true the session is kept but no media is written.",
+        description="Reserved for pausing a recording (keep the session, write no media). Not supported yet: "
+        "true is refused, so that no one believes a recording is paused while it is not.",
     )
     tag: StrictStr | None = Field(
         default=None,
