@@ -127,15 +127,21 @@ async def record(args, session, progress: ProgressSink) -> dict:
     return status
 
 
+def make_progress() -> ProgressSink:
+    """JSON lines on stdout; in a recorder pod also patches to the session's status (k8s_status.py)."""
+    progress: ProgressSink = JsonLinesProgress()
+    if os.environ.get("REEL_STATUS_TARGET"):  # set by reel-operator
+        from .k8s_status import KubeStatusSink
+        from .progress import FanOut
+
+        progress = FanOut(progress, KubeStatusSink.from_env())
+    return progress
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    progress = JsonLinesProgress()
-    if os.environ.get("REEL_STATUS_TARGET"):  # reel-operator: also patch the session's status (k8s_status.py)
-        from .k8s_status import KubeStatusSink
-        from .progress import FanOut
-        progress = FanOut(progress, KubeStatusSink.from_env())
     validated = os.environ.pop(VALIDATED_ENV, None)
     if validated is None:
         # Stage 1: validate with reel_api, then become the recording process (same PID, no pydantic).
@@ -151,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         except SessionError as err:
             print(f"reel-recorder: {err}", file=sys.stderr)
             status = {"phase": "Failed", "stopReason": ERROR, "reason": errors.INVALID_SESSION, "message": str(err)}
-            _finish(args, progress, status)
+            _finish(args, make_progress(), status)
             return 2
         os.environ[VALIDATED_ENV] = json.dumps(manifest)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "reel_recorder.cli", *(sys.argv[1:] if argv is None else argv)])
     session = session_view(validated)
+    progress = make_progress()
     status = asyncio.run(record(args, session, progress))
     _finish(args, progress, status)
     if status["phase"] == "Failed":
