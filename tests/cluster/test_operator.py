@@ -23,6 +23,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from tests.support.mergepatch import merge_patch
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -403,18 +404,6 @@ def test_recorder_error_is_reported(kube, ns, janus, reel):
 # -- the apiserver refuses invalid sessions, with the message the user sees ---------------------------------
 
 
-def _merge(base, patch):
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(base) if isinstance(base, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge(out.get(k), v)
-    return out
-
-
 INVALID = yaml.safe_load((REPO / "tests" / "data" / "invalid_sessions.yaml").read_text())
 
 
@@ -433,18 +422,18 @@ def test_invalid_session_is_refused(kube, unwatched_ns, case):
     try:
         if "old" in case:
             kube.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL,
-                                                        _merge(_merge(INVALID["base"], case["old"]),
+                                                        merge_patch(merge_patch(INVALID["base"], case["old"]),
                                                                {"metadata": {"name": name}}))
             with pytest.raises(ApiException) as err:
                 kube.custom.replace_namespaced_custom_object(
                     GROUP, VERSION, ns, PLURAL, name,
-                    _merge(_merge(_merge(INVALID["base"], case["old"]), case["patch"]),
+                    merge_patch(merge_patch(merge_patch(INVALID["base"], case["old"]), case["patch"]),
                            {"metadata": {"name": name, "resourceVersion": get_session(kube, ns, name)["metadata"]
                                          ["resourceVersion"]}}), field_validation=validation)
         else:
             with pytest.raises(ApiException) as err:
                 kube.custom.create_namespaced_custom_object(
-                    GROUP, VERSION, ns, PLURAL, _merge(_merge(INVALID["base"], case["patch"]),
+                    GROUP, VERSION, ns, PLURAL, merge_patch(merge_patch(INVALID["base"], case["patch"]),
                                                        {"metadata": {"name": name}}), field_validation=validation)
     finally:
         with suppress(ApiException):

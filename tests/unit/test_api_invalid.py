@@ -14,6 +14,7 @@ from pathlib import Path
 import celpy
 import pytest
 import yaml
+from tests.support.mergepatch import merge_patch
 
 from reel_api import RecordingSession, SessionError, crd, load_session, validate_update
 
@@ -21,19 +22,6 @@ TABLE = yaml.safe_load((Path(__file__).resolve().parents[1] / "data" / "invalid_
 CASES = TABLE["cases"]
 SCHEMA = crd.openapi_schema()
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "session.yaml"
-
-
-def merge_patch(target, patch):
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def build(case):
