@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.support.analyze import decode_segments, parse_playlist
+from tests.support.analyze import audio_gaps, decode_segments, parse_playlist
 
 from .kit import GROUP, PLURAL, VERSION, download, list_objects, manifest_of, session_spec, wait_for
 
@@ -58,7 +58,11 @@ def _check_recording(e, s3, status: dict, participants: int, tmp_path) -> dict:
         assert abs(total - span) < 0.3, (total, span)
         # video starts promptly (the recorder's keyframe request reached the publisher through Janus)
         assert decoded.video_times[0] - decoded.segment_spans[0][0] < 0.5, decoded.segment_spans[0]
-        assert abs(decoded.audio_samples / 48000 - total) < 0.5
+        # audio covers the recording without holes and ends with the video (a stop ends all streams at once)
+        assert not audio_gaps(decoded.audio_spans)
+        assert abs(decoded.audio_spans[-1][1] - decoded.video_times[-1]) < 0.15, (decoded.audio_spans[-1],
+                                                                                  decoded.video_times[-1])
+        assert abs(decoded.audio_samples / 48000 - total) < 0.15, (decoded.audio_samples / 48000, total)
     return manifest
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.analyze import av_offsets, parse_playlist, read_participant, recording_folders
+from tests.support.analyze import audio_gaps, av_offsets, parse_playlist, read_participant, recording_folders
 from tests.support.recorder_proc import RecorderRun, session_manifest
 
 FPS = 30
@@ -253,6 +253,10 @@ def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
     assert d.decode_errors == 0 and d.video_frames > 4 * FPS
     total = sum(dur for _, dur, _ in info.entries)
     assert abs(total - (d.video_times[-1] - d.video_times[0])) < 0.2
+    # a stop ends audio and video together (all forwarders stop, then all readers), with no hole in the audio
+    assert not audio_gaps(d.audio_spans)
+    assert abs(d.audio_spans[-1][1] - (d.video_times[-1] + 1 / FPS)) < 0.15, (d.audio_spans[-1], d.video_times[-1])
+    assert abs(d.audio_samples / 48000 - total) < 0.15
 
 
 HOSTILE = ["../../../etc/passwd", "/abs/olute",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class Decoded:
     flashes: list[float] = field(default_factory=list)  # times of bright frames
     beeps: list[float] = field(default_factory=list)  # sample-accurate times of loud samples (first per frame)
     segment_spans: list[tuple[float, float]] = field(default_factory=list)  # (first, last) pts per segment
+    audio_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each audio frame
     decode_errors: int = 0
 
 
@@ -69,12 +71,22 @@ def decode_segments(paths: list[Path], *, luma_threshold: float = 128, level: fl
                             out.flashes.append(t)
                     else:
                         out.audio_samples += fr.samples
+                        out.audio_spans.append((t, t + fr.samples / fr.sample_rate))
                         data = np.abs(fr.to_ndarray()).max(axis=0)
                         loud = np.nonzero(data > level)[0]
                         if loud.size:
                             out.beeps.append(t + loud[0] / fr.sample_rate)
         out.segment_spans.append((first, last))
     return out
+
+
+def audio_gaps(spans: list[tuple[float, float]], tolerance: float = 0.005) -> list[tuple[float, float]]:
+    """(where, how long) of every hole in the decoded audio timeline."""
+    gaps = []
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start - end > tolerance:
+            gaps.append((end, start - end))
+    return gaps
 
 
 def onsets(times: list[float], gap: float = 0.5) -> list[float]:

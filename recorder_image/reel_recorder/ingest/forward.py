@@ -88,8 +88,7 @@ class ForwardIngest:
         self.check_codecs(pub, streams)
         current = self._streams.setdefault(pub.id, {})
         wanted = {s.mid: s for s in streams}
-        for mid in [m for m in current if m not in wanted]:
-            await self._stop(pub.id, current.pop(mid))
+        await self._stop_all([(pub.id, current.pop(mid)) for mid in [m for m in current if m not in wanted]])
         new = [s for mid, s in wanted.items() if mid not in current]
         if not new:
             return
@@ -115,8 +114,7 @@ class ForwardIngest:
             forwarders = await self.room.rtp_forward(pub.id, self.local_addr, request, secret=self.secret,
                                                      admin_key=self.admin_key)
         except BaseException:
-            for f in started:
-                await self._stop(pub.id, current.pop(f.mid), janus=False)
+            await self._stop_all([(pub.id, current.pop(f.mid)) for f in started], janus=False)
             raise
         # Janus's answer names each forwarder by our port (it does not repeat the mid)
         by_port = {f.get("port"): f for f in forwarders}
@@ -133,12 +131,11 @@ class ForwardIngest:
 
     async def remove(self, pub_id) -> None:
         """Stop everything forwarded for ``pub_id`` (it left, or the recording ends)."""
-        for fwd in self._streams.pop(pub_id, {}).values():
-            await self._stop(pub_id, fwd)
+        await self._stop_all([(pub_id, f) for f in self._streams.pop(pub_id, {}).values()])
 
     async def close(self) -> None:
-        for pub_id in list(self._streams):
-            await self.remove(pub_id)
+        streams, self._streams = self._streams, {}
+        await self._stop_all([(pub_id, f) for pub_id, fs in streams.items() for f in fs.values()])
 
     def failures(self) -> list[BaseException]:
         return [f.reader.error for fs in self._streams.values() for f in fs.values() if f.reader.error]
@@ -146,13 +143,23 @@ class ForwardIngest:
     def packets(self) -> int:
         return sum(f.reader.packets for fs in self._streams.values() for f in fs.values())
 
-    async def _stop(self, pub_id, fwd: _Forwarded, *, janus: bool = True) -> None:
-        if janus and fwd.stream_id is not None and not self.room.closed.is_set():
-            with contextlib.suppress(JanusRequestError, RecorderError, TimeoutError):
-                # Fails harmlessly when the publisher already left: Janus removed its forwarders then.
-                await self.room.stop_rtp_forward(pub_id, fwd.stream_id, secret=self.secret,
-                                                 admin_key=self.admin_key)
-        await asyncio.to_thread(fwd.reader.stop)
-        if fwd.requester:
-            fwd.requester.close()
-        self.ports.release(fwd.port)
+    async def _stop_all(self, items: list[tuple[object, _Forwarded]], *, janus: bool = True) -> None:
+        """End several streams at the same instant: all forwarders first, then all readers, concurrently.
+
+        One after the other, each reader's wait for its last read would keep the other streams flowing
+        (a participant's video would outlast its audio by a read timeout, half a second).
+        """
+        if janus and not self.room.closed.is_set():
+            await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in items if f.stream_id is not None))
+        for _, fwd in items:
+            fwd.reader.request_stop()
+        await asyncio.gather(*(asyncio.to_thread(fwd.reader.stop) for _, fwd in items))
+        for _, fwd in items:
+            if fwd.requester:
+                fwd.requester.close()
+            self.ports.release(fwd.port)
+
+    async def _stop_forwarder(self, pub_id, fwd: _Forwarded) -> None:
+        with contextlib.suppress(JanusRequestError, RecorderError, TimeoutError):
+            # Fails harmlessly when the publisher already left: Janus removed its forwarders then.
+            await self.room.stop_rtp_forward(pub_id, fwd.stream_id, secret=self.secret, admin_key=self.admin_key)

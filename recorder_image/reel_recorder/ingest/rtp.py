@@ -162,6 +162,10 @@ class RtpStreamReader:
     def start(self) -> None:
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Ask the thread to end after its current read (``stop`` waits for it)."""
+        self._stop.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop reading; packets still held for alignment are delivered first."""
         self._stop.set()
