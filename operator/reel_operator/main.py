@@ -39,6 +39,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.watching.label_selectors["coordination.k8s.io", "leases"] = OURS_SELECTOR
     settings.watching.server_timeout = 300
     memo.reel = Context(kube=Kube(load_client()), settings=cfg)
+    if cfg.metrics_port:
+        memo.metrics_server = memo.reel.metrics.serve(cfg.metrics_port)
+
+
+@kopf.on.cleanup()
+def cleanup(memo: kopf.Memo, **_) -> None:
+    server = getattr(memo, "metrics_server", None)
+    if server is not None:
+        server.shutdown()
+        server.server_close()
 
 
 @kopf.on.probe(id="sessions")
@@ -72,9 +82,11 @@ def on_stop(body, memo: kopf.Memo, logger, **_) -> None:
 @kopf.on.event(*SESSIONS)
 def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, room_locks: kopf.Index,
                      logger, **_) -> None:
-    if event.get("type") == "DELETED":
-        return
     meta = body["metadata"]
+    deleted = event.get("type") == "DELETED"
+    ctx_of(memo).metrics.session(meta["namespace"], meta["name"], None if deleted else body)
+    if deleted:
+        return
     holder = podspec.holder_identity_of(meta)
     finished.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
                                holds_lock=holder in room_locks, logger=logger)
@@ -94,4 +106,6 @@ def on_delete(body, memo: kopf.Memo, runtime, logger, **_) -> None:
 # -- recorder pods ---------------------------------------------------------------------------------------------
 @kopf.on.event("v1", "pods", labels=OURS)
 def on_pod_event(event, body, memo: kopf.Memo, logger, **_) -> None:
-    pods.observe(ctx_of(memo), body, gone=event.get("type") == "DELETED", logger=logger)
+    gone = event.get("type") == "DELETED"
+    ctx_of(memo).metrics.pod(body["metadata"]["namespace"], body["metadata"]["name"], gone=gone)
+    pods.observe(ctx_of(memo), body, gone=gone, logger=logger)

@@ -40,6 +40,7 @@ Operator process
                                        [random, so two replicas never share one]
   REEL_STANDALONE                      true = no peering (a single replica) [false]
   REEL_LIVENESS_ENDPOINT               kopf liveness endpoint ["http://0.0.0.0:8080/healthz"; "" = off]
+  REEL_METRICS_PORT                    serve Prometheus metrics on this port (/metrics) [0 = off]
   REEL_LOG_LEVEL                       operator log level [INFO]
 """
 
@@ -86,6 +87,7 @@ class Settings:
     peering_priority: int = 0
     standalone: bool = False
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    metrics_port: int = 0
     log_level: str = "INFO"
 
     @property
@@ -127,6 +129,7 @@ class Settings:
             peering_priority=r.int("REEL_PEERING_PRIORITY", random.randint(1, 2**30), minimum=0),
             standalone=r.bool("REEL_STANDALONE", False),
             liveness_endpoint=r.str("REEL_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz"),
+            metrics_port=r.int("REEL_METRICS_PORT", 0, minimum=0),
             log_level=r.str("REEL_LOG_LEVEL", "INFO"),
         )
 

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.cluster
 
@@ -220,7 +221,7 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
          "--set", f"watchNamespaces={{{watched}}}",
          *image_values(OPERATOR_IMAGE, "image"), *image_values(RECORDER_IMAGE, "recorder.image"),
          "--set", "recorder.terminationGracePeriodSeconds=15", "--set", "recorder.deleteTimeoutSeconds=30",
-         "--set", "recorder.startTimeoutSeconds=60", "--set", "logLevel=DEBUG")
+         "--set", "recorder.startTimeoutSeconds=60", "--set", "logLevel=DEBUG", "--set", "metrics.enabled=true")
     print(f"\nhelm install --wait: {time.monotonic() - t0:.1f} s")
 
     # the operator pod runs the image built here, hardened, and its liveness endpoint answers
@@ -277,6 +278,15 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     assert "Forbidden" not in log and " 403" not in log, [line for line in log.splitlines() if "orbidden" in line][:5]
     rbac_names = {r.metadata.name for r in kube.rbac.list_namespaced_role(watched).items}
     assert any("probe" in n for n in rbac_names) or not rbac_names  # per-session Role (may already be gone)
+    # the metrics Service answers (through the API server's service proxy) and counted the failed session
+    def metrics_with_the_failure():
+        text = kube.core.connect_get_namespaced_service_proxy_with_path(f"{release}-metrics:metrics", ns, "metrics")
+        m = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for fam in text_string_to_metric_families(text) for s in fam.samples}
+        return m if m.get(("reel_sessions", (("phase", "Failed"),))) == 1 else None
+    m = wait_for(metrics_with_the_failure, 30, "metrics to show the failed session")
+    assert m[("reel_sessions_finished_total", (("phase", "Failed"), ("stop_reason", final["stopReason"])))] == 1, m
+    assert m[("reel_session_phase_transitions_total", (("phase", "Failed"),))] == 1, m
 
     kube.custom.delete_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, "probe")
 

@@ -151,12 +151,13 @@ def test_settings_from_env():
         "REEL_RECORDER_IMAGE": "example.org/reel/recorder:1.0", "REEL_RECORDER_IMAGE_PULL_POLICY": "Always",
         "REEL_RECORDER_MEMORY_LIMIT": "", "REEL_RECORDER_CPU_REQUEST": "200m", "REEL_NAMESPACES": "media, other",
         "REEL_TERMINATION_GRACE_SECONDS": "120", "REEL_RECORDER_NODE_SELECTOR": '{"media": "yes"}',
-        "REEL_PEERING_PRIORITY": "7", "REEL_STANDALONE": "true"})
+        "REEL_PEERING_PRIORITY": "7", "REEL_STANDALONE": "true", "REEL_METRICS_PORT": "9090"})
     assert s.recorder_image == "example.org/reel/recorder:1.0" and s.image_pull_policy == "Always"
     assert s.limits == {"cpu": "1"} and s.requests == {"cpu": "200m", "memory": "128Mi"}
     assert s.namespaces == ("media", "other") and not s.clusterwide
     assert s.termination_grace_seconds == 120 and s.delete_timeout_seconds == 150
-    assert s.peering_priority == 7 and s.standalone
+    assert s.peering_priority == 7 and s.standalone and s.metrics_port == 9090
+    assert Settings.from_env({}).metrics_port == 0  # off unless asked for
     pod = podspec.build_pod(session(), s)
     assert pod["spec"]["nodeSelector"] == {"media": "yes"}
     assert container(pod)["image"] == "example.org/reel/recorder:1.0"
@@ -165,6 +166,8 @@ def test_settings_from_env():
         Settings.from_env({"REEL_RECORDER_IMAGE_PULL_POLICY": "Sometimes"})
     with pytest.raises(SettingsError, match="REEL_TERMINATION_GRACE_SECONDS"):
         Settings.from_env({"REEL_TERMINATION_GRACE_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match="REEL_METRICS_PORT"):
+        Settings.from_env({"REEL_METRICS_PORT": "-1"})
 
 
 def test_local_storage_volume():

@@ -1,10 +1,10 @@
-"""What the handlers share: the context (API client + settings) and the one way to change a session's status."""
+"""What the handlers share: the context (API client, settings, metrics) and the one way to change a session's status."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -13,6 +13,7 @@ from reel_api import RecordingSession, SessionError, load_session
 
 from .. import status as st
 from ..kube import Conflict, Kube
+from ..metrics import Metrics
 from ..settings import Settings
 
 log = logging.getLogger("reel.operator")
@@ -23,6 +24,7 @@ MAX_CONFLICTS = 5
 class Context:
     kube: Kube
     settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 def ctx_of(memo: Any) -> Context:
