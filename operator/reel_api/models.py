@@ -135,11 +135,6 @@ STORAGE_IMMUTABLE = Rule(
     message="storage is immutable: create a new RecordingSession to record elsewhere",
     check_transition=lambda old, new: old == new,
 )
-PAUSE_NOT_SUPPORTED = Rule(
-    rule="!self",
-    message="paused is not supported yet: stop the session (spec.stop: true) and create a new one to record again",
-    check=lambda value: not value,
-)
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
     message="stop cannot go back from true to false: create a new RecordingSession to record again",
@@ -480,10 +475,12 @@ class RecordingSessionSpec(ApiModel):
         description="Set to true to stop the recording (finishing the upload); cannot be set back to false. "
         "Deleting the RecordingSession also stops it.",
     )
-    paused: Annotated[StrictBool, PAUSE_NOT_SUPPORTED] = Field(
+    paused: StrictBool = Field(
         default=False,
-        description="Reserved for pausing a recording (keep the session, write no media). Not supported yet: "
-        "true is refused, so that no one believes a recording is paused while it is not.",
+        description="true pauses the recording: the recorder stays in the room and keeps the session, but writes "
+        "no media (phase Paused); false resumes it, each participant's playlist continuing after an "
+        "#EXT-X-DISCONTINUITY. Takes effect within a few seconds. Paused time counts toward maxDurationSeconds, "
+        "and an empty room still ends the session after maxIdleSeconds.",
     )
     tag: StrictStr | None = Field(
         default=None,

@@ -6,7 +6,8 @@ Room credentials (keys pin, secret, adminKey, token) come from ``--room-secrets 
 one file per key) or from the environment (REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY,
 REEL_ROOM_TOKEN). Storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) come from
 ``--storage-secrets DIR`` / ``--backup-storage-secrets DIR``, else from boto3's standard chain.
-Progress is printed as JSON lines on stdout. Exit status: 0 when the recording ended normally
+Progress is printed as JSON lines on stdout. SIGTERM/SIGINT stop the recording; SIGUSR1 pauses it and SIGUSR2
+resumes it (in a recorder pod, the session's spec.paused does this). Exit status: 0 when the recording ended normally
 (Requested, NoUsers, MaxDuration) and is stored, 1 when it failed, 2 for an invalid session.
 """
 
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from . import errors
+from .control import PauseControl, poller_from_env
 from .progress import JsonLinesProgress, ProgressSink
 from .recorder import ERROR, Outcome, Recorder, RoomCredentials
 from .session import VALIDATED_ENV, session_view, validated_manifest
@@ -91,9 +93,13 @@ def final_phase(outcome: Outcome, upload_status: str) -> str:
 
 async def record(args, session, progress: ProgressSink) -> dict:
     stop = asyncio.Event()
+    control = PauseControl(bool(session.spec.paused))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, control.set, True)  # pause (run on its own)
+    loop.add_signal_handler(signal.SIGUSR2, control.set, False)  # resume
+    poller = poller_from_env(control)  # in a pod: follows spec.paused of the session
 
     try:
         primary, backup = open_stores(args, session)
@@ -112,8 +118,12 @@ async def record(args, session, progress: ProgressSink) -> dict:
     spool = Path(args.spool) if args.spool else Path(tempfile.mkdtemp(prefix="reel-spool-"))
     recorder = Recorder(session, credentials=room_credentials(args.room_secrets), uploader=uploader,
                         spool=spool, progress=progress, media_address=args.media_address,
-                        janus_media_address=args.janus_media_address)
-    outcome = await recorder.run(stop)
+                        janus_media_address=args.janus_media_address, control=control)
+    try:
+        outcome = await recorder.run(stop)
+    finally:
+        if poller is not None:
+            poller.stop()
     recorder.phase = "Uploading"
     recorder.report("stopped")
     result = await asyncio.to_thread(uploader.close, args.upload_timeout)

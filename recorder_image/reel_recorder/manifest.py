@@ -42,6 +42,7 @@ class ManifestData:
     stop_reason: str | None = None
     message: str | None = None
     participants: list[ParticipantRecord] = field(default_factory=list)
+    pauses: list[dict] = field(default_factory=list)  # [{"pausedAt": iso, "resumedAt": iso | None}]
 
     def render(self, location_of: Callable[[str], str | None] = lambda _k: None) -> bytes:
         doc = {
@@ -55,6 +56,7 @@ class ManifestData:
             "stoppedAt": self.stopped_at,
             "stopReason": self.stop_reason,
             "message": self.message,
+            "pauses": [dict(p) for p in self.pauses],
             "participants": [
                 {
                     "id": p.ids[0] if p.ids else None,

@@ -3,6 +3,11 @@
 ``Recorder.run`` joins the room, follows presence, starts and stops the ingest of each recorded
 publisher, and ends for one of the stop reasons: Requested (the stop event, e.g. SIGTERM), NoUsers (no
 recorded publisher for maxIdleSeconds), MaxDuration, or Error (a RecorderError with its own reason).
+
+Pausing (``spec.paused``, read through a PauseControl) stops the ingest of everyone, as if they had left,
+while presence is still followed; resuming starts it again for whoever is publishing then, so each
+playlist continues after an ``#EXT-X-DISCONTINUITY``. Paused time counts toward maxDurationSeconds, and an
+empty room still ends the recording after maxIdleSeconds.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from urllib.parse import urlparse
 
 from . import errors
 from .clock import RecordingClock
+from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
 from .ingest.forward import ForwardIngest
@@ -69,7 +75,7 @@ def local_address_towards(host: str, port: int) -> str:
 class Recorder:
     def __init__(self, session: View, *, credentials: RoomCredentials, uploader: Uploader,
                  spool: Path, progress: ProgressSink, media_address: str | None = None,
-                 janus_media_address: str | None = None):
+                 janus_media_address: str | None = None, control: PauseControl | None = None):
         self.session = session
         self.spec = session.spec
         self.credentials = credentials
@@ -90,6 +96,8 @@ class Recorder:
             recording_id=self.recording_id, prefix=self.prefix, started_at=now_iso())
         self.manifest_key = self.prefix + "manifest.json"
         self.phase = "Starting"
+        self.control = control or PauseControl(bool(self.spec.paused))
+        self.paused = False
         self._participants: dict[str, _Participant] = {}  # by participant key (display name)
         self._by_id: dict[object, str] = {}
         self._segment_errors: list[BaseException] = []
@@ -134,6 +142,8 @@ class Recorder:
                                    secret=self.credentials.secret, admin_key=self.credentials.admin_key)
             presence = Presence(own_id=joined.get("id"))
             self.phase = "Recording"
+            if self.control.paused:
+                await self._pause(ingest, report=False)
             self.report("joined")
             await self._apply(presence.apply(joined), ingest)
             outcome = await self._loop(janus, presence, ingest, stop)
@@ -152,6 +162,8 @@ class Recorder:
                     await asyncio.to_thread(self._end_participant, p, final=True)
                 await janus.close()
         self.manifest.stopped_at = now_iso()
+        if self.manifest.pauses and self.manifest.pauses[-1]["resumedAt"] is None:
+            self.manifest.pauses[-1]["resumedAt"] = self.manifest.stopped_at
         self.manifest.stop_reason = outcome.reason
         self.manifest.message = outcome.message or None
         self.uploader.manifest_updated(self.manifest_key, self.manifest.render)
@@ -161,7 +173,7 @@ class Recorder:
                     stop: asyncio.Event) -> Outcome:
         rec = self.spec.recording
         started = time.monotonic()
-        idle_since: float | None = None if self._active() else started
+        idle_since: float | None = None if self._present(presence) else started
         last_progress = started
         while True:
             try:
@@ -170,12 +182,17 @@ class Recorder:
                 data = None
             if data is not None:
                 await self._apply(presence.apply(data), ingest)
+            if self.control.paused != self.paused:
+                if self.control.paused:
+                    await self._pause(ingest)
+                else:
+                    await self._resume(presence, ingest)
             now = time.monotonic()
             if stop.is_set():
                 return Outcome(REQUESTED, "stop requested")
             if rec.max_duration_seconds and now - started >= rec.max_duration_seconds:
                 return Outcome(MAX_DURATION, f"reached maxDurationSeconds ({rec.max_duration_seconds} s)")
-            if self._active():
+            if self._present(presence):
                 idle_since = None
             elif idle_since is None:
                 idle_since = now
@@ -199,13 +216,45 @@ class Recorder:
     def _active(self) -> bool:
         return any(p.active_id is not None for p in self._participants.values())
 
-    async def _apply(self, changes, ingest: ForwardIngest) -> None:
+    def _present(self, presence: Presence) -> bool:
+        """Someone we would record is publishing (being recorded, or not while paused)."""
+        if self._active():
+            return True
+        return self.paused and any(self._streams_of(p) for p in presence.publishers.values())
+
+    def _streams_of(self, pub: Publisher):
         rec = self.spec.recording
+        return select_streams(pub, stream_types=str(rec.stream_types), subscribe=list(rec.subscribe or []),
+                              unsubscribe=list(rec.unsubscribe or []))
+
+    async def _pause(self, ingest: ForwardIngest, *, report: bool = True) -> None:
+        """Stop writing media: every recorded participant's ingest ends as if they had left."""
+        self.paused = True
+        self.phase = "Paused"
+        self.manifest.pauses.append({"pausedAt": now_iso(), "resumedAt": None})
+        await ingest.close()  # everyone's streams end at the same instant
+        for pub_id in list(self._by_id):
+            part = self._participants[self._by_id.pop(pub_id)]
+            await asyncio.to_thread(self._end_participant, part, final=False)
+        log.info("paused")
+        if report:
+            self.report("paused")
+
+    async def _resume(self, presence: Presence, ingest: ForwardIngest) -> None:
+        self.paused = False
+        self.phase = "Recording"
+        self.manifest.pauses[-1]["resumedAt"] = now_iso()
+        log.info("resumed")
+        await self._apply([Up(p) for p in list(presence.publishers.values())], ingest)
+        self.report("resumed")
+
+    async def _apply(self, changes, ingest: ForwardIngest) -> None:
         changed = False
         for change in changes:
             if isinstance(change, Up):
-                streams = select_streams(change.publisher, stream_types=str(rec.stream_types),
-                                         subscribe=list(rec.subscribe or []), unsubscribe=list(rec.unsubscribe or []))
+                if self.paused:
+                    continue  # presence is followed; recording starts again on resume
+                streams = self._streams_of(change.publisher)
                 if streams:
                     part = self._participant_for(change.publisher, streams)
                     await ingest.update(change.publisher, streams, part.writer)

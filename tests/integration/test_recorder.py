@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -21,10 +22,10 @@ def record(test_network, janus, tmp_path, request):
     runs: list[RecorderRun] = []
 
     def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
-               room_id=None, display: str | None = None, name: str = "test") -> RecorderRun:
+               room_id=None, display: str | None = None, name: str = "test", paused: bool = False) -> RecorderRun:
         rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
         manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
-                                    recording=rec, display=display, name=name)
+                                    recording=rec, display=display, name=name, paused=paused)
         creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key}
         if getattr(room, "secret", None):
             creds["REEL_ROOM_SECRET"] = room.secret
@@ -257,6 +258,46 @@ def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
     assert not audio_gaps(d.audio_spans)
     assert abs(d.audio_spans[-1][1] - (d.video_times[-1] + 1 / FPS)) < 0.15, (d.audio_spans[-1], d.video_times[-1])
     assert abs(d.audio_samples / 48000 - total) < 0.15
+
+
+def test_paused_at_start_then_resumed_paused_and_resumed(record, room, publisher):
+    """spec.paused: no media while paused; each resume continues the playlist after a discontinuity."""
+    run = record(room, recording={"maxIdleSeconds": 5}, paused=True)
+    joined = _joined(run)
+    assert joined["status"]["phase"] == "Paused"
+    p = publisher(room, display="ivan", duration=60)
+    p.wait_event("published", timeout=60)
+    time.sleep(6)  # past maxIdleSeconds: paused, nothing is recorded, yet the room is not empty (no NoUsers stop)
+    assert run.proc.poll() is None, run.describe()
+    assert not any(e["status"].get("activeParticipants") for e in run.events)
+    run.resume()
+    resumed = run.wait_event("resumed", timeout=10)
+    assert resumed["status"]["phase"] == "Recording" and resumed["status"]["activeParticipants"] == 1, resumed
+    time.sleep(4)
+    run.pause()
+    paused = run.wait_event("paused", timeout=10)
+    assert paused["status"]["phase"] == "Paused" and paused["status"]["activeParticipants"] == 0, paused
+    time.sleep(6)
+    run.resume()
+    run.wait_event("resumed", timeout=10, predicate=lambda e: e is not resumed)
+    time.sleep(4)
+    run.terminate()
+    status = run.wait(60)
+    assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
+
+    (_name, folder), = recording_folders(run.output).items()
+    _check_playlist_and_files(folder, 2)
+    info, d = read_participant(folder)
+    assert d.decode_errors == 0
+    disc = [i for i, (_, _, flag) in enumerate(info.entries) if flag]
+    assert len(disc) == 1, info.entries  # the first resume starts the playlist; the second continues it
+    total = sum(dur for _, dur, _ in info.entries)
+    assert 6.5 < total < 10, (total, info.entries)  # ~4 s + ~4 s recorded, none of the 6 s + 6 s paused
+    gaps = [b - a for a, b in itertools.pairwise(d.video_times) if b - a > 1.0]
+    assert len(gaps) == 1 and 5.5 < gaps[0] < 8.0, gaps  # the second pause, on the recording's timeline
+    manifest = _manifest(run)
+    assert len(manifest["pauses"]) == 2 and all(x["pausedAt"] and x["resumedAt"] for x in manifest["pauses"])
+    assert len(manifest["participants"][0]["joins"]) == 2
 
 
 HOSTILE = ["../../../etc/passwd", "/abs/olute",

@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def session_manifest(server: str, room, *, name: str = "test", recording: dict | None = None,
                      storage: dict | None = None, backup: dict | None = None, display: str | None = None,
-                     tag: str | None = None) -> dict:
+                     tag: str | None = None, paused: bool = False) -> dict:
     spec: dict = {"room": {"server": server, "id": room}, "storage": storage or {"local": {"path": "/unused"}}}
     if display:
         spec["room"]["displayName"] = display
@@ -28,6 +28,8 @@ def session_manifest(server: str, room, *, name: str = "test", recording: dict |
         spec["backupStorage"] = backup
     if tag:
         spec["tag"] = tag
+    if paused:
+        spec["paused"] = True
     return {"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession", "metadata": {"name": name},
             "spec": spec}
 
@@ -73,6 +75,12 @@ class RecorderRun:
 
     def terminate(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGUSR1)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGUSR2)
 
     def wait(self, timeout: float = 120.0) -> dict:
         """Waits for the exit; returns the final status (the 'finished' event)."""

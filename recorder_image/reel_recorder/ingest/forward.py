@@ -134,6 +134,7 @@ class ForwardIngest:
         await self._stop_all([(pub_id, f) for f in self._streams.pop(pub_id, {}).values()])
 
     async def close(self) -> None:
+        """Stop every stream of every publisher at once (the ingest can be used again afterwards)."""
         streams, self._streams = self._streams, {}
         await self._stop_all([(pub_id, f) for pub_id, fs in streams.items() for f in fs.values()])
 

@@ -1,0 +1,110 @@
+"""Pausing: whether the recording should write media now (``spec.paused``), and where that comes from.
+
+The recorder reads ``PauseControl.paused`` on every tick of its loop. Who sets it:
+- in a recorder pod, ``SpecPoller`` reads the session's ``spec.paused`` from the API server every few seconds
+  (a GET of ``recordingsessions/NAME/status``, which returns the whole object: the one read its
+  ServiceAccount already has, so a recorder still sees nothing but its own session);
+- run on its own, ``SIGUSR1`` pauses and ``SIGUSR2`` resumes (cli.py); the session file's ``spec.paused``
+  is the state at start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import ssl
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+
+log = logging.getLogger("reel.recorder.control")
+
+
+class PauseControl:
+    def __init__(self, paused: bool = False):
+        self._paused = bool(paused)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def set(self, paused: bool) -> None:
+        if bool(paused) != self._paused:
+            log.info("spec.paused is now %s", bool(paused))
+        self._paused = bool(paused)
+
+
+Fetcher = Callable[[], Mapping]
+
+
+class SpecPoller:
+    """A daemon thread that copies the session's ``spec.paused`` into a PauseControl every ``interval`` s."""
+
+    def __init__(self, fetch: Fetcher, control: PauseControl, *, interval: float = 2.0):
+        self.fetch = fetch
+        self.control = control
+        self.interval = interval
+        self.polls = 0
+        self._errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reel-spec", daemon=True)
+
+    def start(self) -> SpecPoller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def poll(self) -> None:
+        try:
+            body = self.fetch()
+        except Exception as err:  # the API server may be briefly away: keep the current state, say so sparingly
+            self._errors += 1
+            if self._errors <= 3 or self._errors % 30 == 0:
+                log.warning("cannot read the session's spec (%d failure(s)): %s", self._errors, err)
+            return
+        self._errors = 0
+        self.polls += 1
+        self.control.set(bool(((body or {}).get("spec") or {}).get("paused", False)))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+
+def poller_from_env(control: PauseControl, env: Mapping[str, str] | None = None) -> SpecPoller | None:
+    """In a recorder pod (REEL_STATUS_TARGET set by the operator): a started SpecPoller; else None."""
+    env = os.environ if env is None else env
+    if not env.get("REEL_STATUS_TARGET"):
+        return None
+    from .k8s_status import SA_DIR, status_url
+
+    interval = float(env.get("REEL_SPEC_POLL_SECONDS") or 2.0)
+    getter = HttpGetter(status_url(env), env.get("REEL_SA_DIR", SA_DIR))
+    return SpecPoller(getter, control, interval=interval).start()
+
+
+class HttpGetter:
+    """GET one URL as JSON with the pod's service-account token (re-read each time: the kubelet rotates it)."""
+
+    def __init__(self, url: str, sa_dir: str, timeout: float = 5.0):
+        self.url = url
+        self.sa_dir = sa_dir
+        self.timeout = timeout
+        self._ssl = ssl.create_default_context(cafile=os.path.join(sa_dir, "ca.crt")) \
+            if url.startswith("https:") else None
+
+    def __call__(self) -> Mapping:
+        with open(os.path.join(self.sa_dir, "token"), encoding="ascii") as f:
+            token = f.read().strip()
+        req = urllib.request.Request(self.url, headers={"Authorization": f"Bearer {token}",
+                                                        "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            detail = err.read()[:300].decode(errors="replace")
+            raise RuntimeError(f"HTTP {err.code} from the API server: {detail}") from None
