@@ -18,7 +18,7 @@ import pytest
 from .kit import REPO, Kit, kubeconfig_path
 
 HERE = Path(__file__).resolve().parent
-ROOMS = [1001, 1002, 1003, 1004]
+ROOMS = [1001, 1002, 1003, 1004, 1005]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,6 +54,14 @@ def images(kit):
             pytest.fail(f"building the images failed:\n{r.stderr[-4000:]}")
 
 
+@pytest.fixture(scope="session")
+def crds(kit):
+    """The CRDs of this checkout: Helm installs a chart's CRDs only when they are missing and never upgrades
+    them, so on a reused cluster the chart alone would leave an older RecordingSession schema in place."""
+    kit.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kit.kubectl("wait", "--for=condition=Established", "-f", str(REPO / "crds"), "--timeout=60s")
+
+
 @dataclass
 class Env:
     kit: Kit
@@ -64,7 +72,7 @@ class Env:
 
 
 @pytest.fixture
-def env(kit, images, request) -> Env:
+def env(kit, images, crds, request) -> Env:
     ns = kit.create_namespace()
     try:
         kit.helm_install("reel", ns)

@@ -237,6 +237,9 @@ class Kit:
     def stop_session(self, ns: str, name: str) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": {"stop": True}})
 
+    def set_paused(self, ns: str, name: str, paused: bool) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": {"paused": paused}})
+
     def delete_session(self, ns: str, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
 
