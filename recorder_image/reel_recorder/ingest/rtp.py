@@ -14,6 +14,7 @@ import socket
 import struct
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -203,11 +204,11 @@ class RtpStreamReader:
                         continue  # no data yet (e.g. camera still off); try again until stopped
                 try:
                     packet = next(container.demux(container.streams[0]))
-                except (av.error.ExitError, TimeoutError):
-                    continue
-                except StopIteration:
+                except (av.error.ExitError, TimeoutError, StopIteration):
                     continue
                 self._handle(packet)
+            if container is not None:
+                self._drain(container)
         except BaseException as err:  # reported to the recorder, which decides what it means
             self.error = err
             log.exception("reader %s failed", self.name)
@@ -218,6 +219,19 @@ class RtpStreamReader:
             if container is not None:
                 container.close()
             os.unlink(sdp_path)
+
+    def _drain(self, container, limit: float = 1.0) -> None:
+        """After stop: read what is already on its way (the forwarder is gone) until a read times out.
+
+        A reader that lags behind (a busy machine) would otherwise drop the end of its stream, and one
+        participant's audio and video would end at different times."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                packet = next(container.demux(container.streams[0]))
+            except (av.error.ExitError, TimeoutError, StopIteration):
+                return
+            self._handle(packet)
 
     def _handle(self, packet: av.Packet) -> None:
         if packet.pts is None or packet.size == 0:
