@@ -7,8 +7,9 @@ room's 500 kb/s cap + Opus), and ``reel-recorder`` recording them into a local f
     sudo python benchmarks/recorder_cpu.py [--counts 1,2,4,8] [--window 20] [--store local|s3]
 
 ``--store s3`` uploads to a MinIO process (as in a pod) instead of writing a local folder. The recorder image has
-no pyOpenSSL (aiortc brings it into the dev environment, and botocore imports it when present, ~9 MiB): the
-benchmark hides it from the recorder, so the RSS is what the image would use.
+no pyOpenSSL (aiortc brings it into the dev environment, and botocore imports it when present, ~9 MiB) and
+trims botocore's data (recorder_image/trim_botocore.py): the benchmark does both for the recorder it runs, so
+the RSS is what the image would use.
 
 Needs root (network namespaces) and Debian's janus. The publishers share the machine: on 2 cores, 8 publishers
 cost more than one core themselves, so the numbers of the large runs include some scheduling noise.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -49,11 +51,16 @@ def status_kib(pid: int, key: str) -> int:
 
 
 def image_like_env(workdir: Path) -> dict:
-    """PYTHONPATH with an ``OpenSSL`` package that cannot be imported, as in the recorder image."""
+    """As in the recorder image: no pyOpenSSL (an ``OpenSSL`` package that cannot be imported) and botocore's
+    data trimmed by recorder_image/trim_botocore.py (through AWS_DATA_PATH)."""
     stub = workdir / "no-pyopenssl" / "OpenSSL"
     stub.mkdir(parents=True, exist_ok=True)
     (stub / "__init__.py").write_text('raise ImportError("pyOpenSSL is not in the recorder image")\n')
-    return {"PYTHONPATH": os.pathsep.join([str(stub.parent), str(REPO)])}
+    data = workdir / "aws-data"
+    if not data.is_dir():
+        subprocess.run([sys.executable, str(REPO / "recorder_image" / "trim_botocore.py"), "--out", str(data)],
+                       check=True, capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join([str(stub.parent), str(REPO)]), "AWS_DATA_PATH": str(data)}
 
 
 def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path, store=None) -> dict:
