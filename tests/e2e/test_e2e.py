@@ -87,6 +87,9 @@ def test_two_participants_stop_with_spec_stop(env, tmp_path):
     wait_for(lambda: (kit.session(ns, "standup").get("status") or {}).get("activeParticipants") == 2, 120,
              "two participants recorded")
     time.sleep(12)
+    pod = kit.recorder_pods(ns, "standup")[0].metadata.name
+    proc = kit.kubectl("exec", "-n", ns, pod, "--", "cat", "/proc/1/status", check=False).stdout
+    rss = next((line.split()[1] for line in proc.splitlines() if line.startswith("VmRSS:")), None)
     t0 = time.monotonic()
     kit.stop_session(ns, "standup")
     obj = kit.wait_phase(ns, "standup", TERMINAL, 240)
@@ -101,7 +104,8 @@ def test_two_participants_stop_with_spec_stop(env, tmp_path):
     assert status["upload"]["progress"] == 100 and status["upload"]["pendingSegments"] == 0
     with kit.s3(ns) as s3:
         _check_recording(env, s3, status, 2, tmp_path)
-    print(f"stop -> Completed and pod gone: {stop_to_gone:.1f} s")
+    print(f"stop -> Completed and pod gone: {stop_to_gone:.1f} s; recorder RSS with 2 participants and S3: "
+          f"{int(rss) / 1024:.1f} MiB" if rss else "(RSS not readable)")
 
 
 def test_pause_and_resume_with_spec_paused(env, tmp_path):
