@@ -135,6 +135,11 @@ STORAGE_IMMUTABLE = Rule(
     message="storage is immutable: create a new RecordingSession to record elsewhere",
     check_transition=lambda old, new: old == new,
 )
+OUTPUTS_HAVE_HLS = Rule(
+    rule="self.exists(o, o == 'hls')",
+    message="outputs must include hls: the HLS segments are what is uploaded while recording (mp4 comes in addition)",
+    check=lambda value: Output.HLS in value,
+)
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
     message="stop cannot go back from true to false: create a new RecordingSession to record again",
@@ -196,6 +201,7 @@ class Output(StrEnum):
     """A recording output."""
 
     HLS = "hls"
+    MP4 = "mp4"
 
 
 class SegmentFormat(StrEnum):
@@ -390,12 +396,14 @@ class Recording(ApiModel):
         le=30,
         description="Target HLS segment duration in seconds (1 to 30).",
     )
-    outputs: Annotated[list[Output], AfterValidator(_unique)] = Field(
+    outputs: Annotated[list[Output], AfterValidator(_unique), OUTPUTS_HAVE_HLS] = Field(
         default_factory=lambda: [Output.HLS],
         min_length=1,
         max_length=4,
         json_schema_extra={"default": ["hls"], "x-kubernetes-list-type": "set"},
-        description="Outputs to produce: hls.",
+        description="Outputs to produce: hls (always: TS segments and an M3U8 playlist per participant, uploaded "
+        "while recording), and mp4 (in addition: one MP4 file per participant with the same H.264 and AAC, "
+        "written while recording and uploaded when the recording ends; pauses and rejoins are gaps in it).",
     )
     segment_format: SegmentFormat = Field(
         default=SegmentFormat.TS,

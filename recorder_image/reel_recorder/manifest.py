@@ -28,6 +28,7 @@ class ParticipantRecord:
     ids: list = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)  # [{"joinedAt": iso, "leftAt": iso | None}]
     segments: list[SegmentRecord] = field(default_factory=list)
+    mp4: dict | None = None  # {"key", "bytes", "sha256", "duration"} (outputs: mp4), or {"error": ...}
 
 
 @dataclass
@@ -65,6 +66,8 @@ class ManifestData:
                     "folder": p.folder,
                     "playlist": p.playlist,
                     "joins": list(p.runs),
+                    **({"mp4": {**p.mp4, **({"location": location_of(p.mp4["key"])} if "key" in p.mp4 else {})}}
+                       if p.mp4 else {}),
                     "segments": [
                         {"name": s.name, "key": s.key, "start": round(s.start, 3), "duration": round(s.duration, 3),
                          "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity,

@@ -30,6 +30,7 @@ from .ingest.forward import ForwardIngest
 from .layout import participant_folder, render_prefix
 from .manifest import ManifestData, ParticipantRecord, SegmentRecord
 from .output.hls import ParticipantHls, SegmentInfo
+from .output.mp4 import Mp4Info
 from .progress import ProgressSink, now_iso
 from .room.janus import JanusRoom
 from .room.presence import Down, Presence, Publisher, Up, select_streams
@@ -284,7 +285,9 @@ class Recorder:
                                     on_segment=lambda info: self._segment_closed(record, writer, info),
                                     expect_audio=any(s.kind == "audio" for s in streams),
                                     expect_video=any(s.kind == "video" for s in streams),
-                                    key_prefix=f"{self.prefix}{folder}/")
+                                    key_prefix=f"{self.prefix}{folder}/",
+                                    mp4="mp4" in (self.spec.recording.outputs or []),
+                                    on_mp4=lambda info: self._mp4_closed(record, info))
             part = _Participant(record, writer)
             self._participants[key] = part
             self.manifest.participants.append(record)
@@ -314,7 +317,14 @@ class Recorder:
                 part.writer.pause()
         except RecorderError as err:
             self._segment_errors.append(err)
+        if final and part.writer.mp4 is not None and part.writer.mp4.error:
+            part.record.mp4 = {"error": part.writer.mp4.error}
         self.uploader.playlist_updated(part.record.playlist, part.writer.playlist.render)
+
+    def _mp4_closed(self, record: ParticipantRecord, info: Mp4Info) -> None:
+        key = f"{self.prefix}{record.folder}/recording.mp4"
+        record.mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256, "duration": round(info.duration, 3)}
+        self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
 
     def _segment_closed(self, record: ParticipantRecord, writer: ParticipantHls, info: SegmentInfo) -> None:
         record.segments.append(SegmentRecord(name=info.name, key=info.key, start=info.start, duration=info.duration,

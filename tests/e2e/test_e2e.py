@@ -80,7 +80,8 @@ def _no_recorder_pod(kit, ns, name, timeout=120):
 def test_two_participants_stop_with_spec_stop(env, tmp_path):
     kit, ns = env.kit, env.ns
     watch = PhaseWatch(kit, ns, "standup")
-    kit.create_session(ns, "standup", session_spec(env.server, 1001, endpoint=env.endpoint))
+    kit.create_session(ns, "standup", session_spec(env.server, 1001, endpoint=env.endpoint,
+                                                   recording={"outputs": ["hls", "mp4"]}))
     pubs = [kit.start_publisher(ns, who, 1001) for who in ("alice", "bob")]
     for p in pubs:
         kit.wait_published(ns, p)
@@ -103,7 +104,14 @@ def test_two_participants_stop_with_spec_stop(env, tmp_path):
     assert {"Recording", "Completed"} <= set(seen), watch.phases
     assert status["upload"]["progress"] == 100 and status["upload"]["pendingSegments"] == 0
     with kit.s3(ns) as s3:
-        _check_recording(env, s3, status, 2, tmp_path)
+        manifest = _check_recording(env, s3, status, 2, tmp_path)
+        for p in manifest["participants"]:  # outputs: mp4, uploaded at the end
+            mp4 = p["mp4"]
+            assert mp4["location"] == "primary" and list_objects(s3, env.bucket, mp4["key"]) == \
+                {mp4["key"]: mp4["bytes"]}, p
+            path, = download(s3, env.bucket, [mp4["key"]], tmp_path / "mp4")
+            decoded = decode_segments([path])
+            assert decoded.decode_errors == 0 and decoded.video_frames > 10 * 25, decoded.video_frames
     print(f"stop -> Completed and pod gone: {stop_to_gone:.1f} s; recorder RSS with 2 participants and S3: "
           f"{int(rss) / 1024:.1f} MiB" if rss else "(RSS not readable)")
 

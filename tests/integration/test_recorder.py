@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -10,8 +11,16 @@ import statistics
 import time
 from pathlib import Path
 
+import av
 import pytest
-from tests.support.analyze import audio_gaps, av_offsets, parse_playlist, read_participant, recording_folders
+from tests.support.analyze import (
+    audio_gaps,
+    av_offsets,
+    decode_segments,
+    parse_playlist,
+    read_participant,
+    recording_folders,
+)
 from tests.support.recorder_proc import RecorderRun, session_manifest
 
 FPS = 30
@@ -298,6 +307,34 @@ def test_paused_at_start_then_resumed_paused_and_resumed(record, room, publisher
     manifest = _manifest(run)
     assert len(manifest["pauses"]) == 2 and all(x["pausedAt"] and x["resumedAt"] for x in manifest["pauses"])
     assert len(manifest["participants"][0]["joins"]) == 2
+
+
+def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher):
+    """outputs: [hls, mp4]: one MP4 per participant with the segments' media; a rejoin is a gap in it."""
+    run = record(room, recording={"outputs": ["hls", "mp4"]})
+    _joined(run)
+    p = publisher(room, display="judy", duration=11, leave_at=4, rejoin_at=7, flash_beep=True)
+    p.wait(90)
+    status = run.wait(60)
+    assert status["phase"] == "Completed", status
+    (_name, folder), = recording_folders(run.output).items()
+    _info, hls = read_participant(folder)
+    mp4 = folder / "recording.mp4"
+    assert mp4.is_file()
+    record_ = _manifest(run)["participants"][0]["mp4"]
+    assert record_["key"].endswith("/recording.mp4") and record_["bytes"] == mp4.stat().st_size
+    assert record_["sha256"] == hashlib.sha256(mp4.read_bytes()).hexdigest()
+    d = decode_segments([mp4])
+    assert d.decode_errors == 0 and d.sizes == {(640, 480)}
+    assert abs(d.video_frames - hls.video_frames) <= 2, (d.video_frames, hls.video_frames)
+    assert abs(d.audio_samples - hls.audio_samples) <= 2048, (d.audio_samples, hls.audio_samples)
+    with av.open(str(mp4)) as c:
+        assert {s.type for s in c.streams} == {"video", "audio"}
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
+    gaps = [b - a for a, b in itertools.pairwise(d.video_times) if b - a > 1.0]
+    assert len(gaps) == 1 and 2.0 < gaps[0] < 4.5, gaps  # away from 4 s to 7 s, minus the rejoin's setup
+    offsets = av_offsets(d.flashes, d.beeps, d.video_times)
+    assert len(offsets) >= 4 and max(abs(o) for o in offsets) <= 0.040, offsets
 
 
 HOSTILE = ["../../../etc/passwd", "/abs/olute",

@@ -49,6 +49,12 @@ app.kubernetes.io/part-of: reel
 {{- if gt (int .Values.replicas) 1 -}}true{{- end -}}
 {{- end -}}
 
+{{/* Cluster-scoped objects (ClusterRole, ClusterRoleBinding) carry the release namespace too: two releases of
+the same name in different namespaces (e.g. two teams, each watching its own namespaces) must not collide. */}}
+{{- define "reel.clusterScopedName" -}}
+{{- printf "%s-%s" (include "reel.operatorName" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "reel.peeringName" -}}
 {{- include "reel.fullname" . -}}
 {{- end -}}

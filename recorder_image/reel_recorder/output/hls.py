@@ -22,6 +22,7 @@ import av
 from ..errors import DISK_FULL, RecorderError
 from ..media import h264
 from .audio import RATE, OpusToAac
+from .mp4 import Mp4Info, ParticipantMp4
 from .playlist import Playlist, PlaylistEntry
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,8 @@ class ParticipantHls:
         expect_audio: bool = True,
         expect_video: bool = True,
         key_prefix: str = "",
+        mp4: bool = False,
+        on_mp4: Callable[[Mp4Info], None] | None = None,
     ):
         self.folder = folder
         self.dir = spool / folder
@@ -128,6 +131,9 @@ class ParticipantHls:
         self._last_video_dur = 1 / 30
         self._pending_discontinuity = False
         self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
+        self.mp4 = ParticipantMp4(self.dir / "recording.mp4", audio_template=self._transcoder.template,
+                                  expect_video=expect_video, expect_audio=expect_audio) if mp4 else None
+        self.on_mp4 = on_mp4
         self.closed = False
 
     # -- media entry points (reader threads) ---------------------------------------------------------------
@@ -205,6 +211,10 @@ class ParticipantHls:
             self._finish_run(final=True)
             self.closed = True
             self.playlist.ended = True
+            if self.mp4 is not None:
+                info = self.mp4.close()
+                if info is not None and self.on_mp4 is not None:
+                    self.on_mp4(info)
 
     # -- internals (lock held) -----------------------------------------------------------------------------
     def _should_cut(self, t: float, *, keyframe: bool) -> bool:
@@ -237,6 +247,9 @@ class ParticipantHls:
 
     def _write(self, packet: av.Packet, stream, end: float) -> None:
         seg = self._seg
+        if self.mp4 is not None:  # before the segment's muxer takes the packet
+            video = stream is seg.video
+            self.mp4.add("video" if video else "audio", packet, VIDEO_TB if video else AUDIO_TB)
         packet.stream = stream
         try:
             seg.container.mux(packet)

@@ -1,0 +1,148 @@
+"""Per-participant MP4 (``spec.recording.outputs: [hls, mp4]``): the packets of the HLS segments, in one file.
+
+The HLS writer hands every packet it writes to a segment to ``add`` as well (H.264 as received, the same AAC),
+so the MP4 costs a second muxer, not a second encoder. FFmpeg's MP4 muxer (through PyAV) builds the avcC box
+from the first keyframe's parameter sets; only the picture size must be known when the file starts, so the
+first keyframe is decoded once for it. The tracks are fixed when the file starts: at the first keyframe
+(audio that came earlier is held, up to ``AUDIO_HOLD`` seconds), or at the first audio for a participant
+without video. Timestamps stay on the recording's timeline, shifted to start at 0: a pause or a rejoin is a
+gap in the file. The MP4 is written while recording and handed over when the participant's recording ends
+(``close``); a failure here is logged and leaves the HLS output alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+log = logging.getLogger(__name__)
+
+VIDEO_TB = Fraction(1, 90000)
+AUDIO_HOLD = 10.0  # seconds of audio held for the first keyframe; later, the MP4 starts without that audio
+
+
+@dataclass(frozen=True)
+class Mp4Info:
+    path: Path
+    size: int
+    sha256: str
+    duration: float
+
+
+class ParticipantMp4:
+    """Not thread-safe: the HLS writer calls it with its own lock held."""
+
+    def __init__(self, path: Path, *, audio_template, expect_video: bool, expect_audio: bool):
+        self.path = path
+        self.audio_template = audio_template
+        self.expect_video = expect_video
+        self.expect_audio = expect_audio
+        self.error: str | None = None
+        self._container = None
+        self._streams: dict[str, object] = {}
+        self._base: dict[str, int] = {}
+        self._last_dts: dict[str, int] = {}
+        self._held: list[tuple[bytes, int, int, Fraction]] = []  # audio before the file starts
+        self._first_t: float | None = None
+        self._last_t = 0.0
+
+    def add(self, kind: str, packet: av.Packet, time_base: Fraction) -> None:
+        """A packet as written to a segment (its pts in ``time_base``, on the recording's timeline)."""
+        if self.error is not None:
+            return
+        try:
+            self._add(kind, bytes(packet), packet.pts, packet.duration or 0, time_base, bool(packet.is_keyframe),
+                      float(packet.pts * time_base))
+        except Exception as err:  # the MP4 is extra: never let it break the HLS recording
+            self._give_up(f"{type(err).__name__}: {err}")
+
+    def close(self) -> Mp4Info | None:
+        """Finish the file; None when nothing was written (or it failed: see ``error``)."""
+        container, self._container = self._container, None
+        if container is None:
+            return None
+        try:
+            container.close()
+        except Exception as err:
+            self._give_up(f"{type(err).__name__}: {err}")
+            return None
+        if self.error is not None:
+            return None
+        sha = hashlib.sha256()
+        with open(self.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+        return Mp4Info(self.path, self.path.stat().st_size, sha.hexdigest(),
+                       max(0.0, self._last_t - (self._first_t or 0.0)))
+
+    # -- internals -----------------------------------------------------------------------------------------
+    def _add(self, kind: str, data: bytes, pts: int, duration: int, time_base: Fraction, key: bool,
+             t: float) -> None:
+        if self._container is None:
+            if kind == "audio" and self.expect_video:
+                self._held.append((data, pts, duration, time_base))
+                if float((pts - self._held[0][1]) * time_base) > AUDIO_HOLD:
+                    self._held.pop(0)
+                return
+            if kind == "video" and not key:
+                return
+            self._start(data if kind == "video" else None, t)
+            for held in self._held:
+                self._write("audio", *held, key=False)
+            self._held = []
+        self._write(kind, data, pts, duration, time_base, key=key)
+        self._last_t = max(self._last_t, t)
+
+    def _start(self, keyframe: bytes | None, t: float) -> None:
+        times = [t] + [float(pts * tb) for _, pts, _, tb in self._held[:1]]
+        self._first_t = min(times)
+        container = av.open(str(self.path), "w", format="mp4")
+        if self.expect_video:
+            width, height = _picture_size(keyframe) if keyframe else (0, 0)
+            stream = container.add_mux_stream("h264", rate=90000, width=width, height=height)
+            stream.time_base = VIDEO_TB
+            self._streams["video"] = stream
+        if self.expect_audio:
+            self._streams["audio"] = container.add_stream_from_template(self.audio_template)
+        self._container = container
+        log.info("%s: MP4 started", self.path.name)
+
+    def _write(self, kind: str, data: bytes, pts: int, duration: int, time_base: Fraction, *, key: bool) -> None:
+        stream = self._streams.get(kind)
+        if stream is None:
+            return
+        base = self._base.setdefault(kind, round(self._first_t / time_base))
+        ts = pts - base
+        if ts < 0 or (kind in self._last_dts and ts <= self._last_dts[kind]):
+            return  # the MP4 muxer needs strictly increasing timestamps per track
+        self._last_dts[kind] = ts
+        out = av.Packet(data)
+        out.pts = out.dts = ts
+        out.time_base = time_base
+        if duration:
+            out.duration = duration
+        if key:
+            out.is_keyframe = True
+        out.stream = stream
+        self._container.mux(out)
+
+    def _give_up(self, message: str) -> None:
+        self.error = message
+        log.warning("%s: MP4 output stopped (the HLS output goes on): %s", self.path.name, message)
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(Exception):  # already failing; the message above says why
+                container.close()
+
+
+def _picture_size(keyframe: bytes) -> tuple[int, int]:
+    """Width and height of an H.264 keyframe (with its parameter sets), by decoding it once."""
+    decoder = av.CodecContext.create("h264", "r")
+    decoder.decode(av.Packet(keyframe))
+    return decoder.width, decoder.height
