@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 VIDEO_TB = Fraction(1, 90000)
 AUDIO_HOLD = 10.0  # seconds of audio held for the first keyframe; later, the MP4 starts without that audio
+# Fragmented MP4, a fragment at a keyframe at least every 2 s: the muxer's sample index is flushed with each
+# fragment (a plain MP4 keeps it all in memory: ~15 MiB per participant-hour), and a file cut short by a
+# crash still plays up to its last fragment.
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "min_frag_duration": "2000000"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class ParticipantMp4:
     def _start(self, keyframe: bytes | None, t: float) -> None:
         times = [t] + [float(pts * tb) for _, pts, _, tb in self._held[:1]]
         self._first_t = min(times)
-        container = av.open(str(self.path), "w", format="mp4")
+        container = av.open(str(self.path), "w", format="mp4", options=MP4_OPTIONS)
         if self.expect_video:
             width, height = _picture_size(keyframe) if keyframe else (0, 0)
             stream = container.add_mux_stream("h264", rate=90000, width=width, height=height)
