@@ -337,6 +337,19 @@ def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher):
     assert len(offsets) >= 4 and max(abs(o) for o in offsets) <= 0.040, offsets
 
 
+def test_mp4_of_a_participant_whose_camera_stays_off_has_the_audio(record, room, publisher):
+    run = record(room, recording={"outputs": ["hls", "mp4"]})
+    _joined(run)
+    publisher(room, display="kim", duration=14, video_delay=60).wait(90)  # video published, never sent
+    assert run.wait(60)["phase"] == "Completed"
+    (_name, folder), = recording_folders(run.output).items()
+    _info, hls = read_participant(folder)
+    d = decode_segments([folder / "recording.mp4"])
+    assert hls.video_frames == 0 and d.video_frames == 0 and d.decode_errors == 0
+    assert hls.audio_samples > 12 * 48000 and abs(d.audio_samples - hls.audio_samples) <= 2048, \
+        (d.audio_samples, hls.audio_samples)
+
+
 HOSTILE = ["../../../etc/passwd", "/abs/olute",
            "a\x07b\x1bc", "\uff21\uff22\uff0f\uff0e\uff0e", "x" * 300, "\u202eevil.ts", ".hidden"]
 

@@ -4,10 +4,11 @@ The HLS writer hands every packet it writes to a segment to ``add`` as well (H.2
 so the MP4 costs a second muxer, not a second encoder. FFmpeg's MP4 muxer (through PyAV) builds the avcC box
 from the first keyframe's parameter sets; only the picture size must be known when the file starts, so the
 first keyframe is decoded once for it. The tracks are fixed when the file starts: at the first keyframe
-(audio that came earlier is held, up to ``AUDIO_HOLD`` seconds), or at the first audio for a participant
-without video. Timestamps stay on the recording's timeline, shifted to start at 0: a pause or a rejoin is a
-gap in the file. The MP4 is written while recording and handed over when the participant's recording ends
-(``close``); a failure here is logged and leaves the HLS output alone.
+(audio that came earlier is held), at the first audio for a participant without video, or with audio only
+when no keyframe came within ``AUDIO_HOLD`` seconds (a camera that stays off). Timestamps stay on the
+recording's timeline, shifted to start at 0: a pause or a rejoin is a gap in the file. The MP4 is written
+while recording and handed over when the participant's recording ends (``close``); a failure here is
+logged and leaves the HLS output alone.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import av
 log = logging.getLogger(__name__)
 
 VIDEO_TB = Fraction(1, 90000)
-AUDIO_HOLD = 10.0  # seconds of audio held for the first keyframe; later, the MP4 starts without that audio
+AUDIO_HOLD = 10.0  # seconds of audio held for the first keyframe; then the MP4 starts with audio only
 # Fragmented MP4, a fragment at a keyframe at least every 2 s: the muxer's sample index is flushed with each
 # fragment (a plain MP4 keeps it all in memory: ~15 MiB per participant-hour), and a file cut short by a
 # crash still plays up to its last fragment.
@@ -68,6 +69,11 @@ class ParticipantMp4:
 
     def close(self) -> Mp4Info | None:
         """Finish the file; None when nothing was written (or it failed: see ``error``)."""
+        if self._container is None and self._held and self.error is None:
+            try:  # audio, and never a keyframe: an MP4 with the audio
+                self._start(None, float(self._held[0][1] * self._held[0][3]))
+            except Exception as err:
+                self._give_up(f"{type(err).__name__}: {err}")
         container, self._container = self._container, None
         if container is None:
             return None
@@ -91,24 +97,24 @@ class ParticipantMp4:
         if self._container is None:
             if kind == "audio" and self.expect_video:
                 self._held.append((data, pts, duration, time_base))
-                if float((pts - self._held[0][1]) * time_base) > AUDIO_HOLD:
-                    self._held.pop(0)
+                if float((pts - self._held[0][1]) * time_base) < AUDIO_HOLD:
+                    return
+                log.info("%s: no keyframe within %.0f s: the MP4 has audio only", self.path.name, AUDIO_HOLD)
+                self._start(None, t)  # the camera stays off: an MP4 with the audio
                 return
             if kind == "video" and not key:
                 return
             self._start(data if kind == "video" else None, t)
-            for held in self._held:
-                self._write("audio", *held, key=False)
-            self._held = []
         self._write(kind, data, pts, duration, time_base, key=key)
         self._last_t = max(self._last_t, t)
 
     def _start(self, keyframe: bytes | None, t: float) -> None:
+        """Start the file (video track only with a keyframe to size it) and write the audio held so far."""
         times = [t] + [float(pts * tb) for _, pts, _, tb in self._held[:1]]
         self._first_t = min(times)
         container = av.open(str(self.path), "w", format="mp4", options=MP4_OPTIONS)
-        if self.expect_video:
-            width, height = _picture_size(keyframe) if keyframe else (0, 0)
+        if self.expect_video and keyframe is not None:
+            width, height = _picture_size(keyframe)
             stream = container.add_mux_stream("h264", rate=90000, width=width, height=height)
             stream.time_base = VIDEO_TB
             self._streams["video"] = stream
@@ -116,6 +122,10 @@ class ParticipantMp4:
             self._streams["audio"] = container.add_stream_from_template(self.audio_template)
         self._container = container
         log.info("%s: MP4 started", self.path.name)
+        held, self._held = self._held, []
+        for data, pts, duration, time_base in held:
+            self._write("audio", data, pts, duration, time_base, key=False)
+            self._last_t = max(self._last_t, float(pts * time_base))
 
     def _write(self, kind: str, data: bytes, pts: int, duration: int, time_base: Fraction, *, key: bool) -> None:
         stream = self._streams.get(kind)
