@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import ssl
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
+
+from .k8s_status import SA_DIR, ApiServerRequests, status_url
 
 log = logging.getLogger("reel.recorder.control")
 
@@ -80,31 +79,16 @@ def poller_from_env(control: PauseControl, env: Mapping[str, str] | None = None)
     env = os.environ if env is None else env
     if not env.get("REEL_STATUS_TARGET"):
         return None
-    from .k8s_status import SA_DIR, status_url
-
     interval = float(env.get("REEL_SPEC_POLL_SECONDS") or 2.0)
     getter = HttpGetter(status_url(env), env.get("REEL_SA_DIR", SA_DIR))
     return SpecPoller(getter, control, interval=interval).start()
 
 
-class HttpGetter:
-    """GET one URL as JSON with the pod's service-account token (re-read each time: the kubelet rotates it)."""
+class HttpGetter(ApiServerRequests):
+    """GET the session (through its status URL) as JSON."""
 
-    def __init__(self, url: str, sa_dir: str, timeout: float = 5.0):
-        self.url = url
-        self.sa_dir = sa_dir
-        self.timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=os.path.join(sa_dir, "ca.crt")) \
-            if url.startswith("https:") else None
+    def __init__(self, url: str, sa_dir: str = SA_DIR, timeout: float = 5.0):
+        super().__init__(url, sa_dir, timeout)
 
     def __call__(self) -> Mapping:
-        with open(os.path.join(self.sa_dir, "token"), encoding="ascii") as f:
-            token = f.read().strip()
-        req = urllib.request.Request(self.url, headers={"Authorization": f"Bearer {token}",
-                                                        "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            detail = err.read()[:300].decode(errors="replace")
-            raise RuntimeError(f"HTTP {err.code} from the API server: {detail}") from None
+        return json.loads(self.request("GET"))

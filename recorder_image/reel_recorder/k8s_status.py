@@ -171,8 +171,9 @@ class KubeStatusSink:
         return True
 
 
-class HttpPatcher:
-    """PATCH (merge-patch) one URL with the service-account token; the token is re-read (kubelet rotates it)."""
+class ApiServerRequests:
+    """Requests to one API server URL with the pod's service-account token, re-read each time (the kubelet
+    rotates it) and its CA. Errors come back as RuntimeError with the API server's message."""
 
     def __init__(self, url: str, sa_dir: str = SA_DIR, timeout: float = 10.0):
         self.url = url
@@ -181,15 +182,26 @@ class HttpPatcher:
         self._ssl = ssl.create_default_context(cafile=os.path.join(sa_dir, "ca.crt")) \
             if url.startswith("https:") else None
 
-    def __call__(self, body: dict) -> None:
+    def request(self, method: str, body: dict | None = None) -> bytes:
+        """``body``: a JSON merge patch (sent as such); returns the response body."""
         with open(os.path.join(self.sa_dir, "token"), encoding="ascii") as f:
             token = f.read().strip()
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode(), method="PATCH", headers={
-            "Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json",
-            "Accept": "application/json"})
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/merge-patch+json"
+        req = urllib.request.Request(self.url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
-                resp.read()
+                return resp.read()
         except urllib.error.HTTPError as err:
             detail = err.read()[:300].decode(errors="replace")
             raise RuntimeError(f"HTTP {err.code} from the API server: {detail}") from None
+
+
+class HttpPatcher(ApiServerRequests):
+    """PATCH (merge-patch) the status URL."""
+
+    def __call__(self, body: dict) -> None:
+        self.request("PATCH", body)
