@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections import Counter as Tally
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
@@ -57,7 +56,7 @@ class Metrics:
             return
         self.transitions.labels(phase).inc()
         if phase == "Recording":
-            created = _parse_time((body.get("metadata") or {}).get("creationTimestamp"))
+            created = st.parse_time((body.get("metadata") or {}).get("creationTimestamp"))
             if created is not None and old in (None, "Pending", "Starting"):
                 self.start_seconds.observe(max(0.0, (st.now_utc() - created).total_seconds()))
         if st.is_terminal(phase):
@@ -91,11 +90,3 @@ class _Current:
         yield sessions
         yield GaugeMetricFamily("reel_recorder_pods", "Recorder pods that exist.", value=pods)
 
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

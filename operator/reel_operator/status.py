@@ -82,7 +82,8 @@ class PodView:
     pod_message: str | None = None
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time from the API (or a datetime) as an aware datetime; None if absent or unreadable."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
@@ -113,7 +114,7 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
         phase=status.get("phase"),
         deleting=bool(meta.get("deletionTimestamp")),
         gone=gone,
-        created=_parse_time(meta.get("creationTimestamp")),
+        created=parse_time(meta.get("creationTimestamp")),
         image=containers[0].get("image"),
         running="running" in state or terminated is not None,
         waiting_reason=waiting.get("reason"),
