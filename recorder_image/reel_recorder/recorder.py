@@ -235,8 +235,7 @@ class Recorder:
         self.manifest.pauses.append({"pausedAt": now_iso(), "resumedAt": None})
         await ingest.close()  # everyone's streams end at the same instant
         for pub_id in list(self._by_id):
-            part = self._participants[self._by_id.pop(pub_id)]
-            await asyncio.to_thread(self._end_participant, part, final=False)
+            await self._end_run(pub_id)
         log.info("paused")
         if report:
             self.report("paused")
@@ -301,9 +300,12 @@ class Recorder:
         return part
 
     async def _leave(self, pub_id, ingest: ForwardIngest) -> None:
-        key = self._by_id.pop(pub_id)
-        part = self._participants[key]
         await ingest.remove(pub_id)
+        await self._end_run(pub_id)
+
+    async def _end_run(self, pub_id) -> None:
+        """The participant's ingest is stopped: close its run (a later one continues after a discontinuity)."""
+        part = self._participants[self._by_id.pop(pub_id)]
         await asyncio.to_thread(self._end_participant, part, final=False)
 
     def _end_participant(self, part: _Participant, *, final: bool) -> None:

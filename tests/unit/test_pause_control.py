@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.waiting import wait_for
 
 from reel_api import load_session
 from reel_recorder.control import HttpGetter, PauseControl, SpecPoller, poller_from_env
@@ -54,10 +55,7 @@ class FakeApiServer:
 
 
 def wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
+    wait_for(pred, timeout, interval=0.01)
 
 
 def test_the_api_accepts_paused_and_resumed_sessions():

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from tests.support.waiting import wait_for
 
 from reel_recorder.k8s_status import HttpPatcher, KubeStatusSink, merge, status_url, to_status
 
@@ -30,10 +31,7 @@ class Recorder:
 
 
 def wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.01)
+    wait_for(pred, timeout, interval=0.01)
 
 
 def test_to_status_keeps_schema_fields_without_nulls():

@@ -202,11 +202,9 @@ class RtpStreamReader:
                         container = self._open(sdp_path)
                     except (av.error.ExitError, TimeoutError, av.error.InvalidDataError):
                         continue  # no data yet (e.g. camera still off); try again until stopped
-                try:
-                    packet = next(container.demux(container.streams[0]))
-                except (av.error.ExitError, TimeoutError, StopIteration):
-                    continue
-                self._handle(packet)
+                packet = self._read(container)
+                if packet is not None:
+                    self._handle(packet)
             if container is not None:
                 self._drain(container)
         except BaseException as err:  # reported to the recorder, which decides what it means
@@ -227,11 +225,18 @@ class RtpStreamReader:
         participant's audio and video would end at different times."""
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            try:
-                packet = next(container.demux(container.streams[0]))
-            except (av.error.ExitError, TimeoutError, StopIteration):
+            packet = self._read(container)
+            if packet is None:
                 return
             self._handle(packet)
+
+    @staticmethod
+    def _read(container) -> av.Packet | None:
+        """The next packet, or None when the read timed out (nothing within ``read_timeout``)."""
+        try:
+            return next(container.demux(container.streams[0]))
+        except (av.error.ExitError, TimeoutError, StopIteration):
+            return None
 
     def _handle(self, packet: av.Packet) -> None:
         if packet.pts is None or packet.size == 0:
