@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from prometheus_client.parser import text_string_to_metric_families
+from tests.support.metrics import samples
 
 pytestmark = pytest.mark.cluster
 
@@ -281,8 +281,7 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     # the metrics Service answers (through the API server's service proxy) and counted the failed session
     def metrics_with_the_failure():
         text = kube.core.connect_get_namespaced_service_proxy_with_path(f"{release}-metrics:metrics", ns, "metrics")
-        m = {(s.name, tuple(sorted(s.labels.items()))): s.value
-             for fam in text_string_to_metric_families(text) for s in fam.samples}
+        m = samples(text)
         return m if m.get(("reel_sessions", (("phase", "Failed"),))) == 1 else None
     m = wait_for(metrics_with_the_failure, 30, "metrics to show the failed session")
     assert m[("reel_sessions_finished_total", (("phase", "Failed"), ("stop_reason", final["stopReason"])))] == 1, m

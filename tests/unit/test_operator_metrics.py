@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.request
 from datetime import timedelta
 
-from prometheus_client.parser import text_string_to_metric_families
+from tests.support.metrics import samples
 
 from reel_operator import status as st
 from reel_operator.metrics import Metrics
@@ -17,15 +17,10 @@ def _session(phase=None, reason=None, created_ago=2.0):
     return {"metadata": {"creationTimestamp": created}, "status": status}
 
 
-def _samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
-
-
 def _scrape(m: Metrics) -> dict[tuple[str, tuple], float]:
     from prometheus_client import generate_latest
 
-    return _samples(generate_latest(m.registry).decode())
+    return samples(generate_latest(m.registry).decode())
 
 
 def test_a_session_lifecycle_counts_transitions_start_latency_and_the_end():
@@ -69,7 +64,7 @@ def test_served_over_http():
     server = m.serve(0, addr="127.0.0.1")
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5) as r:
-            s = _samples(r.read().decode())
+            s = samples(r.read().decode())
     finally:
         server.shutdown()
         server.server_close()
