@@ -34,6 +34,8 @@ def main() -> int:
     from tests.cluster import test_operator as t
     from tests.cluster.conftest import Kube
 
+    from reel_api.vocabulary import Phase
+
     kube = Kube(api=config.new_client_from_config(config_file=args.kubeconfig), kubeconfig=Path(args.kubeconfig))
     if not args.no_build:
         t.build_images("recorder", "janus")
@@ -51,13 +53,13 @@ def main() -> int:
                 t.create_session(kube, ns, t.session_body(name, server, 2000 + i))
                 t.wait_for(lambda pod=pod: pod in times.created, 60, "pod created", 0.01)
                 created.append(times.created[pod] - t0)
-                t.wait_phase(kube, ns, name, "Recording", 120)
+                t.wait_phase(kube, ns, name, Phase.RECORDING, 120)
                 recording.append(time.monotonic() - t0)
                 t1 = time.monotonic()
                 t.stop_session(kube, ns, name)
                 t.wait_for(lambda pod=pod: pod in times.gone, 120, "pod gone", 0.01)
                 gone.append(times.gone[pod] - t1)
-                t.wait_phase(kube, ns, name, ("Completed", "BackedUp"), 60)
+                t.wait_phase(kube, ns, name, (Phase.COMPLETED, Phase.BACKED_UP), 60)
                 print(f"run {i}: apply->pod created {created[-1]:.3f} s, apply->Recording {recording[-1]:.2f} s, "
                       f"stop->pod gone {gone[-1]:.3f} s", flush=True)
             times.close()

@@ -20,6 +20,8 @@ sys.path.insert(0, str(REPO))
 from tests.e2e.kit import Kit, download, list_objects, manifest_of, session_spec, wait_for  # noqa: E402
 from tests.support.analyze import decode_segments, parse_playlist  # noqa: E402
 
+from reel_api.vocabulary import TERMINAL_PHASES, Phase  # noqa: E402
+
 NS = "reel-demo"
 ROOM = 1234
 
@@ -65,10 +67,10 @@ def main() -> int:
     time.sleep(args.seconds)
     say("stop: kubectl patch recs demo --type merge -p '{\"spec\":{\"stop\":true}}'")
     kit.stop_session(NS, "demo")
-    obj = kit.wait_phase(NS, "demo", {"Completed", "BackedUp", "Failed"}, 400)
+    obj = kit.wait_phase(NS, "demo", TERMINAL_PHASES, 400)
     print(kit.kubectl("get", "recs", "-n", NS).stdout, flush=True)
     status = obj["status"]
-    if status["phase"] == "Failed":
+    if status["phase"] == Phase.FAILED:
         say(f"the recording failed: {status.get('message')}")
         print(kit.dump(NS))
         return 1

@@ -1,11 +1,67 @@
 """The RecordingSession API (reel.dev/v1alpha1), shared by the operator and the recorder.
 
-`models` holds the pydantic models (the single source of truth), `loader` reads manifests as users write them
+`vocabulary` holds the phases, stop reasons, conditions and reasons (standard library only), `models` the
+pydantic models (the single source of truth of the schema), `loader` reads manifests as users write them
 (`load_session`), `crd` generates the CustomResourceDefinition from the models.
+
+The vocabulary is imported at once; the models and the loader (pydantic) only when one of their names is
+first used (PEP 562), so `import reel_api.vocabulary` costs the recorder no pydantic.
 """
 
-from .loader import SessionError, load_session, validate_update
-from .models import *  # noqa: F403
-from .models import __all__ as _models_all
+from __future__ import annotations
 
-__all__ = ["SessionError", "load_session", "validate_update", *_models_all]
+from importlib import import_module
+from typing import Any
+
+from .vocabulary import *  # noqa: F403
+from .vocabulary import __all__ as _vocabulary_all
+
+_LOADER = ("SessionError", "load_session", "validate_update")
+# models.__all__ without the vocabulary it re-exports (tests/unit/test_vocabulary.py checks the two agree).
+_MODELS = (
+    "API_VERSION",
+    "CATEGORIES",
+    "CRD_NAME",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "VERSION",
+    "Condition",
+    "Ingest",
+    "IntOrString",
+    "LocalStorage",
+    "Mode",
+    "ObjectMeta",
+    "Output",
+    "Participant",
+    "Recording",
+    "RecordingSession",
+    "RecordingSessionSpec",
+    "RecordingSessionStatus",
+    "Room",
+    "SecretRef",
+    "SegmentFormat",
+    "ServerSideEncryption",
+    "Storage",
+    "StorageLocation",
+    "StreamTypes",
+    "UploadStatus",
+)
+_LAZY = {**dict.fromkeys(_LOADER, ".loader"), **dict.fromkeys(_MODELS, ".models")}
+
+__all__ = [*_LOADER, *_vocabulary_all, *_MODELS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

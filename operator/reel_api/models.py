@@ -32,6 +32,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from .rules import Rule, cel_matches, re2_search
+from .vocabulary import TERMINAL_PHASES, ConditionStatus, ConditionType, Phase, StopReason
 
 GROUP = "reel.dev"
 VERSION = "v1alpha1"
@@ -157,6 +158,12 @@ def _unique(value: list[Any]) -> list[Any]:
     return value
 
 
+def _listed(values: type[StrEnum], last: str = "or") -> str:
+    """The values of an enum as prose for a description: "A, B or C"."""
+    names = [v.value for v in values]
+    return f"{', '.join(names[:-1])} {last} {names[-1]}"
+
+
 def _int_or_string(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise PydanticCustomError("int_or_string_type", "must be an integer or a string")
@@ -218,33 +225,7 @@ class ServerSideEncryption(StrEnum):
     AWS_KMS = "aws:kms"
 
 
-class Phase(StrEnum):
-    """The lifecycle phase of a RecordingSession."""
-
-    PENDING = "Pending"
-    STARTING = "Starting"
-    RECORDING = "Recording"
-    PAUSED = "Paused"
-    STOPPING = "Stopping"
-    UPLOADING = "Uploading"
-    COMPLETED = "Completed"
-    BACKED_UP = "BackedUp"
-    FAILED = "Failed"
-
-
-#: Phases a session never leaves.
-TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.BACKED_UP, Phase.FAILED})
-
-
-class StopReason(StrEnum):
-    """Why a recording stopped."""
-
-    REQUESTED = "Requested"
-    NO_USERS = "NoUsers"
-    MAX_DURATION = "MaxDuration"
-    DELETED = "Deleted"
-    ALREADY_RECORDING = "AlreadyRecording"
-    ERROR = "Error"
+# Phase, StopReason, ConditionType and ConditionStatus are the vocabulary's (vocabulary.py), re-exported here.
 
 
 class StorageLocation(StrEnum):
@@ -253,23 +234,6 @@ class StorageLocation(StrEnum):
     PRIMARY = "primary"
     BACKUP = "backup"
     MIXED = "mixed"
-
-
-class ConditionStatus(StrEnum):
-    """The status of a condition."""
-
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
-
-
-class ConditionType(StrEnum):
-    """The condition types Reel sets (the field itself accepts any valid condition type)."""
-
-    RECORDING = "Recording"
-    UPLOADED = "Uploaded"
-    BACKED_UP = "BackedUp"
-    READY = "Ready"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -382,13 +346,13 @@ class Recording(ApiModel):
         default=30,
         ge=5,
         le=2_592_000,
-        description="Stop (reason NoUsers) when the room has had no publisher for this many seconds "
+        description=f"Stop (reason {StopReason.NO_USERS}) when the room has had no publisher for this many seconds "
         "(5 to 2592000).",
     )
     max_duration_seconds: StrictInt = Field(
         default=0,
         ge=0,
-        description="Stop (reason MaxDuration) after this many seconds of recording; 0 means unlimited.",
+        description=f"Stop (reason {StopReason.MAX_DURATION}) after this many seconds of recording; 0 means unlimited.",
     )
     segment_seconds: StrictInt = Field(
         default=4,
@@ -486,7 +450,7 @@ class RecordingSessionSpec(ApiModel):
     paused: StrictBool = Field(
         default=False,
         description="true pauses the recording: the recorder stays in the room and keeps the session, but writes "
-        "no media (phase Paused); false resumes it, each participant's playlist continuing after an "
+        f"no media (phase {Phase.PAUSED}); false resumes it, each participant's playlist continuing after an "
         "#EXT-X-DISCONTINUITY. Takes effect within a few seconds. Paused time counts toward maxDurationSeconds, "
         "and an empty room still ends the session after maxIdleSeconds.",
     )
@@ -538,9 +502,9 @@ class Condition(StatusModel):
     type: str = Field(
         max_length=316,
         pattern=CONDITION_TYPE_PATTERN,
-        description="Type of the condition: Recording, Uploaded, BackedUp or Ready.",
+        description=f"Type of the condition: {_listed(ConditionType)}.",
     )
-    status: ConditionStatus = Field(description="Status of the condition: True, False or Unknown.")
+    status: ConditionStatus = Field(description=f"Status of the condition: {_listed(ConditionStatus)}.")
     reason: str = Field(
         min_length=1,
         max_length=1024,
@@ -565,16 +529,14 @@ class RecordingSessionStatus(StatusModel):
 
     phase: Phase | None = Field(
         default=None,
-        description="Pending, Starting, Recording, Paused, Stopping, Uploading, Completed, BackedUp or "
-        "Failed.",
+        description=f"{_listed(Phase)}.",
     )
     recording_id: str | None = Field(default=None, description="Unique id of this recording.")
     started_at: AwareDatetime | None = Field(default=None, description="When recording started.")
     stopped_at: AwareDatetime | None = Field(default=None, description="When recording stopped.")
     stop_reason: StopReason | None = Field(
         default=None,
-        description="Why recording stopped: Requested, NoUsers, MaxDuration, Deleted, AlreadyRecording or "
-        "Error (details in message and conditions).",
+        description=f"Why recording stopped: {_listed(StopReason)} (details in message and conditions).",
     )
     message: str | None = Field(
         default=None, description="What a person should know about the session, especially on failure."
@@ -595,7 +557,7 @@ class RecordingSessionStatus(StatusModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        description="Conditions: Recording, Uploaded, BackedUp and Ready (the summary).",
+        description=f"Conditions: {_listed(ConditionType, 'and')} (the summary).",
     )
 
 

@@ -10,7 +10,7 @@ import logging
 
 import kopf
 
-from reel_api import GROUP, PLURAL, VERSION
+from reel_api import GROUP, PLURAL, VERSION, Phase
 
 from . import podspec
 from .handlers import create, delete, finished, pods, stop
@@ -93,7 +93,7 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
-            when=lambda status, **_: status.get("phase") in ("Pending", "Starting"))
+            when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
 def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
     finished.check_start(ctx_of(memo), body, logger=logger)
 

@@ -55,9 +55,9 @@ class Metrics:
         if old is _UNSEEN or phase is None or phase == old:
             return
         self.transitions.labels(phase).inc()
-        if phase == "Recording":
+        if phase == Phase.RECORDING:
             created = st.parse_time((body.get("metadata") or {}).get("creationTimestamp"))
-            if created is not None and old in (None, "Pending", "Starting"):
+            if created is not None and old in (None, Phase.PENDING, Phase.STARTING):
                 self.start_seconds.observe(max(0.0, (st.now_utc() - created).total_seconds()))
         if st.is_terminal(phase):
             self.finished.labels(phase, status.get("stopReason") or "").inc()

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from reel_api import ConditionType, Phase, StopReason
+from reel_api import (
+    TERMINAL_PHASES,
+    ConditionReason,
+    ConditionStatus,
+    ConditionType,
+    FailureReason,
+    Phase,
+    StopReason,
+    StorageLocation,
+)
 
 from .podspec import CONTAINER, VOLUME_FIELDS
 
@@ -33,7 +42,14 @@ PHASE_RANK = {
     Phase.BACKED_UP: 5,
     Phase.FAILED: 5,
 }
-TERMINAL = frozenset({Phase.COMPLETED.value, Phase.BACKED_UP.value, Phase.FAILED.value})
+
+#: Kubernetes' own strings (not Reel's vocabulary) that the operator reads.
+POD_FAILED = "Failed"  # a pod's status.phase
+OOM_KILLED = "OOMKilled"  # a terminated container's reason
+FAILED_MOUNT = "FailedMount"  # a kubelet Event's reason (e.g. a Secret volume that does not exist)
+POD_SCHEDULED, UNSCHEDULABLE = "PodScheduled", "Unschedulable"  # a pod condition and the scheduler's reason
+WARNING, NORMAL = "Warning", "Normal"  # Event types
+CONTAINER_CREATING = "ContainerCreating"  # a container's waiting reason before it starts
 
 #: Stop reasons after which the outcome is a normal end (not a failure).
 NORMAL_STOPS = frozenset({StopReason.REQUESTED, StopReason.NO_USERS, StopReason.MAX_DURATION, StopReason.DELETED})
@@ -48,7 +64,7 @@ def rfc3339(when: datetime) -> str:
 
 
 def is_terminal(phase: str | None) -> bool:
-    return phase in TERMINAL
+    return phase in TERMINAL_PHASES
 
 
 def may_advance(current: str | None, new: str) -> bool:
@@ -106,8 +122,8 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
     waiting = state.get("waiting") or {}
     unschedulable = None
     for cond in status.get("conditions") or []:
-        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" and \
-                cond.get("reason") == "Unschedulable":
+        if cond.get("type") == POD_SCHEDULED and cond.get("status") == ConditionStatus.FALSE and \
+                cond.get("reason") == UNSCHEDULABLE:
             unschedulable = cond.get("message") or "no node can run the pod"
     return PodView(
         name=meta.get("name", ""),
@@ -142,7 +158,7 @@ class Verdict:
 
 
 def _failed(reason: str, message: str) -> Verdict:
-    return Verdict(Phase.FAILED.value, StopReason.ERROR.value, reason, message)
+    return Verdict(Phase.FAILED, StopReason.ERROR, reason, message)
 
 
 #: Kubelet waiting reasons after which the container will not start by itself.
@@ -185,41 +201,45 @@ def judge_pod(view: PodView, *, namespace: str, now: datetime, start_timeout: fl
     # Could not start: problems the kubelet will not solve by itself.
     reason, message = view.waiting_reason, (view.waiting_message or "").strip()
     if reason in IMAGE_ERRORS:
-        return _failed("ImagePullFailed",
+        return _failed(FailureReason.IMAGE_PULL_FAILED,
                        f"cannot pull the recorder image {view.image}: {message or reason}. Check the "
                        "operator's REEL_RECORDER_IMAGE (chart: recorder.image) and image pull secrets")
     if reason in CONFIG_ERRORS:
         hint = secret_problem(message, namespace)
         if hint:
-            return _failed("SecretNotFound", hint)
-        return _failed("ContainerConfigError", f"the recorder container cannot be created: {message or reason}")
+            return _failed(FailureReason.SECRET_NOT_FOUND, hint)
+        return _failed(FailureReason.CONTAINER_CONFIG_ERROR,
+                       f"the recorder container cannot be created: {message or reason}")
     for ev in events:  # kubelet events on the pod, e.g. FailedMount of a Secret volume
-        if ev.get("type") == "Warning" and ev.get("reason") == "FailedMount":
+        if ev.get("type") == WARNING and ev.get("reason") == FAILED_MOUNT:
             hint = secret_problem(ev.get("message") or "", namespace)
             if hint:
-                return _failed("SecretNotFound", hint)
-    if view.phase == "Failed" and not view.running:
-        return _failed(view.pod_reason or "PodFailed",
+                return _failed(FailureReason.SECRET_NOT_FOUND, hint)
+    if view.phase == POD_FAILED and not view.running:  # Kubernetes' reason (e.g. Evicted) when it gives one
+        return _failed(view.pod_reason or FailureReason.POD_FAILED,
                        f"the recorder pod failed before starting: {view.pod_message or view.pod_reason}")
 
     if view.gone:
+        stop_reason = StopReason.DELETED if deleting else StopReason.REQUESTED
         if (stopping or deleting) and not view.running:
-            return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else StopReason.REQUESTED.value,
-                           "StoppedBeforeStart", "stopped before the recorder started: nothing recorded")
+            return Verdict(Phase.COMPLETED, stop_reason, ConditionReason.STOPPED_BEFORE_START,
+                           "stopped before the recorder started: nothing recorded")
         if stopping or deleting:
-            return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else StopReason.REQUESTED.value,
-                           "RecorderGone", "the recorder pod was removed before it reported its result")
-        return _failed("RecorderPodDeleted", f"the recorder pod {view.name} was deleted before the recording "
-                                             "ended; create a new RecordingSession to record again")
+            return Verdict(Phase.COMPLETED, stop_reason, ConditionReason.RECORDER_GONE,
+                           "the recorder pod was removed before it reported its result")
+        return _failed(FailureReason.RECORDER_POD_DELETED,
+                       f"the recorder pod {view.name} was deleted before the recording ended; create a new "
+                       "RecordingSession to record again")
 
     if not view.running and view.created is not None:
         waited = (now - view.created).total_seconds()
         if waited > start_timeout:
             if view.unschedulable:
-                return _failed("Unschedulable", f"no node can run the recorder pod after {waited:.0f} s: "
-                                                f"{view.unschedulable}")
-            return _failed("StartTimeout", f"the recorder pod did not start within {start_timeout:.0f} s "
-                                           f"(last state: {reason or view.phase}{': ' + message if message else ''})")
+                return _failed(FailureReason.UNSCHEDULABLE,
+                               f"no node can run the recorder pod after {waited:.0f} s: {view.unschedulable}")
+            return _failed(FailureReason.START_TIMEOUT,
+                           f"the recorder pod did not start within {start_timeout:.0f} s "
+                           f"(last state: {reason or view.phase}{': ' + message if message else ''})")
     return None
 
 
@@ -229,28 +249,29 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
     exit_code = term.get("exitCode")
     if summary is not None:
         phase = summary.get("phase")
-        if phase not in TERMINAL:
-            phase = Phase.COMPLETED.value if exit_code == 0 else Phase.FAILED.value
-        stop_reason = summary.get("stopReason") or (StopReason.ERROR.value if phase == "Failed" else None)
+        if phase not in TERMINAL_PHASES:
+            phase = Phase.COMPLETED if exit_code == 0 else Phase.FAILED
+        stop_reason = summary.get("stopReason") or (StopReason.ERROR if phase == Phase.FAILED else None)
         if deleting and stop_reason == StopReason.REQUESTED:
-            stop_reason = StopReason.DELETED.value
+            stop_reason = StopReason.DELETED
         extra = {k: summary[k] for k in ("recordingId", "manifest") if summary.get(k)}
         return Verdict(phase, stop_reason, summary.get("reason") or stop_reason, summary.get("message") or None,
                        extra)
     detail = (term.get("message") or "").strip()
     tail = f": {detail[-500:]}" if detail else ""
-    if term.get("reason") == "OOMKilled":
-        return _failed("OutOfMemory", "the recorder ran out of memory; raise its memory limit (annotation "
-                                      "reel.dev/recorder-resources or the operator's REEL_RECORDER_MEMORY_LIMIT)")
+    if term.get("reason") == OOM_KILLED:
+        return _failed(FailureReason.OUT_OF_MEMORY,
+                       "the recorder ran out of memory; raise its memory limit (annotation "
+                       "reel.dev/recorder-resources or the operator's REEL_RECORDER_MEMORY_LIMIT)")
     if exit_code == 0:
-        return Verdict(Phase.COMPLETED.value, StopReason.DELETED.value if deleting else None, "Completed",
-                       None)
+        return Verdict(Phase.COMPLETED, StopReason.DELETED if deleting else None, Phase.COMPLETED, None)
     if (stopping or deleting) and exit_code in (137, 143):
         grace = f" ({grace_seconds} s)" if grace_seconds else ""
-        return _failed("UploadTimeout", f"the recorder was killed before it finished uploading: it needed more "
-                                        f"than the termination grace period{grace}; raise "
-                                        "REEL_TERMINATION_GRACE_SECONDS")
-    return _failed("RecorderError", f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
+        return _failed(FailureReason.UPLOAD_TIMEOUT,
+                       "the recorder was killed before it finished uploading: it needed more than the termination "
+                       f"grace period{grace}; raise REEL_TERMINATION_GRACE_SECONDS")
+    return _failed(FailureReason.RECORDER_ERROR,
+                   f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,16 +280,17 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
 
 
 def _cond(ctype: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:
-    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
+    return {"type": ctype, "status": status, "reason": reason, "message": message}
 
 
 def failure_reason(status: Mapping[str, Any]) -> str:
     """The detailed reason of a failed session, as recorded in its Ready condition (or the stop reason)."""
     for cond in status.get("conditions") or []:
-        if cond.get("type") == ConditionType.READY and cond.get("status") == "False" and \
+        if cond.get("type") == ConditionType.READY and cond.get("status") == ConditionStatus.FALSE and \
                 cond.get("reason") not in PHASE_NAMES:
             return cond["reason"]
-    return status.get("stopReason") or "Failed"
+    return status.get("stopReason") or Phase.FAILED
 
 
 PHASE_NAMES = frozenset(p.value for p in Phase)
@@ -276,7 +298,7 @@ PHASE_NAMES = frozenset(p.value for p in Phase)
 
 def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) -> list[dict[str, Any]]:
     """The four conditions for a status (without times). ``reason``: the detailed reason of a failure."""
-    phase = status.get("phase") or Phase.PENDING.value
+    phase = status.get("phase") or Phase.PENDING
     stop = status.get("stopReason")
     message = status.get("message") or ""
     upload = status.get("upload") or {}
@@ -285,33 +307,39 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     why = (reason or failure_reason(status)) if failed else None
 
     if phase == Phase.RECORDING:
-        recording = _cond(ConditionType.RECORDING, True, "ParticipantsPresent" if active else "WaitingForParticipants",
-                          f"{active} participant(s) being recorded" if active else "no participant is publishing")
+        if active:
+            recording = _cond(ConditionType.RECORDING, True, ConditionReason.PARTICIPANTS_PRESENT,
+                              f"{active} participant(s) being recorded")
+        else:
+            recording = _cond(ConditionType.RECORDING, True, ConditionReason.WAITING_FOR_PARTICIPANTS,
+                              "no participant is publishing")
     elif phase == Phase.PAUSED:
-        recording = _cond(ConditionType.RECORDING, False, "Paused", "spec.paused is true")
+        recording = _cond(ConditionType.RECORDING, False, ConditionReason.PAUSED, "spec.paused is true")
     elif phase in (Phase.PENDING, Phase.STARTING):
-        recording = _cond(ConditionType.RECORDING, False, "Starting", "the recorder is starting")
+        recording = _cond(ConditionType.RECORDING, False, ConditionReason.STARTING, "the recorder is starting")
     elif failed:
         recording = _cond(ConditionType.RECORDING, False, why, message)
     else:
-        recording = _cond(ConditionType.RECORDING, False, stop or "Stopped", message)
+        recording = _cond(ConditionType.RECORDING, False, stop or ConditionReason.STOPPED, message)
 
     segments, pending = upload.get("segments", 0), upload.get("pendingSegments", 0)
     stored = f"{segments - pending} of {segments} segment(s) stored"
     if phase in (Phase.COMPLETED, Phase.BACKED_UP):
-        uploaded = _cond(ConditionType.UPLOADED, True, "AllStored", stored if segments else "nothing to store")
+        uploaded = _cond(ConditionType.UPLOADED, True, ConditionReason.ALL_STORED,
+                         stored if segments else "nothing to store")
     elif failed:
         uploaded = _cond(ConditionType.UPLOADED, False, why, stored if segments else message)
     else:  # no counts in the message: it would change (and be patched) with every segment
-        uploaded = _cond(ConditionType.UPLOADED, False, "Uploading" if segments else "NothingRecorded",
+        uploaded = _cond(ConditionType.UPLOADED, False,
+                         ConditionReason.UPLOADING if segments else ConditionReason.NOTHING_RECORDED,
                          "segments are uploaded while recording; see status.upload" if segments else "")
 
     location = upload.get("location")
-    if phase == Phase.BACKED_UP or location in ("backup", "mixed"):
-        backed_up = _cond(ConditionType.BACKED_UP, True, "BackupUsed",
+    if phase == Phase.BACKED_UP or location in (StorageLocation.BACKUP, StorageLocation.MIXED):
+        backed_up = _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_USED,
                           "primary storage failed: some or all segments are in the backup storage")
     else:
-        backed_up = _cond(ConditionType.BACKED_UP, False, "NotNeeded", "")
+        backed_up = _cond(ConditionType.BACKED_UP, False, ConditionReason.NOT_NEEDED, "")
 
     if failed:
         ready = _cond(ConditionType.READY, False, why, message)
@@ -374,11 +402,11 @@ def transition(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple
         return None
     if new_phase == Phase.FAILED:
         message = new_ready.get("message") or "the recording failed"
-        return "Warning", new_ready["reason"], f"Failed: {message}"
+        return WARNING, new_ready["reason"], f"{Phase.FAILED}: {message}"
     merged = {**old_status, **patch}
     detail = merged.get("message") or ""
     if new_phase in (Phase.COMPLETED, Phase.BACKED_UP, Phase.STOPPING, Phase.UPLOADING) and merged.get("stopReason"):
         detail = f"stop reason {merged['stopReason']}" + (f": {detail}" if detail else "")
     if new_phase == Phase.RECORDING and merged.get("recordingId"):
         detail = f"recording {merged['recordingId']}"
-    return "Normal", new_phase, f"{new_phase}{': ' + detail if detail else ''}"
+    return NORMAL, new_phase, f"{new_phase}{': ' + detail if detail else ''}"

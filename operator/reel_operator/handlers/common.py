@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from reel_api import RecordingSession, SessionError, load_session
+from reel_api import API_VERSION, KIND, FailureReason, Phase, RecordingSession, SessionError, StopReason, load_session
 
 from .. import status as st
 from ..kube import Conflict, Kube
@@ -39,7 +39,7 @@ def parse(body: Mapping[str, Any]) -> RecordingSession:
 def session_ref(body: Mapping[str, Any]) -> dict[str, Any]:
     """What kopf.event needs to post an Event on the session."""
     meta = body["metadata"]
-    return {"apiVersion": body.get("apiVersion", "reel.dev/v1alpha1"), "kind": body.get("kind", "RecordingSession"),
+    return {"apiVersion": body.get("apiVersion", API_VERSION), "kind": body.get("kind", KIND),
             "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid")}}
 
 
@@ -85,10 +85,10 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Mapping
 
 
 def fail(ctx: Context, body: Mapping[str, Any], reason: str, message: str,
-         stop_reason: str = "Error") -> dict[str, Any] | None:
-    return update_status(ctx, body, {"phase": "Failed", "stopReason": stop_reason, "message": message},
+         stop_reason: StopReason = StopReason.ERROR) -> dict[str, Any] | None:
+    return update_status(ctx, body, {"phase": Phase.FAILED, "stopReason": stop_reason, "message": message},
                          reason=reason)
 
 
 def invalid(ctx: Context, body: Mapping[str, Any], err: SessionError) -> None:
-    fail(ctx, body, "InvalidSession", str(err))
+    fail(ctx, body, FailureReason.INVALID_SESSION, str(err))

@@ -7,14 +7,14 @@ from typing import Any
 
 import kopf
 
-from reel_api import SessionError
+from reel_api import FailureReason, Phase, SessionError, StopReason
 
 from .. import lock, podspec
 from .. import status as st
 from .common import Context, fail, invalid, parse, update_status
 
 #: Phases in which a recorder pod has been running: at operator start such a session is not started again.
-RUNNING_PHASES = frozenset({"Recording", "Paused", "Stopping", "Uploading"})
+RUNNING_PHASES = frozenset({Phase.RECORDING, Phase.PAUSED, Phase.STOPPING, Phase.UPLOADING})
 
 #: Attempts of the create handler (API errors, a stale pod of an earlier session) before giving up.
 MAX_ATTEMPTS = 8
@@ -33,11 +33,11 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         resume_running(ctx, body, stopping=session.spec.stop)
         return
     if session.spec.stop:
-        update_status(ctx, body, {"phase": "Completed", "stopReason": "Requested",
+        update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.REQUESTED,
                                   "message": "spec.stop was set before the recording started: nothing recorded"})
         return
     if retry >= MAX_ATTEMPTS:
-        fail(ctx, body, "StartFailed", f"could not create the recorder after {retry} attempts; see the "
+        fail(ctx, body, FailureReason.START_FAILED, f"could not create the recorder after {retry} attempts; see the "
                                        "operator's log and the session's events")
         return
 
@@ -48,16 +48,16 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
                                {"metadata": {"labels": {podspec.LABEL_ROOM_KEY: key}}})
     winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
     if winner is not None:
-        fail(ctx, body, "AlreadyRecording",
+        fail(ctx, body, FailureReason.ALREADY_RECORDING,
              f"room {session.spec.room.id} on {session.spec.room.server} (mode {session.spec.recording.mode}) is "
              f"already being recorded by {winner}: nothing was done. Stop that session first, or record another "
-             "room", stop_reason="AlreadyRecording")
+             "room", stop_reason=StopReason.ALREADY_RECORDING)
         return
 
     try:
         pod_body = podspec.build_pod(session, ctx.settings)
     except podspec.PodSpecError as err:
-        fail(ctx, body, "InvalidRecorderSettings", str(err))
+        fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
     for obj in (podspec.build_service_account(session), podspec.build_role(session),
@@ -71,7 +71,7 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
                                   "to go", delay=5)
     if logger and created:
         logger.info("created recorder pod %s", pod["metadata"]["name"])
-    update_status(ctx, body, {"phase": "Starting", "pod": pod["metadata"]["name"]})
+    update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]})
 
 
 def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from reel_api import SessionError
+from reel_api import ConditionReason, Phase, SessionError, StopReason
 
 from .. import lock, podspec
 from .. import status as st
@@ -30,7 +30,7 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     phase = (body.get("status") or {}).get("phase")
     if pod is None:
         if not st.is_terminal(phase):
-            update_status(ctx, body, {"phase": "Completed", "stopReason": "Deleted",
+            update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.DELETED,
                                       "message": "deleted before the recorder started: nothing recorded"})
         return
     view = st.pod_view(pod)
@@ -41,12 +41,13 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     if runtime_seconds > ctx.settings.delete_timeout_seconds:
         ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=0, uid=pod["metadata"].get("uid"))
         limit = ctx.settings.delete_timeout_seconds
-        post_event(body, "Warning", "DeleteTimeout", f"the recorder did not finish within {limit:.0f} s: pod "
-                                                     "force-deleted, the last segments may be missing")
+        post_event(body, st.WARNING, ConditionReason.DELETE_TIMEOUT,
+                   f"the recorder did not finish within {limit:.0f} s: pod force-deleted, the last segments may "
+                   "be missing")
         return
     if not view.deleting:
         ctx.kube.delete_pod(meta["namespace"], pod_name, uid=pod["metadata"].get("uid"))
         if logger:
             logger.info("session deleted: stopping recorder pod %s", pod_name)
-        update_status(ctx, body, {"phase": "Stopping", "stopReason": "Deleted"})
+        update_status(ctx, body, {"phase": Phase.STOPPING, "stopReason": StopReason.DELETED})
     raise kopf.TemporaryError("waiting for the recorder to finish uploading", delay=POLL_SECONDS)

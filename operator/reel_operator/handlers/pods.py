@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reel_api import KIND
+from reel_api import KIND, Phase, StopReason
 
 from .. import status as st
 from .common import Context, update_status
@@ -50,7 +50,7 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
     deleting = bool(meta.get("deletionTimestamp"))
 
     events = ()
-    if not view.running and not gone and view.waiting_reason in (None, "ContainerCreating"):
+    if not view.running and not gone and view.waiting_reason in (None, st.CONTAINER_CREATING):
         events = ctx.kube.pod_events(namespace, view.name)  # FailedMount (a missing Secret) shows only there
     verdict = st.judge_pod(view, namespace=namespace, now=st.now_utc(),
                            start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping, deleting=deleting,
@@ -58,8 +58,8 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
 
     if st.is_terminal(phase):
         # Already final (the recorder reported it): only refine a failure with the recorder's detailed reason.
-        if verdict and verdict.phase == phase == "Failed" and verdict.reason and \
-                st.failure_reason(status) in ("Error", "Failed"):
+        if verdict and verdict.phase == phase == Phase.FAILED and verdict.reason and \
+                st.failure_reason(status) in (StopReason.ERROR, Phase.FAILED):
             update_status(ctx, session, {"phase": phase}, reason=verdict.reason, fresh=False)
         remove_pod(ctx, pod, view)
         return

@@ -7,12 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reel_api import Phase, StopReason
+
 from .. import podspec
 from .. import status as st
 from .common import Context, update_status
 
 
-def stop(ctx: Context, body: Mapping[str, Any], *, reason: str = "Requested", logger=None) -> None:
+def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReason.REQUESTED, logger=None) -> None:
     meta = body["metadata"]
     status = body.get("status") or {}
     if st.is_terminal(status.get("phase")):
@@ -20,7 +22,7 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: str = "Requested", lo
     pod_name = podspec.object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], pod_name)
     if pod is None or meta.get("uid") not in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
-        update_status(ctx, body, {"phase": "Completed", "stopReason": reason,
+        update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason,
                                   "message": "stopped before the recorder started: nothing recorded"})
         return
     view = st.pod_view(pod)
@@ -31,4 +33,4 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: str = "Requested", lo
                             uid=pod["metadata"].get("uid"))
         if logger:
             logger.info("stopping recorder pod %s (%s)", pod_name, reason)
-    update_status(ctx, body, {"phase": "Stopping", "stopReason": reason})
+    update_status(ctx, body, {"phase": Phase.STOPPING, "stopReason": reason})

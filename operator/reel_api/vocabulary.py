@@ -1,0 +1,129 @@
+"""The one vocabulary of a RecordingSession's status: phases, stop reasons, conditions and their reasons.
+
+Every phase, stop reason, condition type and condition/Event reason Reel writes is defined here, once, and
+used by the API models (the CRD's enums come from `Phase` and `StopReason`), the operator and the recorder;
+nowhere else is one written as a string literal. Standard library only: the recorder imports this module after
+it has dropped pydantic (`import reel_api.vocabulary` does not import the models).
+
+Who writes what:
+- the recorder reports its phase (`Starting` to the final one), the stop reasons `Requested`, `NoUsers`,
+  `MaxDuration` and `Error`, and, for `Error`, the detailed `FailureReason` of its own failures (status
+  `reason` and the termination log);
+- the operator writes `Pending`, `Starting`, `Stopping` and every final phase the recorder cannot report (it
+  could not start, it died, it was killed), the stop reasons `Deleted` and `AlreadyRecording`, its own
+  `FailureReason`s, the conditions (`ConditionType`, `ConditionStatus`, `ConditionReason`) and the Events.
+
+A failed session has phase `Failed`, stop reason `Error` (or `AlreadyRecording`) and its `FailureReason` as the
+reason of the `Ready` condition and of the Warning Event. Kubernetes' own reasons (a pod's `Evicted`, a
+kubelet's `OOMKilled`) are not ours: the operator translates them, or passes a pod's reason through as it is.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """The lifecycle phase of a RecordingSession (status.phase); it only moves forward."""
+
+    PENDING = "Pending"  # accepted; the operator has not created the recorder pod yet
+    STARTING = "Starting"  # the recorder pod is starting: pulling the image, joining the room
+    RECORDING = "Recording"  # in the room, recording every publishing participant (or waiting for one)
+    PAUSED = "Paused"  # spec.paused is true: still in the room, no media written
+    STOPPING = "Stopping"  # the recording is ending: the open segments are being closed
+    UPLOADING = "Uploading"  # recording ended; the last segments, playlists and the manifest are being stored
+    COMPLETED = "Completed"  # ended, and everything recorded is in the primary storage
+    BACKED_UP = "BackedUp"  # ended, everything is stored, some of it only in the backup storage
+    FAILED = "Failed"  # ended by an error: the Ready condition's reason and status.message say what to do
+
+
+#: Phases a session never leaves.
+TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.BACKED_UP, Phase.FAILED})
+
+
+class StopReason(StrEnum):
+    """Why a recording stopped (status.stopReason): the coarse contract value; details are in the conditions."""
+
+    REQUESTED = "Requested"  # spec.stop was set to true (or the recorder got SIGTERM)
+    NO_USERS = "NoUsers"  # no recorded participant published for maxIdleSeconds
+    MAX_DURATION = "MaxDuration"  # the recording reached maxDurationSeconds
+    DELETED = "Deleted"  # the RecordingSession was deleted
+    ALREADY_RECORDING = "AlreadyRecording"  # another session already records this room: nothing was done
+    ERROR = "Error"  # a failure: the FailureReason is the Ready condition's reason, status.message the details
+
+
+class FailureReason(StrEnum):
+    """The detailed reason of a failed session: the Ready condition's reason and the Warning Event's."""
+
+    # Reported by the recorder (status.reason, termination log).
+    INVALID_SESSION = "InvalidSession"  # the session is refused: the message lists every wrong field
+    JANUS_UNREACHABLE = "JanusUnreachable"  # cannot connect to spec.room.server: check the URL and Janus
+    JANUS_ERROR = "JanusError"  # Janus refused a request or dropped the connection while recording
+    ROOM_NOT_FOUND = "RoomNotFound"  # no room spec.room.id on that Janus: check the id or create the room
+    ROOM_UNAUTHORIZED = "RoomUnauthorized"  # wrong or missing pin (or Janus token) in the room credentials
+    FORWARD_UNAUTHORIZED = "ForwardUnauthorized"  # wrong or missing room secret / admin key: no RTP forwarding
+    CODEC_UNSUPPORTED = "CodecUnsupported"  # a participant sends VP8/VP9/AV1: use a videocodec=h264 room
+    STORAGE_FAILED = "StorageFailed"  # the store refused (credentials, bucket): the message names it
+    DISK_FULL = "DiskFull"  # the recorder's spool is full: give it more disk
+    INTERNAL_ERROR = "InternalError"  # a bug in the recorder: the message has the details; please report it
+
+    # Decided by the operator (from the pod, the room lock, its settings).
+    ALREADY_RECORDING = "AlreadyRecording"  # another session records this server + room + mode: nothing touched
+    SECRET_NOT_FOUND = "SecretNotFound"  # a Secret named in the session (or a key in it) is missing: create it
+    IMAGE_PULL_FAILED = "ImagePullFailed"  # the recorder image cannot be pulled: check the image and pull secrets
+    CONTAINER_CONFIG_ERROR = "ContainerConfigError"  # the kubelet cannot create the recorder container
+    UNSCHEDULABLE = "Unschedulable"  # no node can run the recorder pod (resources, selectors, taints)
+    START_TIMEOUT = "StartTimeout"  # the recorder pod did not start within the operator's start timeout
+    POD_FAILED = "PodFailed"  # the pod failed before its recorder started (or Kubernetes' own reason, e.g. Evicted)
+    RECORDER_POD_DELETED = "RecorderPodDeleted"  # someone deleted the recorder pod while it was recording
+    OUT_OF_MEMORY = "OutOfMemory"  # the recorder was OOM-killed: raise its memory limit
+    UPLOAD_TIMEOUT = "UploadTimeout"  # killed while stopping, before its upload ended: raise the grace period
+    RECORDER_ERROR = "RecorderError"  # the recorder exited with an error and no report: see message (log tail)
+    START_FAILED = "StartFailed"  # the operator could not create the recorder pod after several attempts
+    INVALID_RECORDER_SETTINGS = "InvalidRecorderSettings"  # e.g. a bad reel.dev/recorder-resources annotation
+
+
+class ConditionType(StrEnum):
+    """The condition types Reel sets (the field itself accepts any valid condition type)."""
+
+    RECORDING = "Recording"  # True while the recorder is in the room recording (not paused)
+    UPLOADED = "Uploaded"  # True when everything recorded is stored
+    BACKED_UP = "BackedUp"  # True when some segments went to the backup storage
+    READY = "Ready"  # the summary: True while recording or after a good end; reason = phase or FailureReason
+
+
+class ConditionStatus(StrEnum):
+    """The status of a condition (Kubernetes API conventions)."""
+
+    TRUE = "True"  # the condition holds
+    FALSE = "False"  # the condition does not hold
+    UNKNOWN = "Unknown"  # cannot be told (yet)
+
+
+class ConditionReason(StrEnum):
+    """Reasons of conditions and Events that are neither a phase, a stop reason nor a FailureReason."""
+
+    PARTICIPANTS_PRESENT = "ParticipantsPresent"  # Recording True: at least one participant is being recorded
+    WAITING_FOR_PARTICIPANTS = "WaitingForParticipants"  # Recording True: in the room, nobody publishes yet
+    STARTING = "Starting"  # Recording False: the recorder is starting (phase Pending or Starting)
+    PAUSED = "Paused"  # Recording False: spec.paused is true
+    STOPPED = "Stopped"  # Recording False: the recording ended (when no stop reason is known)
+    ALL_STORED = "AllStored"  # Uploaded True: every recorded segment is stored
+    UPLOADING = "Uploading"  # Uploaded False: segments are uploaded while recording (see status.upload)
+    NOTHING_RECORDED = "NothingRecorded"  # Uploaded False: no segment has been recorded yet
+    BACKUP_USED = "BackupUsed"  # BackedUp True: the primary storage failed, some segments are in the backup
+    NOT_NEEDED = "NotNeeded"  # BackedUp False: the primary storage took everything
+    STOPPED_BEFORE_START = "StoppedBeforeStart"  # stopped or deleted before the recorder started: nothing recorded
+    RECORDER_GONE = "RecorderGone"  # the pod went while stopping, before the recorder reported its result
+    DELETE_TIMEOUT = "DeleteTimeout"  # Warning Event: after deletion the recorder did not finish in time; killed
+
+
+__all__ = [
+    "TERMINAL_PHASES",
+    "ConditionReason",
+    "ConditionStatus",
+    "ConditionType",
+    "FailureReason",
+    "Phase",
+    "StopReason",
+]
