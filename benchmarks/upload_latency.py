@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "recorder_image"))
 
 from tests.harness.minio import MinioServer  # noqa: E402
+from tests.support.synthetic import SyntheticRecording  # noqa: E402
 
 from reel_recorder.storage import S3Store, Uploader  # noqa: E402
-from reel_recorder.storage.testing import SyntheticRecording  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -57,12 +57,9 @@ def run(minio: MinioServer, participants: int, segments: int, interval: float, s
     cpu0 = cpu()
     t0 = time.monotonic()
     next_at = t0
-    for i, (key, path, size, sha) in enumerate(files):
+    for seg in files:
         next_at += interval
-        up.segment_closed(key, path, size=size, sha256=sha)
-        p = names[i % participants]
-        up.playlist_updated(rec.playlist_key(p), rec.playlist_renderer(p))
-        up.manifest_updated(rec.manifest_key, rec.render_manifest)
+        rec.announce(up, seg)  # the recorder's catalog: segment, playlist and manifest to the uploader
         delay = next_at - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing of the synthetic recorder, not a wait for a condition

@@ -9,6 +9,9 @@ REEL_ROOM_TOKEN). Storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
 Progress is printed as JSON lines on stdout. SIGTERM/SIGINT stop the recording; SIGUSR1 pauses it and SIGUSR2
 resumes it (in a recorder pod, the session's spec.paused does this). Exit status: 0 when the recording ended normally
 (Requested, NoUsers, MaxDuration) and is stored, 1 when it failed, 2 for an invalid session.
+
+This module only builds the pieces (stores, uploader, room client, ingest) and wires the signals; the
+recording's life and its phases belong to ``recorder.Recorder`` (docs/recorder.md).
 """
 
 from __future__ import annotations
@@ -19,36 +22,30 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
+
+from reel_api.vocabulary import Phase
 
 from . import errors
-from .control import PauseControl, poller_from_env
+from .clock import RecordingClock
+from .control import PauseControl, poller_for
+from .ingest.forward import ForwardIngest
 from .progress import JsonLinesProgress, ProgressSink
-from .recorder import ERROR, Outcome, Recorder, RoomCredentials
-from .session import VALIDATED_ENV, session_view, validated_manifest
+from .recorder import Recorder, failed_status
+from .room.credentials import RoomCredentials, room_credentials
+from .room.janus import JanusRoom
+from .session import Session, session_from_json, validated_manifest
+from .settings import VALIDATED_ENV, Settings, SettingsError
 from .storage import LocalStore, StoreError, Uploader, credentials_from_dir, open_store
 
 log = logging.getLogger("reel.recorder")
 
-ROOM_KEYS = {"pin": "REEL_ROOM_PIN", "secret": "REEL_ROOM_SECRET", "adminKey": "REEL_ROOM_ADMIN_KEY",
-             "token": "REEL_ROOM_TOKEN"}
 
-
-def room_credentials(folder: str | None, env: dict[str, str] | None = None) -> RoomCredentials:
-    env = os.environ if env is None else env
-    values: dict[str, str | None] = {}
-    for key, var in ROOM_KEYS.items():
-        value = None
-        if folder and (Path(folder) / key).is_file():
-            value = (Path(folder) / key).read_text().strip()
-        values[key] = value if value is not None else (env.get(var) or None)
-    return RoomCredentials(pin=values["pin"], secret=values["secret"], admin_key=values["adminKey"],
-                           token=values["token"])
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="reel-recorder", description="Record a Janus VideoRoom room into HLS.")
     p.add_argument("--session", default=None,
                    help="RecordingSession manifest (YAML, as for kubectl); default: the REEL_SESSION variable "
@@ -58,20 +55,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--room-secrets", help="folder with the room credentials (pin, secret, adminKey, token)")
     p.add_argument("--storage-secrets", help="folder with the primary store's AWS_* credentials")
     p.add_argument("--backup-storage-secrets", help="folder with the backup store's AWS_* credentials")
-    p.add_argument("--media-address", default=os.environ.get("REEL_MEDIA_ADDRESS"),
+    p.add_argument("--media-address", default=settings.media_address,
                    help="our address Janus forwards RTP to (default: the one that routes to Janus)")
-    p.add_argument("--janus-media-address", default=os.environ.get("REEL_JANUS_MEDIA_ADDRESS"),
+    p.add_argument("--janus-media-address", default=settings.janus_media_address,
                    help="Janus's address for RTCP keyframe requests (default: the room server's host)")
     p.add_argument("--failover-after", type=float, default=30.0, help="seconds of primary failures before backup")
     p.add_argument("--backfill-deadline", type=float, default=300.0, help="seconds to keep backfilling after stop")
     p.add_argument("--upload-timeout", type=float, default=600.0, help="seconds to wait for uploads at the end")
     p.add_argument("--termination-log", default=None,
                    help="write the final status here as JSON (e.g. /dev/termination-log)")
-    p.add_argument("--log-level", default=os.environ.get("REEL_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-level", default=settings.log_level)
     return p.parse_args(argv)
 
 
-def open_stores(args, session) -> tuple:
+def open_stores(args, session: Session) -> tuple:
     if args.output:
         Path(args.output).mkdir(parents=True, exist_ok=True)
         primary = LocalStore(args.output, name="primary")
@@ -85,13 +82,26 @@ def _creds(folder: str | None):
     return credentials_from_dir(folder) if folder else None
 
 
-def final_phase(outcome: Outcome, upload_status: str) -> str:
-    if outcome.reason == ERROR or upload_status == "failed":
-        return "Failed"
-    return "BackedUp" if upload_status == "backed_up" else "Completed"
+def local_address_towards(host: str, port: int) -> str:
+    """The address of ours that the kernel would use to reach host (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, port))
+        return s.getsockname()[0]
 
 
-async def record(args, session, progress: ProgressSink) -> dict:
+def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: RecordingClock):
+    """Builds the forward ingest once the room is joined (Janus's address is known to resolve by then)."""
+    def make() -> ForwardIngest:
+        url = urlparse(room.url)
+        janus_addr = args.janus_media_address or socket.gethostbyname(url.hostname)
+        local = args.media_address or local_address_towards(janus_addr, url.port or 8188)
+        return ForwardIngest(room, local_addr=local, janus_addr=janus_addr, clock=clock,
+                             secret=credentials.secret, admin_key=credentials.admin_key)
+    return make
+
+
+async def record(args, settings: Settings, session: Session, progress: ProgressSink) -> dict:
+    """Build the pieces (stores, uploader, room, ingest) and let the Recorder run the recording's life."""
     stop = asyncio.Event()
     control = PauseControl(bool(session.spec.paused))
     loop = asyncio.get_running_loop()
@@ -99,84 +109,74 @@ async def record(args, session, progress: ProgressSink) -> dict:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGUSR1, control.set, True)  # pause (run on its own)
     loop.add_signal_handler(signal.SIGUSR2, control.set, False)  # resume
-    poller = poller_from_env(control)  # in a pod: follows spec.paused of the session
 
     try:
         primary, backup = open_stores(args, session)
     except StoreError as err:
-        return {"phase": "Failed", "stopReason": ERROR, "reason": errors.STORAGE_FAILED, "message": str(err)}
+        return failed_status(errors.STORAGE_FAILED, str(err))
     uploader = Uploader(primary, backup, failover_after=args.failover_after,
                         backfill_deadline=args.backfill_deadline,
                         on_progress=lambda p: progress.report("upload", {"upload": p.as_status()}))
-    try:
-        for problem in await asyncio.to_thread(uploader.preflight):
-            log.warning("storage: %s", problem)
-    except StoreError as err:
-        return {"phase": "Failed", "stopReason": ERROR, "reason": errors.STORAGE_FAILED, "message": str(err)}
-    uploader.start()
-
+    credentials = room_credentials(args.room_secrets, settings.room)
+    room = JanusRoom(session.spec.room.server, session.spec.room.id, token=credentials.token)
+    clock = RecordingClock()
     spool = Path(args.spool) if args.spool else Path(tempfile.mkdtemp(prefix="reel-spool-"))
-    recorder = Recorder(session, credentials=room_credentials(args.room_secrets), uploader=uploader,
-                        spool=spool, progress=progress, media_address=args.media_address,
-                        janus_media_address=args.janus_media_address, control=control)
+    recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
+                        uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
+                        clock=clock, upload_timeout=args.upload_timeout)
+    poller = poller_for(settings, control)  # in a pod: follows spec.paused of the session
     try:
-        outcome = await recorder.run(stop)
+        return await recorder.run(stop)
     finally:
         if poller is not None:
             poller.stop()
-    recorder.phase = "Uploading"
-    recorder.report("stopped")
-    result = await asyncio.to_thread(uploader.close, args.upload_timeout)
-    phase = final_phase(outcome, result.status)
-    message = outcome.message
-    if result.status != "uploaded":
-        message = f"{message}; {result.message}" if message else result.message
-    recorder.phase = phase
-    status = recorder.status()
-    status.update(stopReason=outcome.reason, reason=outcome.error_reason or outcome.reason, message=message)
-    return status
 
 
-def make_progress() -> ProgressSink:
+def make_progress(settings: Settings) -> ProgressSink:
     """JSON lines on stdout; in a recorder pod also patches to the session's status (k8s_status.py)."""
     progress: ProgressSink = JsonLinesProgress()
-    if os.environ.get("REEL_STATUS_TARGET"):  # set by reel-operator
+    if settings.in_pod:
         from .k8s_status import KubeStatusSink
         from .progress import FanOut
 
-        progress = FanOut(progress, KubeStatusSink.from_env())
+        progress = FanOut(progress, KubeStatusSink.for_pod(settings))
     return progress
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as err:
+        print(f"reel-recorder: {err}", file=sys.stderr)
+        return 2
+    args = parse_args(argv, settings)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    validated = os.environ.pop(VALIDATED_ENV, None)
-    if validated is None:
+    os.environ.pop(VALIDATED_ENV, None)  # read into settings; not for the children of this process
+    if settings.validated_session is None:
         # Stage 1: validate with reel_api, then become the recording process (same PID, no pydantic).
         from reel_api import SessionError
 
         try:
             if args.session:
                 manifest = validated_manifest(Path(args.session))
-            elif os.environ.get("REEL_SESSION"):
-                manifest = validated_manifest(os.environ["REEL_SESSION"].strip() + "\n")
+            elif settings.session:
+                manifest = validated_manifest(settings.session + "\n")
             else:
                 raise SessionError([("", "no session: pass --session FILE or set REEL_SESSION")])
         except SessionError as err:
             print(f"reel-recorder: {err}", file=sys.stderr)
-            status = {"phase": "Failed", "stopReason": ERROR, "reason": errors.INVALID_SESSION, "message": str(err)}
-            _finish(args, make_progress(), status)
+            status = failed_status(errors.INVALID_SESSION, str(err))
+            _finish(args, make_progress(settings), status)
             return 2
         os.environ[VALIDATED_ENV] = json.dumps(manifest)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "reel_recorder.cli", *(sys.argv[1:] if argv is None else argv)])
-    session = session_view(validated)
-    progress = make_progress()
-    status = asyncio.run(record(args, session, progress))
+    session = session_from_json(settings.validated_session)
+    progress = make_progress(settings)
+    status = asyncio.run(record(args, settings, session, progress))
     _finish(args, progress, status)
-    if status["phase"] == "Failed":
+    if status["phase"] == Phase.FAILED:
         print(f"reel-recorder: failed ({status.get('reason')}): {status.get('message')}", file=sys.stderr)
         return 1
     return 0

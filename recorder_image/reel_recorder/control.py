@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 
-from .k8s_status import SA_DIR, ApiServerRequests, status_url
+from .k8s_status import ApiServerRequests
+from .settings import Settings
 
 log = logging.getLogger("reel.recorder.control")
 
@@ -74,20 +74,18 @@ class SpecPoller:
             self.poll()
 
 
-def poller_from_env(control: PauseControl, env: Mapping[str, str] | None = None) -> SpecPoller | None:
-    """In a recorder pod (REEL_STATUS_TARGET set by the operator): a started SpecPoller; else None."""
-    env = os.environ if env is None else env
-    if not env.get("REEL_STATUS_TARGET"):
+def poller_for(settings: Settings, control: PauseControl) -> SpecPoller | None:
+    """In a recorder pod (``settings.in_pod``): a started SpecPoller; else None."""
+    if not settings.in_pod:
         return None
-    interval = float(env.get("REEL_SPEC_POLL_SECONDS") or 2.0)
-    getter = HttpGetter(status_url(env), env.get("REEL_SA_DIR", SA_DIR))
-    return SpecPoller(getter, control, interval=interval).start()
+    getter = HttpGetter(settings.status_url, settings.sa_dir)
+    return SpecPoller(getter, control, interval=settings.spec_poll_seconds).start()
 
 
 class HttpGetter(ApiServerRequests):
     """GET the session (through its status URL) as JSON."""
 
-    def __init__(self, url: str, sa_dir: str = SA_DIR, timeout: float = 5.0):
+    def __init__(self, url: str, sa_dir: str, timeout: float = 5.0):
         super().__init__(url, sa_dir, timeout)
 
     def __call__(self) -> Mapping:

@@ -2,7 +2,8 @@
 
 The operator gives each recorder pod its own ServiceAccount, allowed ``get`` and ``patch`` on exactly one
 object: ``recordingsessions/status`` of its session (``REEL_STATUS_TARGET=namespace/name``). This sink
-sends JSON merge patches of ``.status`` to the API server with the pod's service-account token and CA,
+sends JSON merge patches of ``.status`` to the API server with the pod's service-account token and CA
+(where: settings.py),
 through urllib (no Kubernetes client: it would cost memory in every recorder).
 
 - Never blocks the media path: ``report`` merges the update into one pending patch (latest wins, so the
@@ -27,10 +28,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .settings import Settings
+
 log = logging.getLogger("reel.recorder.status")
 
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-API = "/apis/reel.dev/v1alpha1/namespaces/{namespace}/recordingsessions/{name}/status"
 
 #: The status fields the recorder owns (others in its reports, e.g. the detailed "reason", are not in the
 #: schema; the operator reads them from the termination message).
@@ -62,17 +63,6 @@ def to_status(status: Mapping[str, Any]) -> dict[str, Any]:
 Sender = Callable[[dict], None]
 
 
-def status_url(env: Mapping[str, str]) -> str:
-    namespace, _, name = env["REEL_STATUS_TARGET"].partition("/")
-    if not namespace or not name or "/" in name:
-        raise ValueError(f"REEL_STATUS_TARGET must be namespace/name, got {env['REEL_STATUS_TARGET']!r}")
-    host = env.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
-    port = env.get("KUBERNETES_SERVICE_PORT", "443")
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}:{port}" + API.format(namespace=namespace, name=name)
-
-
 class KubeStatusSink:
     def __init__(self, send: Sender, *, min_interval: float = 2.0, flush_timeout: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -92,10 +82,9 @@ class KubeStatusSink:
         self.sent = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **kw) -> KubeStatusSink:
-        """In a pod: REEL_STATUS_TARGET=namespace/name, the API server from KUBERNETES_SERVICE_HOST/PORT."""
-        env = os.environ if env is None else env
-        sink = cls(HttpPatcher(status_url(env), env.get("REEL_SA_DIR", SA_DIR)), **kw)
+    def for_pod(cls, settings: Settings, **kw) -> KubeStatusSink:
+        """In a recorder pod: patches the status of ``settings.status_target`` with the pod's service account."""
+        sink = cls(HttpPatcher(settings.status_url, settings.sa_dir), **kw)
         atexit.register(sink.close)
         return sink
 
@@ -175,7 +164,7 @@ class ApiServerRequests:
     """Requests to one API server URL with the pod's service-account token, re-read each time (the kubelet
     rotates it) and its CA. Errors come back as RuntimeError with the API server's message."""
 
-    def __init__(self, url: str, sa_dir: str = SA_DIR, timeout: float = 10.0):
+    def __init__(self, url: str, sa_dir: str, timeout: float = 10.0):
         self.url = url
         self.sa_dir = sa_dir
         self.timeout = timeout

@@ -75,4 +75,29 @@ def render_prefix(template: str | None, *, room: object, recording_id: str, star
 
 
 def participant_folder(display: str, publisher_id: object) -> str:
+    """A participant's folder under the recording prefix: their sanitised display name and publisher id."""
     return f"{sanitize(display, fallback='participant', max_len=48)}_{sanitize(publisher_id)}"
+
+
+# -- the keys of one recording (``prefix`` from render_prefix, ``folder`` from participant_folder) ------------
+
+def segment_name(index: int, extension: str = "ts") -> str:
+    """The file name of a participant's ``index``-th segment (also its name in the playlist)."""
+    return f"seg_{index:05d}.{extension}"
+
+
+def folder_key(prefix: str, folder: str, name: str) -> str:
+    """The key of a file in a participant's folder (a segment, the playlist, the MP4)."""
+    return f"{prefix}{folder}/{name}"
+
+
+def playlist_key(prefix: str, folder: str) -> str:
+    return folder_key(prefix, folder, "index.m3u8")
+
+
+def mp4_key(prefix: str, folder: str) -> str:
+    return folder_key(prefix, folder, "recording.mp4")
+
+
+def manifest_key(prefix: str) -> str:
+    return f"{prefix}manifest.json"

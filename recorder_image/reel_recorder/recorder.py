@@ -1,184 +1,215 @@
-"""The recording of one session: room → ingest → per-participant HLS → uploader, with progress beside it.
+"""The life of one recording, and the only place its phase changes: room → ingest → HLS → catalog → uploader.
 
-``Recorder.run`` joins the room, follows presence, starts and stops the ingest of each recorded
-publisher, and ends for one of the stop reasons: Requested (the stop event, e.g. SIGTERM), NoUsers (no
-recorded publisher for maxIdleSeconds), MaxDuration, or Error (a RecorderError with its own reason).
+``Recorder.run`` takes the recording through every phase and returns the final status:
+
+- **Starting**: the stores are checked (``Uploader.preflight``), the room is joined;
+- **Recording** / **Paused**: presence is followed, the ingest of each recorded publisher is started and
+  stopped, until one of the stop reasons: Requested (the stop event, e.g. SIGTERM), NoUsers (no recorded
+  publisher for maxIdleSeconds), MaxDuration, or Error (a RecorderError with its own failure reason);
+- **Stopping**: every ingest ends at the same instant, every writer closes its last segment;
+- **Uploading**: the uploader stores what is left, backfills, writes the final playlists and manifest;
+- **Completed**, **BackedUp** or **Failed** (``final_phase``).
+
+The room client, the ingest (built by ``make_ingest`` once the room is joined) and the uploader are passed in, so
+the orchestration can run against fakes (tests/unit/test_recorder.py) as well as against Janus.
 
 Pausing (``spec.paused``, read through a PauseControl) stops the ingest of everyone, as if they had left,
 while presence is still followed; resuming starts it again for whoever is publishing then, so each
 playlist continues after an ``#EXT-X-DISCONTINUITY``. Paused time counts toward maxDurationSeconds, and an
 empty room still ends the recording after maxIdleSeconds.
+
+Threads: ``run`` and everything it calls run on the event loop; blocking work (store checks, closing writers,
+the uploader's close) goes to worker threads through ``asyncio.to_thread``. Media reader threads (the ingest)
+feed the writers; the uploader has its own threads (storage/uploader.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Protocol
+
+from reel_api.vocabulary import Phase, StopReason
 
 from . import errors
 from .clock import RecordingClock
 from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
-from .ingest.forward import ForwardIngest
-from .layout import participant_folder, render_prefix
-from .manifest import ManifestData, ParticipantRecord, SegmentRecord
-from .output.hls import ParticipantHls, SegmentInfo
-from .output.mp4 import Mp4Info
+from .layout import render_prefix
+from .manifest import ManifestData
+from .output.catalog import Catalog, CatalogEntry
+from .output.writer import ParticipantWriter
+from .participants import Participants
 from .progress import ProgressSink, now_iso
-from .room.janus import JanusRoom
-from .room.presence import Down, Presence, Publisher, Up, select_streams
-from .session import View
-from .storage import Uploader
+from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
+from .session import Session
+from .storage import StoreError, Uploader
 
 log = logging.getLogger(__name__)
 
-REQUESTED, NO_USERS, MAX_DURATION, ERROR = "Requested", "NoUsers", "MaxDuration", "Error"
 TICK = 0.25
 PROGRESS_EVERY = 5.0
 
 
-@dataclass(frozen=True)
-class RoomCredentials:
-    pin: str | None = None
-    secret: str | None = None
-    admin_key: str | None = None
-    token: str | None = None
+class Room(Protocol):
+    """The room client the recorder needs (room/janus.py JanusRoom)."""
+
+    url: str
+    events: asyncio.Queue
+    closed: asyncio.Event
+
+    async def connect(self) -> None: ...
+    async def join(self, display: str, pin: str | None = None) -> dict: ...
+    async def close(self) -> None: ...
+
+
+class Ingest(Protocol):
+    """Gets each recorded publisher's media into their writer (ingest/forward.py ForwardIngest)."""
+
+    async def update(self, pub: Publisher, streams: list[PublishedStream], sink) -> None: ...
+    async def remove(self, pub_id) -> None: ...
+    async def close(self) -> None: ...
+    def failures(self) -> list[BaseException]: ...
 
 
 @dataclass
 class Outcome:
-    reason: str  # Requested | NoUsers | MaxDuration | Error
+    reason: str  # a StopReason
     message: str = ""
     error_reason: str | None = None  # the RecorderError reason when reason == Error
 
 
-class _Participant:
-    def __init__(self, record: ParticipantRecord, writer: ParticipantHls):
-        self.record = record
-        self.writer = writer
-        self.active_id: object | None = None
+def final_phase(outcome: Outcome, upload_status: str) -> Phase:
+    """Failed when recording or storing failed; BackedUp when some of it is only in the backup store."""
+    if outcome.reason == StopReason.ERROR or upload_status == "failed":
+        return Phase.FAILED
+    return Phase.BACKED_UP if upload_status == "backed_up" else Phase.COMPLETED
 
 
-def local_address_towards(host: str, port: int) -> str:
-    """The address of ours that the kernel would use to reach host (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, port))
-        return s.getsockname()[0]
+def failed_status(reason: str, message: str) -> dict:
+    """The final status of a recording that could not start (invalid session, unusable stores)."""
+    return {"phase": Phase.FAILED, "stopReason": StopReason.ERROR, "reason": reason, "message": message}
 
 
 class Recorder:
-    def __init__(self, session: View, *, credentials: RoomCredentials, uploader: Uploader,
-                 spool: Path, progress: ProgressSink, media_address: str | None = None,
-                 janus_media_address: str | None = None, control: PauseControl | None = None):
+    def __init__(self, session: Session, *, room: Room, make_ingest: Callable[[], Ingest], uploader: Uploader,
+                 spool: Path, progress: ProgressSink, pin: str | None = None, control: PauseControl | None = None,
+                 clock: RecordingClock | None = None, upload_timeout: float = 600.0):
         self.session = session
         self.spec = session.spec
-        self.credentials = credentials
+        self.room = room
+        self.make_ingest = make_ingest
         self.uploader = uploader
         self.spool = spool
         self.progress = progress
-        self.media_address = media_address
-        self.janus_media_address = janus_media_address
-        self.clock = RecordingClock()
+        self.pin = pin
+        self.control = control or PauseControl(bool(self.spec.paused))
+        self.clock = clock or RecordingClock()
+        self.upload_timeout = upload_timeout
         self.recording_id = new_recording_id()
         started = datetime.now(UTC)
         self.prefix = render_prefix(self.spec.storage.prefix if self.spec.storage else None,
                                     room=self.spec.room.id, recording_id=self.recording_id, started=started,
-                                    session=session.metadata.name, namespace=session.metadata.namespace or "")
+                                    session=session.name, namespace=session.namespace or "")
         self.manifest = ManifestData(
-            session={"name": session.metadata.name, "namespace": session.metadata.namespace},
+            session={"name": session.name, "namespace": session.namespace},
             tag=self.spec.tag, room={"server": self.spec.room.server, "id": self.spec.room.id},
             recording_id=self.recording_id, prefix=self.prefix, started_at=now_iso())
-        self.manifest_key = self.prefix + "manifest.json"
-        self.phase = "Starting"
-        self.control = control or PauseControl(bool(self.spec.paused))
+        self.catalog = Catalog(self.manifest, uploader, segment_seconds=self.spec.recording.segment_seconds)
+        self.participants = Participants(self.catalog, self._make_writer)
+        self.phase = Phase.STARTING
         self.paused = False
-        self._participants: dict[str, _Participant] = {}  # by participant key (display name)
-        self._by_id: dict[object, str] = {}
-        self._segment_errors: list[BaseException] = []
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        participants = []
-        for p in self._participants.values():
-            run = p.record.runs[-1] if p.record.runs else {}
-            participants.append({"id": p.record.ids[-1], "display": p.record.display, "joinedAt": run.get("joinedAt"),
-                                 "leftAt": run.get("leftAt"), "playlist": p.record.playlist})
+        participants = self.participants.status()
         return {
             "phase": self.phase,
             "recordingId": self.recording_id,
             "startedAt": self.manifest.started_at,
             "stoppedAt": self.manifest.stopped_at,
             "participants": participants,
-            "activeParticipants": sum(1 for p in self._participants.values() if p.active_id is not None),
+            "activeParticipants": self.participants.active_count(),
             "upload": self.uploader.progress().as_status(),
-            "playlists": [p.record.playlist for p in self._participants.values()],
-            "manifest": self.manifest_key,
+            "playlists": [p["playlist"] for p in participants],
+            "manifest": self.catalog.manifest_key,
         }
 
     def report(self, event: str) -> None:
         self.progress.report(event, self.status())
 
-    # -- main ----------------------------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> Outcome:
-        room_spec = self.spec.room
-        janus = JanusRoom(room_spec.server, room_spec.id, token=self.credentials.token)
-        self.uploader.manifest_updated(self.manifest_key, self.manifest.render)
-        self.report("starting")
-        ingest: ForwardIngest | None = None
-        outcome: Outcome
+    # -- the whole life ------------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> dict:
+        """Record until a stop reason, store everything, and return the final status (phase, reasons, message)."""
         try:
-            await janus.connect()
-            joined = await janus.join(room_spec.display_name, pin=self.credentials.pin)
-            url = urlparse(room_spec.server)
-            janus_addr = self.janus_media_address or socket.gethostbyname(url.hostname)
-            local = self.media_address or local_address_towards(janus_addr, url.port or 8188)
-            ingest = ForwardIngest(janus, local_addr=local, janus_addr=janus_addr, clock=self.clock,
-                                   secret=self.credentials.secret, admin_key=self.credentials.admin_key)
+            for problem in await asyncio.to_thread(self.uploader.preflight):
+                log.warning("storage: %s", problem)
+        except StoreError as err:
+            return failed_status(errors.STORAGE_FAILED, str(err))
+        self.uploader.start()
+        outcome = await self._record(stop)
+        self.phase = Phase.UPLOADING
+        self.report("stopped")
+        result = await asyncio.to_thread(self.uploader.close, self.upload_timeout)
+        message = outcome.message
+        if result.status != "uploaded":
+            message = f"{message}; {result.message}" if message else result.message
+        self.phase = final_phase(outcome, result.status)
+        status = self.status()
+        status.update(stopReason=outcome.reason, reason=outcome.error_reason or outcome.reason, message=message)
+        return status
+
+    async def _record(self, stop: asyncio.Event) -> Outcome:
+        """Starting → Recording/Paused → Stopping: join, record until a stop reason, end every ingest and writer."""
+        self.catalog.publish_manifest()
+        self.report("starting")
+        ingest: Ingest | None = None
+        try:
+            await self.room.connect()
+            joined = await self.room.join(self.spec.room.display_name, pin=self.pin)
+            ingest = self.make_ingest()
             presence = Presence(own_id=joined.get("id"))
-            self.phase = "Recording"
+            self.phase = Phase.RECORDING
             if self.control.paused:
                 await self._pause(ingest, report=False)
             self.report("joined")
             await self._apply(presence.apply(joined), ingest)
-            outcome = await self._loop(janus, presence, ingest, stop)
+            outcome = await self._loop(presence, ingest, stop)
         except RecorderError as err:
-            outcome = Outcome(ERROR, err.message, err.reason)
+            outcome = Outcome(StopReason.ERROR, err.message, err.reason)
         except Exception as err:
             log.exception("recording failed")
-            outcome = Outcome(ERROR, f"internal error: {err!r}", errors.INTERNAL)
+            outcome = Outcome(StopReason.ERROR, f"internal error: {err!r}", errors.INTERNAL)
         finally:
-            self.phase = "Stopping"
+            self.phase = Phase.STOPPING
             try:
                 if ingest is not None:
                     await ingest.close()
             finally:
-                for p in self._participants.values():
-                    await asyncio.to_thread(self._end_participant, p, final=True)
-                await janus.close()
+                await self.participants.finish()
+                await self.room.close()
         self.manifest.stopped_at = now_iso()
         if self.manifest.pauses and self.manifest.pauses[-1]["resumedAt"] is None:
             self.manifest.pauses[-1]["resumedAt"] = self.manifest.stopped_at
         self.manifest.stop_reason = outcome.reason
         self.manifest.message = outcome.message or None
-        self.uploader.manifest_updated(self.manifest_key, self.manifest.render)
+        self.catalog.publish_manifest()
         return outcome
 
-    async def _loop(self, janus: JanusRoom, presence: Presence, ingest: ForwardIngest,
-                    stop: asyncio.Event) -> Outcome:
+    async def _loop(self, presence: Presence, ingest: Ingest, stop: asyncio.Event) -> Outcome:
         rec = self.spec.recording
         started = time.monotonic()
         idle_since: float | None = None if self._present(presence) else started
         last_progress = started
         while True:
             try:
-                data = await asyncio.wait_for(janus.events.get(), TICK)
+                data = await asyncio.wait_for(self.room.events.get(), TICK)
             except TimeoutError:
                 data = None
             if data is not None:
@@ -190,65 +221,67 @@ class Recorder:
                     await self._resume(presence, ingest)
             now = time.monotonic()
             if stop.is_set():
-                return Outcome(REQUESTED, "stop requested")
+                return Outcome(StopReason.REQUESTED, "stop requested")
             if rec.max_duration_seconds and now - started >= rec.max_duration_seconds:
-                return Outcome(MAX_DURATION, f"reached maxDurationSeconds ({rec.max_duration_seconds} s)")
+                return Outcome(StopReason.MAX_DURATION, f"reached maxDurationSeconds ({rec.max_duration_seconds} s)")
             if self._present(presence):
                 idle_since = None
             elif idle_since is None:
                 idle_since = now
             elif now - idle_since >= rec.max_idle_seconds:
-                return Outcome(NO_USERS, f"no participant published for {rec.max_idle_seconds} s")
-            failures = ingest.failures() + self._segment_errors
-            if failures:
-                err = failures[0]
-                if isinstance(err, RecorderError):
-                    raise err
-                raise RecorderError(errors.INTERNAL, f"media pipeline failed: {err!r}")
-            fatal = self.uploader.fatal_error
-            if fatal is not None:
-                raise RecorderError(errors.STORAGE_FAILED, str(fatal))
-            if janus.closed.is_set():
-                raise RecorderError(errors.JANUS_ERROR, f"lost the connection to Janus at {janus.url}")
+                return Outcome(StopReason.NO_USERS, f"no participant published for {rec.max_idle_seconds} s")
+            self._raise_failures(ingest)
+            if self.room.closed.is_set():
+                raise RecorderError(errors.JANUS_ERROR, f"lost the connection to Janus at {self.room.url}")
             if now - last_progress >= PROGRESS_EVERY:
                 last_progress = now
                 self.report("progress")
 
-    def _active(self) -> bool:
-        return any(p.active_id is not None for p in self._participants.values())
+    def _raise_failures(self, ingest: Ingest) -> None:
+        """A media or storage failure ends the recording with its own reason."""
+        failures = ingest.failures() + self.participants.errors
+        if failures:
+            err = failures[0]
+            if isinstance(err, RecorderError):
+                raise err
+            raise RecorderError(errors.INTERNAL, f"media pipeline failed: {err!r}")
+        fatal = self.uploader.fatal_error
+        if fatal is not None:
+            raise RecorderError(errors.STORAGE_FAILED, str(fatal))
 
+    # -- presence and pausing --------------------------------------------------------------------------------
     def _present(self, presence: Presence) -> bool:
         """Someone we would record is publishing (being recorded, or not while paused)."""
-        if self._active():
+        if self.participants.any_active():
             return True
         return self.paused and any(self._streams_of(p) for p in presence.publishers.values())
 
-    def _streams_of(self, pub: Publisher):
+    def _streams_of(self, pub: Publisher) -> list[PublishedStream]:
         rec = self.spec.recording
-        return select_streams(pub, stream_types=str(rec.stream_types), subscribe=list(rec.subscribe or []),
-                              unsubscribe=list(rec.unsubscribe or []))
+        return select_streams(pub, stream_types=rec.stream_types, subscribe=list(rec.subscribe),
+                              unsubscribe=list(rec.unsubscribe))
 
-    async def _pause(self, ingest: ForwardIngest, *, report: bool = True) -> None:
+    async def _pause(self, ingest: Ingest, *, report: bool = True) -> None:
         """Stop writing media: every recorded participant's ingest ends as if they had left."""
         self.paused = True
-        self.phase = "Paused"
+        self.phase = Phase.PAUSED
         self.manifest.pauses.append({"pausedAt": now_iso(), "resumedAt": None})
         await ingest.close()  # everyone's streams end at the same instant
-        for pub_id in list(self._by_id):
-            await self._end_run(pub_id)
+        for pub_id in self.participants.recorded_ids():
+            await self.participants.end_run(pub_id)
         log.info("paused")
         if report:
             self.report("paused")
 
-    async def _resume(self, presence: Presence, ingest: ForwardIngest) -> None:
+    async def _resume(self, presence: Presence, ingest: Ingest) -> None:
         self.paused = False
-        self.phase = "Recording"
+        self.phase = Phase.RECORDING
         self.manifest.pauses[-1]["resumedAt"] = now_iso()
         log.info("resumed")
         await self._apply([Up(p) for p in list(presence.publishers.values())], ingest)
         self.report("resumed")
 
-    async def _apply(self, changes, ingest: ForwardIngest) -> None:
+    async def _apply(self, changes, ingest: Ingest) -> None:
         changed = False
         for change in changes:
             if isinstance(change, Up):
@@ -256,81 +289,27 @@ class Recorder:
                     continue  # presence is followed; recording starts again on resume
                 streams = self._streams_of(change.publisher)
                 if streams:
-                    part = self._participant_for(change.publisher, streams)
+                    part = self.participants.start_run(change.publisher, streams)
                     await ingest.update(change.publisher, streams, part.writer)
                     changed = True
-                elif change.publisher.id in self._by_id:
+                elif self.participants.is_recorded(change.publisher.id):
                     await self._leave(change.publisher.id, ingest)
                     changed = True
-            elif isinstance(change, Down) and change.id in self._by_id:
+            elif isinstance(change, Down) and self.participants.is_recorded(change.id):
                 await self._leave(change.id, ingest)
                 changed = True
         if changed:
             self.report("participants")
 
-    def _participant_for(self, pub: Publisher, streams) -> _Participant:
-        key = self._by_id.get(pub.id)
-        if key is None:
-            key = pub.display
-            existing = self._participants.get(key)
-            if existing is not None and existing.active_id not in (None, pub.id):
-                key = f"{pub.display}\x00{pub.id}"  # two people with one name: keep them apart
-        part = self._participants.get(key)
-        if part is None:
-            folder = participant_folder(pub.display, pub.id)
-            record = ParticipantRecord(display=pub.display, folder=folder,
-                                       playlist=f"{self.prefix}{folder}/index.m3u8")
-            writer = ParticipantHls(folder, self.spool, segment_seconds=self.spec.recording.segment_seconds,
-                                    on_segment=lambda info: self._segment_closed(record, writer, info),
-                                    expect_audio=any(s.kind == "audio" for s in streams),
-                                    expect_video=any(s.kind == "video" for s in streams),
-                                    key_prefix=f"{self.prefix}{folder}/",
-                                    mp4="mp4" in (self.spec.recording.outputs or []),
-                                    on_mp4=lambda info: self._mp4_closed(record, info))
-            part = _Participant(record, writer)
-            self._participants[key] = part
-            self.manifest.participants.append(record)
-            self.uploader.playlist_updated(record.playlist, writer.playlist.render)
-        if part.active_id is None:
-            part.active_id = pub.id
-            part.record.runs.append({"joinedAt": now_iso(), "leftAt": None})
-            if pub.id not in part.record.ids:
-                part.record.ids.append(pub.id)
-            self._by_id[pub.id] = key
-        return part
-
-    async def _leave(self, pub_id, ingest: ForwardIngest) -> None:
+    async def _leave(self, pub_id, ingest: Ingest) -> None:
         await ingest.remove(pub_id)
-        await self._end_run(pub_id)
+        await self.participants.end_run(pub_id)
 
-    async def _end_run(self, pub_id) -> None:
-        """The participant's ingest is stopped: close its run (a later one continues after a discontinuity)."""
-        part = self._participants[self._by_id.pop(pub_id)]
-        await asyncio.to_thread(self._end_participant, part, final=False)
-
-    def _end_participant(self, part: _Participant, *, final: bool) -> None:
-        if part.active_id is not None:
-            part.active_id = None
-            part.record.runs[-1]["leftAt"] = now_iso()
-        try:
-            if final:
-                part.writer.close()
-            else:
-                part.writer.pause()
-        except RecorderError as err:
-            self._segment_errors.append(err)
-        if final and part.writer.mp4 is not None and part.writer.mp4.error:
-            part.record.mp4 = {"error": part.writer.mp4.error}
-        self.uploader.playlist_updated(part.record.playlist, part.writer.playlist.render)
-
-    def _mp4_closed(self, record: ParticipantRecord, info: Mp4Info) -> None:
-        key = f"{self.prefix}{record.folder}/recording.mp4"
-        record.mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256, "duration": round(info.duration, 3)}
-        self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
-
-    def _segment_closed(self, record: ParticipantRecord, writer: ParticipantHls, info: SegmentInfo) -> None:
-        record.segments.append(SegmentRecord(name=info.name, key=info.key, start=info.start, duration=info.duration,
-                                             bytes=info.size, sha256=info.sha256,
-                                             discontinuity=info.discontinuity))
-        self.uploader.segment_closed(info.key, info.path, size=info.size, sha256=info.sha256)
-        self.uploader.playlist_updated(record.playlist, writer.playlist.render)
+    def _make_writer(self, folder: str, streams: list[PublishedStream], entry: CatalogEntry) -> ParticipantWriter:
+        rec = self.spec.recording
+        return ParticipantWriter(folder, self.spool, segment_seconds=rec.segment_seconds,
+                              on_segment=lambda info: self.catalog.segment_closed(entry, info),
+                              expect_audio=any(s.kind == "audio" for s in streams),
+                              expect_video=any(s.kind == "video" for s in streams),
+                              mp4="mp4" in rec.outputs,
+                              on_mp4=lambda info: self.catalog.mp4_closed(entry, info))

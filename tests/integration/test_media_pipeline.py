@@ -10,7 +10,7 @@ from tests.support.rtpsource import RtpSource
 
 from reel_recorder.clock import RecordingClock
 from reel_recorder.ingest.rtp import KeyframeRequester, RtpStream, RtpStreamReader
-from reel_recorder.output.hls import ParticipantHls
+from reel_recorder.output.writer import ParticipantWriter
 
 ADDR = "127.0.0.1"
 
@@ -19,7 +19,7 @@ def test_segments_cut_at_requested_keyframes_with_av_in_sync(tmp_path):
     clock = RecordingClock()
     segments = []
     requester = KeyframeRequester(ADDR, 46011, clock=clock)
-    writer = ParticipantHls("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
+    writer = ParticipantWriter("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
                             request_keyframe=requester.request)
     readers = [
         RtpStreamReader(RtpStream("video", "h264", 96, 46000, ADDR, "packetization-mode=1"), writer.video, clock,

@@ -9,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from tests.support.waiting import wait_for
 
 from reel_api import load_session
-from reel_recorder.control import HttpGetter, PauseControl, SpecPoller, poller_from_env
+from reel_recorder.control import HttpGetter, PauseControl, SpecPoller, poller_for
+from reel_recorder.settings import Settings
 
 SESSION = {"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession", "metadata": {"name": "s"},
            "spec": {"room": {"server": "ws://janus:8188", "id": 1}, "storage": {"local": {"path": "/recordings"}}}}
@@ -89,4 +90,4 @@ def test_poller_follows_spec_paused_and_keeps_the_state_when_the_api_server_fail
 
 
 def test_poller_only_in_a_pod():
-    assert poller_from_env(PauseControl(), {}) is None
+    assert poller_for(Settings.from_env({}), PauseControl()) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,9 @@ def test_spool_grace_and_termination_message():
     c = container(pod)
     assert c["args"][c["args"].index("--upload-timeout") + 1] == "580"
     assert c["args"][c["args"].index("--spool") + 1] == podspec.SPOOL_DIR
+    # the recorder image makes that folder for the recorder's user: one spool path
+    dockerfile = (Path(__file__).resolve().parents[2] / "recorder_image" / "Dockerfile").read_text()
+    assert f"mkdir -p {podspec.SPOOL_DIR} && chown 10001:10001 {podspec.SPOOL_DIR}" in dockerfile
     assert c["terminationMessagePath"] == "/dev/termination-log"
     assert c["args"][c["args"].index("--termination-log") + 1] == "/dev/termination-log"
 

@@ -8,8 +8,8 @@ import struct
 from datetime import UTC, datetime
 
 import pytest
+from tests.support.synthetic import playlist_entries
 
-from reel_recorder.cli import room_credentials
 from reel_recorder.clock import StreamAligner
 from reel_recorder.ids import new_recording_id
 from reel_recorder.ingest.rtp import RtpStream, pli_packet
@@ -17,7 +17,9 @@ from reel_recorder.layout import participant_folder, render_prefix, sanitize
 from reel_recorder.manifest import ManifestData, ParticipantRecord, SegmentRecord
 from reel_recorder.media import h264
 from reel_recorder.output.playlist import Playlist, PlaylistEntry
+from reel_recorder.room.credentials import room_credentials
 from reel_recorder.room.presence import Down, Presence, Up, select_streams
+from reel_recorder.settings import Settings
 from reel_recorder.storage.keys import key_problem
 
 SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -119,17 +121,36 @@ def test_select_streams_honours_types_and_lists():
 # -- playlists ----------------------------------------------------------------------------------------------
 def test_playlist_lists_only_stored_segments_and_ends_only_when_complete():
     pl = Playlist(target_duration=5)
-    for i, (d, disc) in enumerate([(4.0, False), (3.9, False), (4.4, True)]):
+    for i, (d, disc) in enumerate([(4.0, False), (3.9, False), (4.4, False), (4.0, False)]):
         pl.add(PlaylistEntry(uri=f"seg_{i}.ts", key=f"p/seg_{i}.ts", duration=d, discontinuity=disc))
     pl.ended = True
-    stored = {"p/seg_0.ts", "p/seg_2.ts"}
+    stored = {"p/seg_0.ts", "p/seg_2.ts", "p/seg_3.ts"}
+
+    # the primary's predicate is prefix-closed (storage/documents.py): the stored prefix only
+    gap = []
+
+    def prefix_closed(key):
+        if key not in stored:
+            gap.append(key)
+        return not gap
+
+    text = pl.render(prefix_closed)
+    assert playlist_entries(text) == ["seg_0.ts"]
+    assert "#EXT-X-ENDLIST" not in text and "#EXT-X-DISCONTINUITY" not in text
+    # a store holding a sparse subset (the backup): what it holds, a discontinuity where it misses segments
     text = pl.render(lambda k: k in stored)
-    assert "seg_0.ts" in text and "seg_1.ts" not in text and "seg_2.ts" not in text  # stored prefix only
+    assert playlist_entries(text) == ["seg_0.ts", "seg_2.ts", "seg_3.ts"]
+    assert "seg_0.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:4.400,\nseg_2.ts\n#EXTINF:4.000,\nseg_3.ts\n" in text
     assert "#EXT-X-ENDLIST" not in text
+    # a store that misses the first segments starts with the first it holds, without a discontinuity
+    text = pl.render(lambda k: k == "p/seg_3.ts")
+    assert playlist_entries(text) == ["seg_3.ts"] and "#EXT-X-DISCONTINUITY" not in text
+    pl.entries[2] = PlaylistEntry(uri="seg_2.ts", key="p/seg_2.ts", duration=4.4, discontinuity=True)
     full = pl.render()
     assert full.splitlines()[:5] == ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:5",
                                      "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:EVENT"]
-    assert "#EXTINF:3.900,\nseg_1.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:4.400,\nseg_2.ts\n#EXT-X-ENDLIST\n" in full
+    assert ("#EXTINF:3.900,\nseg_1.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:4.400,\nseg_2.ts\n"
+            "#EXTINF:4.000,\nseg_3.ts\n#EXT-X-ENDLIST\n") in full
 
 
 def test_playlist_target_duration_covers_every_segment():
@@ -207,7 +228,8 @@ def test_manifest_has_every_segment_with_location():
 def test_room_credentials_from_a_secret_folder_win_over_environment(tmp_path):
     (tmp_path / "pin").write_text("1234\n")
     (tmp_path / "adminKey").write_text("ak")
-    env = {"REEL_ROOM_PIN": "env-pin", "REEL_ROOM_SECRET": "env-secret"}
+    env = Settings.from_env({"REEL_ROOM_PIN": "env-pin", "REEL_ROOM_SECRET": "env-secret"}).room
     c = room_credentials(str(tmp_path), env)
     assert (c.pin, c.secret, c.admin_key, c.token) == ("1234", "env-secret", "ak", None)
-    assert room_credentials(None, {}).pin is None
+    assert room_credentials(None, Settings.from_env({}).room).pin is None
+    assert room_credentials(None, env).pin == "env-pin"

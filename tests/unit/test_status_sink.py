@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from tests.support.waiting import wait_for
 
-from reel_recorder.k8s_status import HttpPatcher, KubeStatusSink, merge, status_url, to_status
+from reel_recorder.k8s_status import HttpPatcher, KubeStatusSink, merge, to_status
+from reel_recorder.settings import Settings, SettingsError
 
 
 class Recorder:
@@ -135,10 +136,10 @@ def test_from_env_and_http_patch(tmp_path):
     finally:
         server.shutdown()
 
-    with pytest.raises(ValueError, match="namespace/name"):
-        KubeStatusSink.from_env({"REEL_STATUS_TARGET": "just-a-name"})
-    assert status_url({"REEL_STATUS_TARGET": "media/s", "KUBERNETES_SERVICE_HOST": "10.96.0.1",
-                       "KUBERNETES_SERVICE_PORT": "443"}) == \
+    with pytest.raises(SettingsError, match="namespace/name"):
+        Settings.from_env({"REEL_STATUS_TARGET": "just-a-name"})
+    assert Settings.from_env({"REEL_STATUS_TARGET": "media/s", "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+                              "KUBERNETES_SERVICE_PORT": "443"}).status_url == \
         "https://10.96.0.1:443/apis/reel.dev/v1alpha1/namespaces/media/recordingsessions/s/status"
-    assert status_url({"REEL_STATUS_TARGET": "m/s", "KUBERNETES_SERVICE_HOST": "fd00::1"}).startswith(
+    assert Settings.from_env({"REEL_STATUS_TARGET": "m/s", "KUBERNETES_SERVICE_HOST": "fd00::1"}).status_url.startswith(
         "https://[fd00::1]:443/")

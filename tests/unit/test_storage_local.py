@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 
 import pytest
+from tests.support.views import storage_view
 
+from reel_recorder.session import LocalStorage
 from reel_recorder.storage import (
     InvalidKeyError,
     LocalStore,
@@ -190,45 +193,27 @@ def test_check_unwritable_directory(tmp_path):
         d.chmod(0o755)
 
 
-class _Spec:
-    def __init__(self, **kw):
-        self.endpoint = self.region = self.bucket = self.credentials_secret_ref = None
-        self.server_side_encryption = None
-        self.prefix = "{date}/"
-        self.local = None
-        self.__dict__.update(kw)
-
-
-class _Local:
-    def __init__(self, path):
-        self.path = path
-
-
 def test_open_store_local(tmp_path):
-    store = open_store(_Spec(local=_Local(str(tmp_path)), prefix="recs/{date}/"), "backup", None)
+    store = open_store(storage_view(local={"path": str(tmp_path)}, prefix="recs/{date}/"), "backup", None)
     assert isinstance(store, LocalStore)
     assert store.name == "backup" and store.key_prefix == "recs/"
-    assert open_store(_Spec(), "backup", None) is None
-    assert open_store(None, "backup", None) is None
-    assert open_store({}, "backup", None) is None
-    store = open_store({"local": {"path": str(tmp_path)}, "prefix": "p/{x}"}, "primary", None)
-    assert isinstance(store, LocalStore) and store.key_prefix == "p/"
+    assert open_store(None, "backup", None) is None  # no backupStorage
+    assert open_store(dataclasses.replace(storage_view(bucket="bkt"), bucket=None), "backup", None) is None  # neither
 
 
 def test_open_store_refuses_bucket_and_local(tmp_path):
+    # the API refuses this (CEL and pydantic); the store factory checks again
+    spec = dataclasses.replace(storage_view(bucket="bkt"), local=LocalStorage(str(tmp_path)))
     with pytest.raises(StoreError) as ei:
-        open_store(_Spec(local=_Local(str(tmp_path)), bucket="b"), "primary", None)
+        open_store(spec, "primary", None)
     assert ei.value.fatal and "primary store" in str(ei.value)
 
 
-def test_open_store_takes_the_reel_api_model(tmp_path):
-    from reel_api.models import Storage
-
-    spec = Storage.model_validate({"local": {"path": str(tmp_path)}, "prefix": "team/{date}/{room}/"})
-    store = open_store(spec, "primary", None)
+def test_open_store_reads_the_session_view_of_the_reel_api_model(tmp_path):
+    store = open_store(storage_view(local={"path": str(tmp_path)}, prefix="team/{date}/{room}/"), "primary", None)
     assert isinstance(store, LocalStore) and store.key_prefix == "team/" and store.root == tmp_path
-    spec = Storage.model_validate({"bucket": "recordings", "endpoint": "http://127.0.0.1:9",
-                                   "credentialsSecretRef": {"name": "s3"}, "serverSideEncryption": "AES256"})
+    spec = storage_view(bucket="recordings", endpoint="http://127.0.0.1:9", credentialsSecretRef={"name": "s3"},
+                        serverSideEncryption="AES256")
     s3 = open_store(spec, "backup", {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"})
     assert s3.label == "backup store s3://recordings @ http://127.0.0.1:9"
     assert (s3.sse, s3.credentials_secret, s3.region, s3.key_prefix) == ("AES256", "s3", "us-east-1", "")

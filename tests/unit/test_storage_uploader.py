@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.synthetic import SyntheticRecording, manifest_segments, playlist_entries
 from tests.support.waiting import wait_for
 
+from reel_recorder.layout import segment_name
 from reel_recorder.storage import LocalStore, Store, StoreError, Uploader
-from reel_recorder.storage.testing import SyntheticRecording, playlist_entries
 
 
 class SwitchableStore(Store):
@@ -93,7 +94,7 @@ def assert_complete(root: Path, rec: SyntheticRecording, ended=True):
         assert playlist_entries(text) == [s.name for s in p.segments]
         assert text.rstrip().endswith("#EXT-X-ENDLIST") == ended
     manifest = json.loads((root / rec.manifest_key).read_text())
-    listed = {s["key"]: s["sha256"] for s in manifest["segments"]}
+    listed = {s["key"]: s["sha256"] for s in manifest_segments(manifest)}
     assert listed == {k: s.sha256 for k, s in rec.segments.items()}
     return manifest
 
@@ -124,8 +125,8 @@ def test_everything_arrives_in_the_primary(dirs):
     assert result.status == "uploaded", result.message
     assert result.ok and not result.missing and not result.backup_only
     manifest = assert_complete(dirs / "primary", rec)
-    assert manifest["ended"] is True
-    assert {s["location"] for s in manifest["segments"]} == {"primary"}
+    assert manifest["stoppedAt"] is not None
+    assert {s["location"] for s in manifest_segments(manifest)} == {"primary"}
     assert_playlists_never_list_missing_segments(primary)
     assert not list((dirs / "backup").iterdir()), "the backup was not needed"
     assert not [p for p in (dirs / "spool").rglob("*") if p.is_file()], "spool files are deleted once stored"
@@ -173,9 +174,9 @@ def test_failover_to_backup_and_backfill(dirs):
     wait_for(lambda: up.progress().backup_only_segments == 8, what="more segments in the backup")
     # the backup's playlists list what the backup holds
     bpl = (dirs / "backup" / rec.playlist_key("alice")).read_text()
-    assert playlist_entries(bpl) == [f"seg{i:05d}.ts" for i in range(1, 5)]
+    assert playlist_entries(bpl) == [segment_name(i) for i in range(1, 5)]
     # the primary's playlist stopped growing at the last segment it holds
-    assert playlist_entries((dirs / "primary" / rec.playlist_key("alice")).read_text()) == ["seg00000.ts"]
+    assert playlist_entries((dirs / "primary" / rec.playlist_key("alice")).read_text()) == [segment_name(0)]
 
     primary.mode = None  # the primary is back: backfill while recording
     wait_for(lambda: up.progress().backup_only_segments == 0, what="backfill")
@@ -184,7 +185,7 @@ def test_failover_to_backup_and_backfill(dirs):
     result = up.close(timeout=20)
     assert result.status == "uploaded", result.message
     manifest = assert_complete(dirs / "primary", rec)
-    assert {s["location"] for s in manifest["segments"]} == {"primary"}
+    assert {s["location"] for s in manifest_segments(manifest)} == {"primary"}
     assert result.progress.backed_up  # it was backed up for a while
     assert_playlists_never_list_missing_segments(primary)
 
@@ -205,7 +206,7 @@ def test_primary_down_for_the_whole_session_ends_backed_up(dirs):
     assert set(result.backup_only) == set(rec.segments)
     assert "backup store file://" in result.message and "primary store" in result.message
     manifest = assert_complete(dirs / "backup", rec)
-    assert {s["location"] for s in manifest["segments"]} == {"backup"}
+    assert {s["location"] for s in manifest_segments(manifest)} == {"backup"}
     assert not [p for p in (dirs / "spool").rglob("*.ts")]
 
 

@@ -1,4 +1,4 @@
-"""HLS media playlists (RFC 8216) for one participant."""
+"""HLS media playlists (RFC 8216) for one participant: the model, and its text as one store sees it."""
 
 from __future__ import annotations
 
@@ -25,17 +25,28 @@ class Playlist:
         self.entries.append(entry)
 
     def render(self, is_stored: Callable[[str], bool] = lambda _key: True) -> str:
-        """The playlist as far as its segments are stored: the longest stored prefix of the entries.
+        """The playlist of the segments a store holds: the entries ``is_stored`` accepts, in order.
 
-        ``#EXT-X-ENDLIST`` only when the recording of this participant has ended and every segment is
-        listed, so a player reading the bucket never meets a missing segment or a false end.
+        ``is_stored`` is asked about every entry, in playlist order. An entry listed after one that was left
+        out starts with ``#EXT-X-DISCONTINUITY`` (its store misses what came before it). The uploader's
+        predicate for the primary store is prefix-closed (storage/documents.py): there the playlist is the
+        longest stored prefix and only grows at its end; a backup store, which holds a sparse subset, gets a
+        playlist of what it holds. ``#EXT-X-ENDLIST`` only when the recording of this participant has ended
+        and every segment is listed, so a player reading the bucket never meets a missing segment or a false end.
         """
+        ended = self.ended  # read before the entries: once ended, no entry is added
+        entries = list(self.entries)  # a writer may append meanwhile
         listed: list[PlaylistEntry] = []
-        for entry in self.entries:
+        skipped = False
+        for entry in entries:
             if not is_stored(entry.key):
-                break
+                skipped = True
+                continue
+            if skipped and listed and not entry.discontinuity:
+                entry = PlaylistEntry(entry.uri, entry.key, entry.duration, discontinuity=True)
+            skipped = False
             listed.append(entry)
-        longest = max((e.duration for e in self.entries), default=0.0)
+        longest = max((e.duration for e in entries), default=0.0)
         target = max(self.target_duration, math.floor(longest + 0.5))  # RFC 8216: EXTINF rounded ≤ target
         lines = [
             "#EXTM3U",
@@ -49,6 +60,6 @@ class Playlist:
                 lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXTINF:{entry.duration:.3f},")
             lines.append(entry.uri)
-        if self.ended and len(listed) == len(self.entries):
+        if ended and len(listed) == len(entries):
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"

@@ -13,9 +13,9 @@ import threading
 import time
 
 from tests.integration.storage.helpers import SyntheticRecorder, wait_for
+from tests.support.synthetic import SyntheticRecording, manifest_segments, playlist_entries
 
 from reel_recorder.storage import S3Store, Uploader
-from reel_recorder.storage.testing import SyntheticRecording, playlist_entries
 
 
 def s3(server, bucket, name):
@@ -27,9 +27,9 @@ def assert_all_in(server, bucket, rec, closed, location="primary"):
     """Every closed segment is in the bucket with its checksum; playlists complete; manifest says where."""
     assert set(closed) == set(rec.segments)
     manifest = json.loads(server.get(bucket, rec.manifest_key))
-    assert manifest["ended"] is True
-    assert sorted(e["key"] for e in manifest["segments"]) == sorted(closed)
-    for entry in manifest["segments"]:
+    assert manifest["stoppedAt"] is not None
+    assert sorted(e["key"] for e in manifest_segments(manifest)) == sorted(closed)
+    for entry in manifest_segments(manifest):
         data = server.get(bucket, entry["key"])
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
         if location:
@@ -62,7 +62,7 @@ def test_primary_outage_failover_and_backfill_while_recording(own_minio, minio, 
     # the backup's playlists list only what it holds; its manifest says where everything is
     wait_for(lambda: rec.playlist_key("alice") in minio.list_keys(bucket), what="backup playlist")
     backup_pl = playlist_entries(minio.get(bucket, rec.playlist_key("alice")).decode())
-    assert backup_pl and all(minio.list_keys(bucket, f"{rec.prefix}alice/{n}") for n in backup_pl)
+    assert backup_pl and all(minio.list_keys(bucket, rec.key("alice", n)) for n in backup_pl)
     wait_for(lambda: rec.manifest_key in minio.list_keys(bucket), what="backup manifest")
 
     own_minio.start()  # ... and comes back: backfill while still recording
@@ -133,7 +133,7 @@ def test_primary_never_returns_the_session_ends_backed_up(own_minio, minio, buck
     assert len(result.backup_only) == 6 and not result.missing
     # the backup holds the segments the primary lacks, and a manifest that says where each one is
     manifest = json.loads(minio.get(bucket, rec.manifest_key))
-    where = {e["key"]: e["location"] for e in manifest["segments"]}
+    where = {e["key"]: e["location"] for e in manifest_segments(manifest)}
     assert sorted(where.values()) == ["backup"] * 6 + ["primary"] * 2
     for key, loc in where.items():
         server, b = (minio, bucket) if loc == "backup" else (own_minio, primary_bucket)

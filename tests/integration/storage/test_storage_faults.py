@@ -10,9 +10,9 @@ import time
 
 import pytest
 from tests.integration.storage.helpers import SyntheticRecorder, wait_for
+from tests.support.synthetic import SyntheticRecording, manifest_segments, playlist_entries
 
 from reel_recorder.storage import S3Store, Uploader
-from reel_recorder.storage.testing import SyntheticRecording, playlist_entries
 
 FAULTS = {
     "http_503": (lambda px: px.http_error(503), "http_503"),
@@ -26,8 +26,8 @@ FAULTS = {
 def check_bucket(minio, bucket, rec, closed):
     assert set(closed) == set(rec.segments)
     manifest = json.loads(minio.get(bucket, rec.manifest_key))
-    assert sorted(e["key"] for e in manifest["segments"]) == sorted(closed)
-    for entry in manifest["segments"]:
+    assert sorted(e["key"] for e in manifest_segments(manifest)) == sorted(closed)
+    for entry in manifest_segments(manifest):
         assert entry["location"] == "primary"
         assert hashlib.sha256(minio.get(bucket, entry["key"])).hexdigest() == entry["sha256"]
     for p, part in rec.participants.items():

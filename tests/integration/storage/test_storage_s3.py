@@ -8,23 +8,10 @@ import json
 
 import pytest
 from tests.integration.storage.helpers import wait_for
+from tests.support.synthetic import SyntheticRecording, manifest_segments, playlist_entries
+from tests.support.views import storage_view
 
 from reel_recorder.storage import InvalidKeyError, S3Store, StoreError, Uploader, open_store
-from reel_recorder.storage.testing import SyntheticRecording, playlist_entries
-
-
-class Spec:
-    """The attributes of reel_api's storage spec (open_store also takes the pydantic model or a dict)."""
-
-    def __init__(self, **kw):
-        self.endpoint = self.region = self.bucket = self.prefix = None
-        self.credentials_secret_ref = self.server_side_encryption = self.local = None
-        self.__dict__.update(kw)
-
-
-class Ref:
-    def __init__(self, name):
-        self.name = name
 
 
 def s3_store(minio, bucket, name="primary", endpoint=None, **kw) -> S3Store:
@@ -86,8 +73,8 @@ def test_server_side_encryption(minio, bucket, tmp_path, sse):
 def test_wrong_credentials_name_the_store_and_the_secret(minio, bucket, creds):
     if creds == "wrong-secret":
         creds = {"AWS_ACCESS_KEY_ID": minio.access_key, "AWS_SECRET_ACCESS_KEY": "wrong"}
-    spec = Spec(endpoint=minio.endpoint, bucket=bucket, prefix="{date}/",
-                credentials_secret_ref=Ref("s3-creds"))
+    spec = storage_view(endpoint=minio.endpoint, bucket=bucket, prefix="{date}/",
+                credentials_secret_ref={"name": "s3-creds"})
     store = open_store(spec, "primary", creds)
     with pytest.raises(StoreError) as ei:
         store.check()
@@ -99,7 +86,7 @@ def test_wrong_credentials_name_the_store_and_the_secret(minio, bucket, creds):
 
 
 def test_missing_bucket(minio):
-    store = open_store(Spec(endpoint=minio.endpoint, bucket="no-such-bucket"), "backup", minio.credentials)
+    store = open_store(storage_view(endpoint=minio.endpoint, bucket="no-such-bucket"), "backup", minio.credentials)
     with pytest.raises(StoreError) as ei:
         store.check()
     assert ei.value.fatal
@@ -109,8 +96,8 @@ def test_missing_bucket(minio):
 
 def test_credentials_secret_missing_a_key(minio, bucket):
     with pytest.raises(StoreError) as ei:
-        open_store(Spec(endpoint=minio.endpoint, bucket=bucket, credentials_secret_ref=Ref("s3")), "primary",
-                   {"AWS_ACCESS_KEY_ID": "x"})
+        open_store(storage_view(endpoint=minio.endpoint, bucket=bucket, credentials_secret_ref={"name": "s3"}),
+                   "primary", {"AWS_ACCESS_KEY_ID": "x"})
     assert "Secret 's3' lack AWS_SECRET_ACCESS_KEY" in str(ei.value) and ei.value.fatal
 
 
@@ -119,13 +106,13 @@ def test_credentials_from_the_standard_aws_environment(minio, bucket, monkeypatc
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", minio.secret_key)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    store = open_store(Spec(endpoint=minio.endpoint, bucket=bucket), "primary", None)
+    store = open_store(storage_view(endpoint=minio.endpoint, bucket=bucket), "primary", None)
     store.check()
     store.put_bytes("rec/x.json", b"{}")
     assert minio.get(bucket, "rec/x.json") == b"{}"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     with pytest.raises(StoreError) as ei:
-        open_store(Spec(endpoint=minio.endpoint, bucket=bucket), "primary", None).check()
+        open_store(storage_view(endpoint=minio.endpoint, bucket=bucket), "primary", None).check()
     assert "AWS credentials" in str(ei.value) and ei.value.fatal
 
 
@@ -136,7 +123,7 @@ HOSTILE = ["../escape.ts", "tenant-a/../tenant-b/x.ts", "/tenant-a/x.ts", "tenan
 
 @pytest.mark.parametrize("key", HOSTILE)
 def test_hostile_keys_cannot_leave_the_configured_prefix(minio, bucket, tmp_path, key):
-    store = open_store(Spec(endpoint=minio.endpoint, bucket=bucket, prefix="tenant-a/{date}/{room}/"),
+    store = open_store(storage_view(endpoint=minio.endpoint, bucket=bucket, prefix="tenant-a/{date}/{room}/"),
                        "primary", minio.credentials)
     src = tmp_path / "x.ts"
     src.write_bytes(b"evil")
@@ -165,8 +152,8 @@ def test_uploader_everything_arrives_with_matching_checksums(minio, bucket, spoo
     assert result.status == "uploaded", result.message
 
     manifest = json.loads(minio.get(bucket, rec.manifest_key))
-    assert manifest["ended"] is True and len(manifest["segments"]) == 24
-    for entry in manifest["segments"]:
+    assert manifest["stoppedAt"] is not None and len(manifest_segments(manifest)) == 24
+    for entry in manifest_segments(manifest):
         data = minio.get(bucket, entry["key"])
         assert len(data) == entry["bytes"]
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["key"]
@@ -183,9 +170,9 @@ def test_uploader_everything_arrives_with_matching_checksums(minio, bucket, spoo
 
 def test_wrong_credentials_on_both_stores_is_fatal_and_keeps_files(minio, bucket, spool):
     bad = {"AWS_ACCESS_KEY_ID": "AKIANOTAKEY", "AWS_SECRET_ACCESS_KEY": "nope"}
-    primary = open_store(Spec(endpoint=minio.endpoint, bucket=bucket, credentials_secret_ref=Ref("s3")),
+    primary = open_store(storage_view(endpoint=minio.endpoint, bucket=bucket, credentials_secret_ref={"name": "s3"}),
                          "primary", bad)
-    backup = open_store(Spec(endpoint=minio.endpoint, bucket="no-such-bucket"), "backup", minio.credentials)
+    backup = open_store(storage_view(endpoint=minio.endpoint, bucket="no-such-bucket"), "backup", minio.credentials)
     with pytest.raises(StoreError) as ei:
         Uploader(primary, backup).preflight()
     assert "primary store" in str(ei.value) and "InvalidAccessKeyId" in str(ei.value)
@@ -205,7 +192,7 @@ def test_wrong_credentials_on_both_stores_is_fatal_and_keeps_files(minio, bucket
 def test_wrong_credentials_on_primary_use_the_backup(minio, bucket, spool):
     backup_bucket = minio.create_bucket(bucket + "-b")
     bad = {"AWS_ACCESS_KEY_ID": "AKIANOTAKEY", "AWS_SECRET_ACCESS_KEY": "nope"}
-    primary = open_store(Spec(endpoint=minio.endpoint, bucket=bucket), "primary", bad)
+    primary = open_store(storage_view(endpoint=minio.endpoint, bucket=bucket), "primary", bad)
     backup = s3_store(minio, backup_bucket, name="backup")
     up = Uploader(primary, backup, backfill_deadline=0.5)
     problems = up.preflight()

@@ -1,9 +1,13 @@
-"""Per-participant HLS output: MPEG-TS segments cut at keyframes, H.264 copied, Opus → AAC.
+"""A participant's writer: their media written as HLS segments and, with ``outputs: [hls, mp4]``, as an MP4.
 
-Each segment is its own MPEG-TS file written by FFmpeg's muxer (through PyAV); timestamps run on across
-segments (``mpegts_copyts``), so the segments of a playlist form one timeline. The writer decides where
-to cut and keeps the playlist model; it knows nothing about where the files go afterwards: each closed
-segment is handed to ``on_segment``.
+HLS: MPEG-TS segments cut at keyframes, H.264 copied, Opus → AAC (output/audio.py). Each segment is its own
+MPEG-TS file written by FFmpeg's muxer (through PyAV); timestamps run on across segments (``mpegts_copyts``),
+so the segments of a playlist form one timeline. The writer decides where to cut; it knows nothing about
+playlists or where the files go afterwards: each closed segment is handed to ``on_segment`` (output/catalog.py
+lists it in the playlist and the manifest).
+
+MP4: every packet written to a segment also goes to the participant's ``ParticipantMp4`` (output/mp4.py): the
+same H.264 and AAC, a second muxer, no second encoder.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from pathlib import Path
 import av
 
 from ..errors import DISK_FULL, RecorderError
+from ..layout import segment_name
 from ..media import h264
 from .audio import RATE, OpusToAac
 from .mp4 import Mp4Info, ParticipantMp4
-from .playlist import Playlist, PlaylistEntry
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,7 @@ VIDEO_WAIT = 1.0  # at the start of a run, hold audio this long for the first ke
 class SegmentInfo:
     participant: str  # folder name
     index: int
-    name: str
-    key: str  # object key (key_prefix + name)
+    name: str  # file name, as listed in the playlist
     path: Path
     start: float  # recording time of the first sample
     duration: float
@@ -91,8 +94,8 @@ class _Segment:
         self.file.close()
 
 
-class ParticipantHls:
-    """Records one participant into a folder of TS segments plus a playlist model.
+class ParticipantWriter:
+    """Records one participant into a folder of TS segments (in the spool), and their MP4 when asked.
 
     Thread-safe: the video and audio reader threads call ``video``/``audio`` concurrently.
     """
@@ -107,7 +110,6 @@ class ParticipantHls:
         request_keyframe: Callable[[], None] | None = None,
         expect_audio: bool = True,
         expect_video: bool = True,
-        key_prefix: str = "",
         mp4: bool = False,
         on_mp4: Callable[[Mp4Info], None] | None = None,
     ):
@@ -119,8 +121,6 @@ class ParticipantHls:
         self.request_keyframe = request_keyframe or (lambda: None)
         self.expect_audio = expect_audio
         self.expect_video = expect_video
-        self.key_prefix = key_prefix
-        self.playlist = Playlist(target_duration=int(segment_seconds) + 1)
         self._lock = threading.Lock()
         self._seg: _Segment | None = None
         self._index = 0
@@ -201,16 +201,15 @@ class ParticipantHls:
         """The participant left: close the open segment; a later return starts after a discontinuity."""
         with self._lock:
             self._finish_run()
-            self._pending_discontinuity = bool(self.playlist.entries)
+            self._pending_discontinuity = self._index > 0
 
     def close(self) -> None:
-        """End of the recording for this participant: close the segment and end the playlist."""
+        """End of the recording for this participant: close the segment (and the MP4)."""
         with self._lock:
             if self.closed:
                 return
             self._finish_run(final=True)
             self.closed = True
-            self.playlist.ended = True
             if self.mp4 is not None:
                 info = self.mp4.close()
                 if info is not None and self.on_mp4 is not None:
@@ -236,7 +235,7 @@ class ParticipantHls:
             self.request_keyframe()  # rate-limited by the requester
 
     def _open(self, t: float) -> None:
-        name = f"seg_{self._index:05d}.ts"
+        name = segment_name(self._index)
         self._seg = _Segment(
             self._index, self.dir / name, t,
             has_video=self._video_started, has_audio=self.expect_audio,
@@ -296,13 +295,11 @@ class ParticipantHls:
         duration = max(seg.end - seg.start, 0.001)
         name = seg.file.path.name
         info = SegmentInfo(
-            participant=self.folder, index=seg.index, name=name, key=self.key_prefix + name, path=seg.file.path,
+            participant=self.folder, index=seg.index, name=name, path=seg.file.path,
             start=seg.start,
             duration=duration, size=seg.file.size, sha256=seg.file.sha.hexdigest(),
             discontinuity=seg.discontinuity, has_video=seg.video is not None, has_audio=seg.audio is not None,
         )
-        self.playlist.add(PlaylistEntry(uri=name, key=info.key, duration=duration,
-                                        discontinuity=seg.discontinuity))
         self.on_segment(info)
 
     def _fail(self, err: OSError):

@@ -1,0 +1,95 @@
+"""The recording's catalog: each participant's playlist and the manifest, kept up to date as segments close.
+
+The HLS writers produce segment files and know nothing about playlists or keys; the catalog turns each
+closed segment into a manifest record and a playlist entry, names its object key (layout.py, the one place
+keys are made) and hands file, playlist and manifest to the uploader, which decides when each may be stored.
+
+Who calls what:
+- ``segment_closed`` and ``mp4_closed``: a participant's HLS writer, from a media reader thread (or from the
+  thread that closes the writer), with that writer's lock held. Appends only.
+- ``add_participant``, ``participant_ended``, ``run_ended``, ``publish_manifest``: the Recorder (event loop, or a
+  worker thread of it while it closes a writer).
+- The uploader's workers call ``Playlist.render`` and ``ManifestData.render`` at any time: both read lists that
+  are only ever appended to, by copying them first (CPython's list append and copy are atomic), so the
+  catalog needs no lock of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from ..layout import folder_key, manifest_key, mp4_key, playlist_key
+from ..manifest import ManifestData, ParticipantRecord, SegmentRecord
+from .playlist import Playlist, PlaylistEntry
+
+if TYPE_CHECKING:
+    from .mp4 import Mp4Info
+    from .writer import SegmentInfo
+
+
+class DocumentSink(Protocol):
+    """What the catalog hands its files and documents to (storage.Uploader)."""
+
+    def segment_closed(self, key: str, path, *, size: int, sha256: str) -> None: ...
+    def playlist_updated(self, key: str, render) -> None: ...
+    def manifest_updated(self, key: str, render) -> None: ...
+
+
+@dataclass(eq=False)
+class CatalogEntry:
+    """One participant's part of the catalog: their manifest record and their playlist."""
+
+    record: ParticipantRecord
+    playlist: Playlist
+
+
+class Catalog:
+    def __init__(self, manifest: ManifestData, uploader: DocumentSink, *, segment_seconds: float):
+        self.manifest = manifest
+        self.uploader = uploader
+        self.prefix = manifest.prefix
+        self.manifest_key = manifest_key(self.prefix)
+        self.target_duration = int(segment_seconds) + 1
+
+    def add_participant(self, display: str, folder: str) -> CatalogEntry:
+        """A new participant folder: an empty playlist (stored once it lists a segment) and a manifest entry."""
+        record = ParticipantRecord(display=display, folder=folder, playlist=playlist_key(self.prefix, folder))
+        entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
+        self.manifest.participants.append(record)
+        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        return entry
+
+    def segment_closed(self, entry: CatalogEntry, info: SegmentInfo) -> None:
+        """A segment file is complete in the spool: list it, and let the uploader store it."""
+        key = folder_key(self.prefix, entry.record.folder, info.name)
+        entry.playlist.add(PlaylistEntry(uri=info.name, key=key, duration=info.duration,
+                                         discontinuity=info.discontinuity))
+        entry.record.segments.append(SegmentRecord(name=info.name, key=key, start=info.start, duration=info.duration,
+                                                   bytes=info.size, sha256=info.sha256,
+                                                   discontinuity=info.discontinuity))
+        self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
+        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+
+    def mp4_closed(self, entry: CatalogEntry, info: Mp4Info) -> None:
+        """The participant's MP4 is complete: into the manifest (with its checksum) and to the uploader."""
+        key = mp4_key(self.prefix, entry.record.folder)
+        entry.record.mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256,
+                            "duration": round(info.duration, 3)}
+        self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
+
+    def mp4_failed(self, entry: CatalogEntry, error: str) -> None:
+        entry.record.mp4 = {"error": error}
+
+    def run_ended(self, entry: CatalogEntry) -> None:
+        """The participant left (or the recording paused): their playlist is re-published as it stands."""
+        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+
+    def participant_ended(self, entry: CatalogEntry) -> None:
+        """The recording ended for this participant: their playlist gets ``#EXT-X-ENDLIST``."""
+        entry.playlist.ended = True
+        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+
+    def publish_manifest(self) -> None:
+        """The manifest changed (start, stop): the uploader stores its next version."""
+        self.uploader.manifest_updated(self.manifest_key, self.manifest.render)

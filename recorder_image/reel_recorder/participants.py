@@ -1,0 +1,120 @@
+"""Who is being recorded: one entry per participant, with their runs, their HLS writer and their catalog entry.
+
+A participant is keyed by display name, so someone who leaves and comes back (a new publisher id) continues
+the same folder and playlist after an ``#EXT-X-DISCONTINUITY``; two people publishing under one name at the
+same time are kept apart. A *run* is one stretch of being recorded (join → leave, or resume → pause).
+
+Threads: everything here is called by the Recorder on its event loop; the blocking part of ending a run (the
+writer closing its segment, draining its encoder, finishing its MP4) runs in a worker thread through
+``asyncio.to_thread``. The writer has its own lock against the media reader threads that feed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from .errors import RecorderError
+from .layout import participant_folder
+from .output.catalog import Catalog, CatalogEntry
+from .output.writer import ParticipantWriter
+from .progress import now_iso
+from .room.presence import PublishedStream, Publisher
+
+#: Builds a participant's writer: (folder, streams, catalog entry) -> writer (cut segments go to the catalog).
+WriterFactory = Callable[[str, list[PublishedStream], CatalogEntry], ParticipantWriter]
+
+
+class Participant:
+    def __init__(self, entry: CatalogEntry, writer: ParticipantWriter):
+        self.entry = entry
+        self.writer = writer
+        self.active_id: object | None = None  # the publisher id being recorded now; None between runs
+
+    @property
+    def record(self):
+        return self.entry.record
+
+
+class Participants:
+    def __init__(self, catalog: Catalog, make_writer: WriterFactory):
+        self.catalog = catalog
+        self.make_writer = make_writer
+        self._by_key: dict[str, Participant] = {}  # by display name (or name + id for a second one)
+        self._by_id: dict[object, str] = {}  # publisher id being recorded -> key
+        self.errors: list[RecorderError] = []  # writer failures while ending a run (e.g. disk full)
+
+    def __iter__(self):
+        return iter(list(self._by_key.values()))
+
+    def is_recorded(self, pub_id: object) -> bool:
+        return pub_id in self._by_id
+
+    def recorded_ids(self) -> list[object]:
+        return list(self._by_id)
+
+    def any_active(self) -> bool:
+        return bool(self._by_id)
+
+    def active_count(self) -> int:
+        return len(self._by_id)
+
+    def start_run(self, pub: Publisher, streams: list[PublishedStream]) -> Participant:
+        """The participant to feed ``pub``'s media into (created on first sight); starts a run if none is open."""
+        key = self._by_id.get(pub.id)
+        if key is None:
+            key = pub.display
+            existing = self._by_key.get(key)
+            if existing is not None and existing.active_id not in (None, pub.id):
+                key = f"{pub.display}\x00{pub.id}"  # two people with one name: keep them apart
+        part = self._by_key.get(key)
+        if part is None:
+            folder = participant_folder(pub.display, pub.id)
+            entry = self.catalog.add_participant(pub.display, folder)
+            part = Participant(entry, self.make_writer(folder, streams, entry))
+            self._by_key[key] = part
+        if part.active_id is None:
+            part.active_id = pub.id
+            part.record.runs.append({"joinedAt": now_iso(), "leftAt": None})
+            if pub.id not in part.record.ids:
+                part.record.ids.append(pub.id)
+            self._by_id[pub.id] = key
+        return part
+
+    async def end_run(self, pub_id: object) -> None:
+        """``pub_id``'s ingest has stopped (left, or paused): close the run; a later one continues the playlist."""
+        part = self._by_key[self._by_id.pop(pub_id)]
+        await asyncio.to_thread(self._end, part, final=False)
+
+    async def finish(self) -> None:
+        """The recording ends: every writer closes, every playlist ends."""
+        self._by_id.clear()
+        for part in self:
+            await asyncio.to_thread(self._end, part, final=True)
+
+    def _end(self, part: Participant, *, final: bool) -> None:
+        if part.active_id is not None:
+            part.active_id = None
+            part.record.runs[-1]["leftAt"] = now_iso()
+        try:
+            if final:
+                part.writer.close()
+            else:
+                part.writer.pause()
+        except RecorderError as err:
+            self.errors.append(err)
+        if final:
+            if part.writer.mp4 is not None and part.writer.mp4.error:
+                self.catalog.mp4_failed(part.entry, part.writer.mp4.error)
+            self.catalog.participant_ended(part.entry)
+        else:
+            self.catalog.run_ended(part.entry)
+
+    def status(self) -> list[dict]:
+        """status.participants: each participant's latest id and run, and their playlist's key."""
+        out = []
+        for part in self:
+            run = part.record.runs[-1] if part.record.runs else {}
+            out.append({"id": part.record.ids[-1], "display": part.record.display, "joinedAt": run.get("joinedAt"),
+                        "leftAt": run.get("leftAt"), "playlist": part.record.playlist})
+        return out

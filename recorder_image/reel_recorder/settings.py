@@ -1,0 +1,111 @@
+"""Recorder settings: one object, read once from the environment at start (``cli.main``).
+
+Every variable the recorder reads. The operator sets them on the recorder pod (operator/reel_operator/podspec.py);
+run on its own, all are optional. Defaults in brackets.
+
+Session
+  REEL_SESSION               the RecordingSession manifest (YAML or JSON) when --session is not given
+  REEL_VALIDATED_SESSION     internal: the validated manifest, handed from the validating stage to the
+                             recording one across the exec (session.py)
+Media
+  REEL_MEDIA_ADDRESS         our address that Janus forwards RTP to [the one that routes to Janus]
+  REEL_JANUS_MEDIA_ADDRESS   Janus's address for RTCP keyframe requests [the room server's host]
+Room credentials (files in --room-secrets win; room/credentials.py)
+  REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN
+In a recorder pod
+  REEL_STATUS_TARGET         namespace/name of the session the recorder reports to and reads spec.paused of
+                             [unset: not in a pod, progress only as JSON lines on stdout]
+  REEL_SA_DIR                service-account folder (token, ca.crt) [/var/run/secrets/kubernetes.io/serviceaccount]
+  REEL_SPEC_POLL_SECONDS     how often spec.paused is read [2]
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT   the API server (set by Kubernetes) [kubernetes.default.svc, 443]
+Process
+  REEL_LOG_LEVEL             DEBUG | INFO | WARNING | ERROR [INFO]
+
+A value that cannot work (a target without a namespace, a poll interval that is not a positive number, an
+unknown log level) is a ``SettingsError`` at start, naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .room.credentials import RoomCredentials
+
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+VALIDATED_ENV = "REEL_VALIDATED_SESSION"
+STATUS_API = "/apis/reel.dev/v1alpha1/namespaces/{namespace}/recordingsessions/{name}/status"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    session: str | None = None
+    validated_session: str | None = None
+    media_address: str | None = None
+    janus_media_address: str | None = None
+    room: RoomCredentials = field(default_factory=RoomCredentials)
+    status_target: tuple[str, str] | None = None  # (namespace, name)
+    sa_dir: str = SA_DIR
+    spec_poll_seconds: float = 2.0
+    api_host: str = "kubernetes.default.svc"
+    api_port: str = "443"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = (env.get(name) or "").strip()
+            return value or None
+
+        target = None
+        if get("REEL_STATUS_TARGET"):
+            namespace, _, name = get("REEL_STATUS_TARGET").partition("/")
+            if not namespace or not name or "/" in name:
+                raise SettingsError(f"REEL_STATUS_TARGET must be namespace/name, got {get('REEL_STATUS_TARGET')!r}")
+            target = (namespace, name)
+        poll = get("REEL_SPEC_POLL_SECONDS") or "2"
+        try:
+            poll_seconds = float(poll)
+        except ValueError:
+            poll_seconds = -1.0
+        if not poll_seconds > 0:
+            raise SettingsError(f"REEL_SPEC_POLL_SECONDS={poll!r}: must be a positive number of seconds")
+        level = (get("REEL_LOG_LEVEL") or "INFO").upper()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"REEL_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+        return cls(
+            session=get("REEL_SESSION"),
+            validated_session=get(VALIDATED_ENV),
+            media_address=get("REEL_MEDIA_ADDRESS"),
+            janus_media_address=get("REEL_JANUS_MEDIA_ADDRESS"),
+            room=RoomCredentials(pin=get("REEL_ROOM_PIN"), secret=get("REEL_ROOM_SECRET"),
+                                 admin_key=get("REEL_ROOM_ADMIN_KEY"), token=get("REEL_ROOM_TOKEN")),
+            status_target=target,
+            sa_dir=get("REEL_SA_DIR") or SA_DIR,
+            spec_poll_seconds=poll_seconds,
+            api_host=get("KUBERNETES_SERVICE_HOST") or "kubernetes.default.svc",
+            api_port=get("KUBERNETES_SERVICE_PORT") or "443",
+            log_level=level,
+        )
+
+    @property
+    def in_pod(self) -> bool:
+        """Run by the operator: status goes to the session, spec.paused is followed."""
+        return self.status_target is not None
+
+    @property
+    def status_url(self) -> str:
+        """The session's status subresource (PATCH our reports, GET the whole object for spec.paused)."""
+        if self.status_target is None:
+            raise SettingsError("REEL_STATUS_TARGET is not set: not in a recorder pod")
+        host = f"[{self.api_host}]" if ":" in self.api_host else self.api_host
+        namespace, name = self.status_target
+        return f"https://{host}:{self.api_port}" + STATUS_API.format(namespace=namespace, name=name)
