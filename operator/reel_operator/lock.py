@@ -1,6 +1,6 @@
-"""First start wins: one active session per Janus server + room + mode.
+"""The room lock. First start wins: one active session per Janus server + room + mode.
 
-Two layers, both keyed by ``podspec.room_key``:
+Two layers, both keyed by ``names.room_key``:
 1. every session carries the label ``reel.dev/room-key``; before starting, the operator lists the labelled
    sessions in its scope (all namespaces when cluster-wide). An active one that was created earlier wins
    (ties: the smaller uid), so two sessions checking at the same time agree on one winner;
@@ -8,6 +8,8 @@ Two layers, both keyed by ``podspec.room_key``:
    of two racing creators gets AlreadyExists). A Lease left by a session that ended or is gone is taken over
    with optimistic concurrency (replace at its resourceVersion).
 The loser ends with stopReason AlreadyRecording and touches nothing.
+
+The Lease and its holder identity are built by the pure functions below (``build_room_lock``, ...).
 """
 
 from __future__ import annotations
@@ -22,10 +24,62 @@ from kubernetes.client.rest import ApiException
 from reel_api import RecordingSession
 
 from .kube import Kube, status_of
-from .podspec import LABEL_ROOM_KEY, build_room_lock, holder_identity, lock_name, parse_holder, room_key
+from .names import LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_ROOM_KEY, MANAGED_BY, owner_reference, room_key
 from .status import is_terminal
 
 log = logging.getLogger("reel.operator")
+
+LOCK_PREFIX = "reel-room-"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Lease (pure)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def lock_name(key: str) -> str:
+    return LOCK_PREFIX + key
+
+
+def holder_identity(session: RecordingSession) -> str:
+    return f"{session.metadata.namespace}/{session.metadata.name}/{session.metadata.uid}"
+
+
+def holder_identity_of(meta: Mapping[str, Any]) -> str:
+    """The same from a raw object's metadata."""
+    return f"{meta.get('namespace')}/{meta.get('name')}/{meta.get('uid')}"
+
+
+def parse_holder(identity: str | None) -> tuple[str, str, str] | None:
+    parts = (identity or "").split("/")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+
+
+def micro_time(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def build_room_lock(session: RecordingSession, now: datetime) -> dict[str, Any]:
+    """The Lease that says "this session records this server + room + mode". Owned (not controlled) by the
+    session, so it goes when the session goes; the operator also deletes it when the session ends."""
+    key = room_key(session)
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lock_name(key),
+            "namespace": session.metadata.namespace,
+            "labels": {LABEL_MANAGED_BY: MANAGED_BY, LABEL_PART_OF: "reel", LABEL_ROOM_KEY: key},
+            "annotations": {"reel.dev/room": f"{session.spec.room.server} {session.spec.room.id}"},
+            "ownerReferences": [owner_reference(session, controller=False)],
+        },
+        "spec": {"holderIdentity": holder_identity(session), "acquireTime": micro_time(now)},
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Taking and releasing the room
+# ---------------------------------------------------------------------------------------------------------
 
 
 def _active(session: Mapping[str, Any]) -> bool:

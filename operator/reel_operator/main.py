@@ -12,15 +12,16 @@ import kopf
 
 from reel_api import GROUP, PLURAL, VERSION, Phase
 
-from . import podspec
-from .handlers import create, delete, finished, pods, stop
+from . import lock
+from .handlers import create, delete, pods, session_events, stop
 from .handlers.common import Context, ctx_of
 from .kube import Kube, load_client
+from .names import LABEL_MANAGED_BY, MANAGED_BY
 from .settings import ANNOTATION_PREFIX, FINALIZER, Settings
 
 SESSIONS = (GROUP, VERSION, PLURAL)
-OURS = {podspec.LABEL_MANAGED_BY: podspec.MANAGED_BY}
-OURS_SELECTOR = f"{podspec.LABEL_MANAGED_BY}={podspec.MANAGED_BY}"
+OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+OURS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 
 @kopf.on.startup()
@@ -87,15 +88,15 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
     ctx_of(memo).metrics.session(meta["namespace"], meta["name"], None if deleted else body)
     if deleted:
         return
-    holder = podspec.holder_identity_of(meta)
-    finished.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
-                               holds_lock=holder in room_locks, logger=logger)
+    holder = lock.holder_identity_of(meta)
+    session_events.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
+                                     holds_lock=holder in room_locks, logger=logger)
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
             when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
 def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
-    finished.check_start(ctx_of(memo), body, logger=logger)
+    session_events.check_start(ctx_of(memo), body, logger=logger)
 
 
 @kopf.on.delete(*SESSIONS)

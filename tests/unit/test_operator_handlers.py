@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import kopf
 import pytest
 
-from reel_operator import podspec
-from reel_operator.handlers import common, create, delete, finished, pods, stop
+from reel_operator import names
+from reel_operator.handlers import common, create, delete, pods, session_events, stop
 from reel_operator.kube import Conflict
 from reel_operator.settings import Settings
 
@@ -139,7 +139,7 @@ def test_create_makes_identity_pod_and_lock(ctx):
     kinds = sorted(k for k, ns, n in ctx.kube.objects)
     assert kinds == ["Lease", "Pod", "Role", "RoleBinding", "ServiceAccount"]
     assert status(ctx, "a")["phase"] == "Starting" and status(ctx, "a")["pod"] == "reel-rec-a"
-    assert ctx.kube.sessions[("media", "a")]["metadata"]["labels"][podspec.LABEL_ROOM_KEY]
+    assert ctx.kube.sessions[("media", "a")]["metadata"]["labels"][names.LABEL_ROOM_KEY]
     assert ("Normal", "Starting", "Starting") in ctx.posted
     create.start(ctx, ctx.kube.get_session("media", "a"))  # resumed / retried: nothing new, no error
     assert sorted(k for k, ns, n in ctx.kube.objects) == kinds
@@ -160,7 +160,7 @@ def test_second_session_of_the_room_is_refused(ctx):
 def test_room_is_free_again_after_the_end(ctx):
     create.start(ctx, ctx.kube.add_session("a"))
     ctx.kube.sessions[("media", "a")]["status"]["phase"] = "Completed"
-    finished.on_session_change(ctx, ctx.kube.get_session("media", "a"))
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", "a"))
     assert not [k for k in ctx.kube.objects if k[0] == "Lease"]
     create.start(ctx, ctx.kube.add_session("b"))
     assert status(ctx, "b")["phase"] == "Starting"
@@ -214,7 +214,7 @@ def test_start_timeout_timer_reads_mount_events(ctx):
     ctx.kube.events["reel-rec-a"] = [{"type": "Warning", "reason": "FailedMount", "message":
                                       'MountVolume.SetUp failed for volume "room-credentials" : '
                                       'secret "room" not found'}]
-    finished.check_start(ctx, ctx.kube.get_session("media", "a"))
+    session_events.check_start(ctx, ctx.kube.get_session("media", "a"))
     assert ready(ctx, "a")["reason"] == "SecretNotFound" and pod["metadata"]["name"] not in {
         n for k, ns, n in ctx.kube.objects if k == "Pod"}
 
@@ -225,7 +225,7 @@ def test_unschedulable_pod_fails_after_the_start_timeout(ctx):
     pod["metadata"]["creationTimestamp"] = (datetime.now(UTC) - timedelta(seconds=61)).strftime("%Y-%m-%dT%H:%M:%SZ")
     pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
                                                          "reason": "Unschedulable", "message": "0/1 nodes"}]}
-    finished.check_start(ctx, ctx.kube.get_session("media", "a"))
+    session_events.check_start(ctx, ctx.kube.get_session("media", "a"))
     assert ready(ctx, "a")["reason"] == "Unschedulable" and "0/1 nodes" in status(ctx, "a")["message"]
 
 

@@ -1,4 +1,5 @@
-"""The pure builders of reel_operator.podspec: pod, ServiceAccount, Role, RoleBinding, room lock."""
+"""The pure builders of reel_operator: names, labels and ownership (names), the pod (podspec), ServiceAccount,
+Role, RoleBinding (rbac), the room lock Lease (lock)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reel_api import load_session
-from reel_operator import podspec
+from reel_operator import lock, names, podspec, rbac
 from reel_operator.settings import RESOURCES_ANNOTATION, Settings, SettingsError
 
 UID = "0b7c3f0e-1111-2222-3333-444455556666"
@@ -41,11 +42,11 @@ def test_pod_identity_labels_and_owner():
     s = session()
     pod = podspec.build_pod(s, Settings())
     meta = pod["metadata"]
-    assert meta["name"] == "reel-rec-standup-1125" == podspec.object_name("standup-1125")
+    assert meta["name"] == "reel-rec-standup-1125" == names.object_name("standup-1125")
     assert meta["namespace"] == "media"
     assert meta["labels"]["app.kubernetes.io/managed-by"] == "reel-operator"
     assert meta["labels"]["reel.dev/session"] == "standup-1125"
-    assert meta["labels"]["reel.dev/room-key"] == podspec.room_key(s)
+    assert meta["labels"]["reel.dev/room-key"] == names.room_key(s)
     (owner,) = meta["ownerReferences"]
     assert owner == {"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession", "name": "standup-1125",
                      "uid": UID, "controller": True, "blockOwnerDeletion": True}
@@ -57,10 +58,30 @@ def test_pod_identity_labels_and_owner():
 
 def test_pod_name_is_deterministic_and_bounded():
     long = "s" * 250
-    name = podspec.object_name(long)
-    assert len(name) <= 63 and name == podspec.object_name(long)
-    assert name != podspec.object_name("s" * 249)
-    assert podspec.label_value(long) == podspec.bounded(long, 63) and len(podspec.label_value(long)) <= 63
+    name = names.object_name(long)
+    assert len(name) <= 63 and name == names.object_name(long)
+    assert name != names.object_name("s" * 249)
+    assert names.label_value(long) == names.bounded(long, 63) and len(names.label_value(long)) <= 63
+
+
+def test_owned_by_compares_the_session_uid():
+    pod = podspec.build_pod(session(), Settings())
+    assert names.owned_by(pod, {"name": "standup-1125", "uid": UID})
+    assert not names.owned_by(pod, {"name": "standup-1125", "uid": "uid-of-an-earlier-session"})
+    assert not names.owned_by({"metadata": {"name": "reel-rec-standup-1125"}}, {"uid": UID})  # no ownerReferences
+    assert not names.owned_by({"metadata": {"ownerReferences": None}}, {"uid": UID})
+    assert not names.owned_by(None, {"uid": UID})  # no pod
+    assert not names.owned_by(pod, {"name": "standup-1125"})  # a session without uid owns nothing
+    lease = lock.build_room_lock(session(), datetime(2026, 11, 25, tzinfo=UTC))
+    assert names.owned_by(lease, {"uid": UID})  # owned, not controlled, counts too
+
+
+def test_owner_session_is_the_controlling_session():
+    pod = podspec.build_pod(session(), Settings())
+    assert names.owner_session(pod) == ("standup-1125", UID)
+    lease = lock.build_room_lock(session(), datetime(2026, 11, 25, tzinfo=UTC))
+    assert names.owner_session(lease) is None  # owned, not controlled
+    assert names.owner_session({"metadata": {}}) is None
 
 
 def test_hardened_security_context():
@@ -146,7 +167,7 @@ def test_resources_defaults_and_override():
 
 @pytest.mark.parametrize("raw", ["{not json", '["x"]', '{"limit": {}}', '{"limits": {"memory": [1]}}'])
 def test_resources_override_errors(raw):
-    with pytest.raises(podspec.PodSpecError, match=RESOURCES_ANNOTATION):
+    with pytest.raises(names.BuildError, match=RESOURCES_ANNOTATION):
         podspec.build_pod(session(annotations={RESOURCES_ANNOTATION: raw}), Settings())
 
 
@@ -187,15 +208,15 @@ def test_local_storage_volume():
 
 def test_rbac_allows_only_own_status():
     s = session()
-    role = podspec.build_role(s)
+    role = rbac.build_role(s)
     assert role["rules"] == [{"apiGroups": ["reel.dev"], "resources": ["recordingsessions/status"],
                               "resourceNames": ["standup-1125"], "verbs": ["get", "patch"]}]
-    binding = podspec.build_role_binding(s)
+    binding = rbac.build_role_binding(s)
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "reel-rec-standup-1125"}
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "reel-rec-standup-1125",
                                     "namespace": "media"}]
-    sa = podspec.build_service_account(s)
+    sa = rbac.build_service_account(s)
     for obj in (role, binding, sa):
         assert obj["metadata"]["ownerReferences"][0]["uid"] == UID
         assert obj["metadata"]["name"] == "reel-rec-standup-1125"
@@ -203,23 +224,23 @@ def test_rbac_allows_only_own_status():
 
 def test_room_key_same_room_same_key():
     a = session()
-    assert podspec.room_key(a) == podspec.room_key(session(name="other"))
-    assert podspec.room_key(a) == podspec.room_key(session(room={"server": "ws://Janus.Media.svc:8188/"}))
-    assert podspec.room_key(a) == podspec.room_key(session(room={"id": "1234"}))  # Janus sees the same room
-    assert podspec.room_key(a) != podspec.room_key(session(room={"id": 1235}))
-    assert podspec.room_key(a) != podspec.room_key(session(room={"server": "ws://janus-2.media.svc:8188"}))
-    key = podspec.room_key(a)
+    assert names.room_key(a) == names.room_key(session(name="other"))
+    assert names.room_key(a) == names.room_key(session(room={"server": "ws://Janus.Media.svc:8188/"}))
+    assert names.room_key(a) == names.room_key(session(room={"id": "1234"}))  # Janus sees the same room
+    assert names.room_key(a) != names.room_key(session(room={"id": 1235}))
+    assert names.room_key(a) != names.room_key(session(room={"server": "ws://janus-2.media.svc:8188"}))
+    key = names.room_key(a)
     assert len(key) == 16 and key.isalnum()
 
 
 def test_room_lock_lease():
     s = session()
     now = datetime(2026, 11, 25, 10, 0, 0, 123456, tzinfo=UTC)
-    lease = podspec.build_room_lock(s, now)
-    assert lease["metadata"]["name"] == f"reel-room-{podspec.room_key(s)}"
+    lease = lock.build_room_lock(s, now)
+    assert lease["metadata"]["name"] == f"reel-room-{names.room_key(s)}"
     assert lease["spec"] == {"holderIdentity": f"media/standup-1125/{UID}",
                              "acquireTime": "2026-11-25T10:00:00.123456Z"}
     owner = lease["metadata"]["ownerReferences"][0]
     assert owner["uid"] == UID and owner["controller"] is False
-    assert podspec.parse_holder(lease["spec"]["holderIdentity"]) == ("media", "standup-1125", UID)
-    assert podspec.parse_holder("garbage") is None
+    assert lock.parse_holder(lease["spec"]["holderIdentity"]) == ("media", "standup-1125", UID)
+    assert lock.parse_holder("garbage") is None

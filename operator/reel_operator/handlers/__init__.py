@@ -3,6 +3,6 @@
 - ``create``: a new (or resumed) session -> room lock, ServiceAccount/Role/RoleBinding, recorder pod.
 - ``stop``: spec.stop set -> graceful pod deletion (SIGTERM: the recorder stops and finishes uploading).
 - ``pods``: recorder pod events -> failures to start, exits, final phases; finished pods removed.
-- ``finished``: session status changes -> conditions, Events, cleanup at the end; the start-timeout timer.
+- ``session_events``: every session event -> conditions, Events, cleanup at the end; the start-timeout timer.
 - ``delete``: the finalizer -> stop, wait (bounded) for the upload, release the room.
 """

@@ -9,8 +9,9 @@ import kopf
 
 from reel_api import FailureReason, Phase, SessionError, StopReason
 
-from .. import lock, podspec
+from .. import lock, podspec, rbac
 from .. import status as st
+from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
 from .common import Context, fail, invalid, parse, update_status
 
 #: Phases in which a recorder pod has been running: at operator start such a session is not started again.
@@ -42,10 +43,10 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         return
 
     # Label first: other sessions of the same room see us while we check (lock.py).
-    key = podspec.room_key(session)
-    if (body["metadata"].get("labels") or {}).get(podspec.LABEL_ROOM_KEY) != key:
+    key = room_key(session)
+    if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) != key:
         ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
-                               {"metadata": {"labels": {podspec.LABEL_ROOM_KEY: key}}})
+                               {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
     winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
     if winner is not None:
         fail(ctx, body, FailureReason.ALREADY_RECORDING,
@@ -56,16 +57,14 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
 
     try:
         pod_body = podspec.build_pod(session, ctx.settings)
-    except podspec.PodSpecError as err:
+    except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
-    for obj in (podspec.build_service_account(session), podspec.build_role(session),
-                podspec.build_role_binding(session)):
+    for obj in (rbac.build_service_account(session), rbac.build_role(session), rbac.build_role_binding(session)):
         ctx.kube.create(obj)
     pod, created = ctx.kube.create(pod_body)
-    owners = [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]
-    if session.metadata.uid not in owners:
+    if not owned_by(pod, body["metadata"]):
         # a pod of an earlier session with the same name is still terminating
         raise kopf.TemporaryError(f"pod {pod['metadata']['name']} belongs to an earlier session; waiting for it "
                                   "to go", delay=5)
@@ -78,7 +77,7 @@ def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> 
     """Operator (re)start with a session whose recorder ran: never record twice. If the pod vanished while
     nobody watched, say so; otherwise its events carry on."""
     meta = body["metadata"]
-    name = podspec.object_name(meta["name"])
+    name = object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], name)
     if pod is not None:
         return

@@ -12,8 +12,9 @@ import kopf
 
 from reel_api import ConditionReason, Phase, SessionError, StopReason
 
-from .. import lock, podspec
+from .. import lock
 from .. import status as st
+from ..names import object_name, owned_by
 from .common import Context, parse, post_event, update_status
 
 POLL_SECONDS = 2
@@ -23,9 +24,9 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     meta = body["metadata"]
     with contextlib.suppress(SessionError):
         lock.release(ctx.kube, parse(body))
-    pod_name = podspec.object_name(meta["name"])
+    pod_name = object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-    if pod is not None and meta.get("uid") not in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+    if not owned_by(pod, meta):
         pod = None
     phase = (body.get("status") or {}).get("phase")
     if pod is None:

@@ -10,17 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reel_api import KIND, Phase, StopReason
+from reel_api import Phase, StopReason
 
 from .. import status as st
+from ..names import owner_session
 from .common import Context, update_status
-
-
-def owner_session(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    for ref in pod["metadata"].get("ownerReferences") or []:
-        if ref.get("kind") == KIND and ref.get("controller"):
-            return ref["name"], ref["uid"]
-    return None
 
 
 def remove_pod(ctx: Context, pod: Mapping[str, Any], view: st.PodView) -> None:

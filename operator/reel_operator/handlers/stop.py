@@ -9,8 +9,8 @@ from typing import Any
 
 from reel_api import Phase, StopReason
 
-from .. import podspec
 from .. import status as st
+from ..names import object_name, owned_by
 from .common import Context, update_status
 
 
@@ -19,9 +19,9 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
     status = body.get("status") or {}
     if st.is_terminal(status.get("phase")):
         return
-    pod_name = podspec.object_name(meta["name"])
+    pod_name = object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-    if pod is None or meta.get("uid") not in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+    if not owned_by(pod, meta):
         update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason,
                                   "message": "stopped before the recorder started: nothing recorded"})
         return

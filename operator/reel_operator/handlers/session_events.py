@@ -1,5 +1,6 @@
-"""Session status changes (the recorder's reports included) -> conditions, observedGeneration and an Event per
-phase change; at the end the pod is removed and the room released. Plus the start-timeout check."""
+"""Every session event (the recorder's status reports included) -> conditions, observedGeneration and an Event
+per phase change; at the end the pod is removed and the room released. Plus the start-timeout check while the
+session is Pending/Starting."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 from reel_api import SessionError
 
-from .. import lock, podspec
+from .. import lock
 from .. import status as st
+from ..names import object_name, owned_by
 from . import pods
 from .common import Context, parse, update_status
 
@@ -28,10 +30,10 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
     if not st.is_terminal(phase):
         return
     # Final: no recorder pod may stay, the room is free again.
-    pod_name = podspec.object_name(meta["name"])
+    pod_name = object_name(meta["name"])
     if pod_names is None or pod_name in pod_names:
         pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-        if pod is not None and meta.get("uid") in [o.get("uid") for o in pod["metadata"].get("ownerReferences") or []]:
+        if owned_by(pod, meta):
             pods.remove_pod(ctx, pod, st.pod_view(pod))
     if holds_lock:
         with contextlib.suppress(SessionError):
@@ -41,6 +43,6 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
 def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     """Timer while Pending/Starting: a pod that cannot start produces no more pod events by itself."""
     meta = body["metadata"]
-    pod = ctx.kube.get_pod(meta["namespace"], podspec.object_name(meta["name"]))
+    pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if pod is not None:
         pods.observe(ctx, pod, session=body, logger=logger)

@@ -1,0 +1,48 @@
+"""Pure builders of the recorder's identity: its ServiceAccount, a Role allowing exactly ``get`` and ``patch``
+on ``recordingsessions/status`` of this one session (resourceNames), and its RoleBinding. A recorder can
+change nothing but its own session's status. All named ``reel-rec-<session>`` and owned by the session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reel_api import GROUP, PLURAL, RecordingSession
+
+from .names import object_meta, object_name
+
+
+def build_service_account(session: RecordingSession) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": object_meta(session, object_name(session.metadata.name)),
+        "automountServiceAccountToken": False,  # only the recorder pod mounts it (pod-level opt-in)
+    }
+
+
+def build_role(session: RecordingSession) -> dict[str, Any]:
+    """get/patch on this session's status subresource, nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": object_meta(session, object_name(session.metadata.name)),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [f"{PLURAL}/status"],
+                "resourceNames": [session.metadata.name],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_role_binding(session: RecordingSession) -> dict[str, Any]:
+    name = object_name(session.metadata.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": object_meta(session, name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": session.metadata.namespace}],
+    }
