@@ -31,6 +31,7 @@ _MODELS = (
     "Condition",
     "Ingest",
     "IntOrString",
+    "Interruption",
     "LocalStorage",
     "Mode",
     "ObjectMeta",

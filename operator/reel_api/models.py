@@ -32,7 +32,15 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from .rules import Rule, cel_matches, re2_search
-from .vocabulary import TERMINAL_PHASES, ConditionStatus, ConditionType, Phase, StopReason
+from .vocabulary import (
+    TERMINAL_PHASES,
+    ConditionStatus,
+    ConditionType,
+    FailureReason,
+    InterruptionReason,
+    Phase,
+    StopReason,
+)
 
 GROUP = "reel.dev"
 VERSION = "v1alpha1"
@@ -47,6 +55,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 DEFAULT_DISPLAY_NAME = "reel-recorder"
 DEFAULT_PREFIX = "{date}/{room}_{time}_{recordingId}/"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_MAX_RESTARTS = 3
 
 # ---------------------------------------------------------------------------------------------------------
 # Patterns (RE2 subset, anchored; see rules.py) and the rules built on them
@@ -373,6 +382,14 @@ class Recording(ApiModel):
         default=SegmentFormat.TS,
         description="HLS segment format: ts (MPEG-TS with H.264 video and AAC audio).",
     )
+    max_restarts: StrictInt = Field(
+        default=DEFAULT_MAX_RESTARTS,
+        ge=0,
+        le=20,
+        description="How many times a lost recorder (its pod deleted, evicted or OOM-killed, its node gone, a crash) "
+        "is replaced by a new one that continues the same recording (0 to 20); one more loss ends the session "
+        f"{Phase.FAILED} with reason {FailureReason.TOO_MANY_RESTARTS}. 0: never replace.",
+    )
 
 
 class LocalStorage(ApiModel):
@@ -524,6 +541,19 @@ class Condition(StatusModel):
     )
 
 
+class Interruption(StatusModel):
+    """A lost recorder being replaced: set while the gap lasts, removed when the new recorder reports."""
+
+    since: AwareDatetime = Field(description="When the operator saw the recorder lost.")
+    reason: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=CONDITION_REASON_PATTERN,
+        description=f"Why it was lost: {_listed(InterruptionReason)}.",
+    )
+    message: str = Field(default="", max_length=4096, description="What happened, and which restart this is.")
+
+
 class RecordingSessionStatus(StatusModel):
     """The observed state of the recording, written by the operator and the recorder."""
 
@@ -551,6 +581,16 @@ class RecordingSessionStatus(StatusModel):
     playlists: list[str] = Field(default_factory=list, description="Object keys of the HLS playlists.")
     manifest: str | None = Field(default=None, description="Object key of the recording's manifest.")
     pod: str | None = Field(default=None, description="Name of the current recorder pod.")
+    recorder_started_at: AwareDatetime | None = Field(
+        default=None, description="When the current recorder process started (the recorder writes it)."
+    )
+    restarts: int | None = Field(
+        default=None, ge=0, description="Replacement recorders started so far (spec.recording.maxRestarts)."
+    )
+    interruption: Interruption | None = Field(
+        default=None,
+        description="Set while a lost recorder is being replaced (the recording has a gap); absent otherwise.",
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the status was computed for."
     )
@@ -621,6 +661,7 @@ __all__ = [
     "ConditionType",
     "Ingest",
     "IntOrString",
+    "Interruption",
     "LocalStorage",
     "Mode",
     "ObjectMeta",

@@ -10,8 +10,9 @@ Who writes what:
   `MaxDuration` and `Error`, and, for `Error`, the detailed `FailureReason` of its own failures (status
   `reason` and the termination log);
 - the operator writes `Pending`, `Starting`, `Stopping` and every final phase the recorder cannot report (it
-  could not start, it died, it was killed), the stop reasons `Deleted` and `AlreadyRecording`, its own
-  `FailureReason`s, the conditions (`ConditionType`, `ConditionStatus`, `ConditionReason`) and the Events.
+  could not start, it was killed while stopping, it was lost too often), the stop reasons `Deleted` and
+  `AlreadyRecording`, its own `FailureReason`s, the `InterruptionReason` of a lost recorder it replaces, the
+  conditions (`ConditionType`, `ConditionStatus`, `ConditionReason`) and the Events.
 
 A failed session has phase `Failed`, stop reason `Error` (or `AlreadyRecording`) and its `FailureReason` as the
 reason of the `Ready` condition and of the Warning Event. Kubernetes' own reasons (a pod's `Evicted`, a
@@ -74,13 +75,14 @@ class FailureReason(StrEnum):
     CONTAINER_CONFIG_ERROR = "ContainerConfigError"  # the kubelet cannot create the recorder container
     UNSCHEDULABLE = "Unschedulable"  # no node can run the recorder pod (resources, selectors, taints)
     START_TIMEOUT = "StartTimeout"  # the recorder pod did not start within the operator's start timeout
-    POD_FAILED = "PodFailed"  # the pod failed before its recorder started (or Kubernetes' own reason, e.g. Evicted)
-    RECORDER_POD_DELETED = "RecorderPodDeleted"  # someone deleted the recorder pod while it was recording
-    OUT_OF_MEMORY = "OutOfMemory"  # the recorder was OOM-killed: raise its memory limit
+    POD_FAILED = "PodFailed"  # the pod failed before its recorder started (or Kubernetes' own reason, e.g. OutOfcpu)
+    RECORDER_POD_DELETED = "RecorderPodDeleted"  # the recorder pod was deleted while recording (before maxRestarts)
+    OUT_OF_MEMORY = "OutOfMemory"  # the recorder was OOM-killed while stopping: raise its memory limit
     UPLOAD_TIMEOUT = "UploadTimeout"  # killed while stopping, before its upload ended: raise the grace period
-    RECORDER_ERROR = "RecorderError"  # the recorder exited with an error and no report: see message (log tail)
+    RECORDER_ERROR = "RecorderError"  # exited with an error and no report while stopping: see message (log tail)
     START_FAILED = "StartFailed"  # the operator could not create the recorder pod after several attempts
     INVALID_RECORDER_SETTINGS = "InvalidRecorderSettings"  # e.g. a bad reel.dev/recorder-resources annotation
+    TOO_MANY_RESTARTS = "TooManyRestarts"  # the recorder was lost more often than spec.recording.maxRestarts allows
 
 
 class ConditionType(StrEnum):
@@ -116,6 +118,23 @@ class ConditionReason(StrEnum):
     STOPPED_BEFORE_START = "StoppedBeforeStart"  # stopped or deleted before the recorder started: nothing recorded
     RECORDER_GONE = "RecorderGone"  # the pod went while stopping, before the recorder reported its result
     DELETE_TIMEOUT = "DeleteTimeout"  # Warning Event: after deletion the recorder did not finish in time; killed
+    INTERRUPTED = "Interrupted"  # Recording and Ready False, Warning Event: the recorder was lost, a new one resumes
+    RESUMED = "Resumed"  # Normal Event: the replacement recorder reported; the recording goes on
+
+
+class InterruptionReason(StrEnum):
+    """Why a recorder was lost while its session was not stopped (status.interruption.reason, REEL_RESUME's
+    reason): the operator starts a replacement that continues the same recording (spec.recording.maxRestarts)."""
+
+    POD_DELETED = "PodDeleted"  # the recorder pod was deleted (kubectl delete pod, a force delete) mid-recording
+    EVICTED = "Evicted"  # the pod was evicted: a node drain, the eviction API, node pressure, a NoExecute taint
+    PREEMPTED = "Preempted"  # the scheduler preempted the pod for a pod of higher priority
+    OUT_OF_MEMORY = "OutOfMemory"  # the recorder was OOM-killed: if it recurs, raise its memory limit
+    NODE_LOST = "NodeLost"  # the pod's node went away or stopped responding
+    TERMINATED = "Terminated"  # the recorder got SIGTERM from something else than its session (e.g. node shutdown)
+    RECORDER_CRASHED = "RecorderCrashed"  # the recorder exited with an error, or was killed, without a final report
+    RECORDER_LOST = "RecorderLost"  # a replacement was started without a cause (the recorder cannot tell)
+    RESUMED_BY_HAND = "ResumedByHand"  # reel-recorder --resume PREFIX: a person continued the recording
 
 
 __all__ = [
@@ -124,6 +143,7 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "FailureReason",
+    "InterruptionReason",
     "Phase",
     "StopReason",
 ]

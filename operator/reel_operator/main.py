@@ -10,7 +10,7 @@ import logging
 
 import kopf
 
-from reel_api import GROUP, PLURAL, VERSION, Phase
+from reel_api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 
 from . import lock
 from .handlers import create, delete, pods, session_events, stop
@@ -97,6 +97,13 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
             when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
 def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
     session_events.check_start(ctx_of(memo), body, logger=logger)
+
+
+@kopf.timer(*SESSIONS, interval=1, initial_delay=1,
+            when=lambda status, **_: bool(status.get("interruption")) and status.get("phase") not in TERMINAL_PHASES)
+def on_interruption_timer(body, memo: kopf.Memo, logger, **_) -> None:
+    """A lost recorder: start its replacement after the backoff, then watch it start."""
+    session_events.check_interruption(ctx_of(memo), body, logger=logger)
 
 
 @kopf.on.delete(*SESSIONS)

@@ -2,6 +2,9 @@
 arguments, environment, volumes, resources and security context. Named ``reel-rec-<session>`` and owned by
 the session (``names.py``); it runs as the session's ServiceAccount (``rbac.py``).
 
+A replacement of a lost recorder is the same pod with ``REEL_RESUME`` (what to continue) and the restart
+number in its annotation ``reel.dev/restart``: the operator tells the current pod from the lost one by it.
+
 Nothing here talks to the cluster; unit tests check every field.
 """
 
@@ -25,6 +28,13 @@ ROOM_SECRETS_DIR = f"{SECRETS_DIR}/room"
 STORAGE_SECRETS_DIR = f"{SECRETS_DIR}/storage"
 BACKUP_STORAGE_SECRETS_DIR = f"{SECRETS_DIR}/backup-storage"
 STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+#: The pod's restart number (status.restarts when it was created; "0" for the first recorder of a session).
+RESTART_ANNOTATION = "reel.dev/restart"
+GENERATION_ANNOTATION = "reel.dev/session-generation"
+#: The cluster autoscaler must not remove a node to save money while it runs a recording.
+SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+#: The replacement recorder's instructions (JSON: recordingId, prefix, reason, interruptedAt).
+RESUME_ENV = "REEL_RESUME"
 
 #: Volume names; the status logic maps mount failures back to the spec field through them.
 VOLUME_FIELDS = {
@@ -75,7 +85,10 @@ def _secret_volume(name: str, secret: str, keys: tuple[str, ...] = ()) -> dict[s
     return {"name": name, "secret": source}
 
 
-def build_pod(session: RecordingSession, settings: Settings) -> dict[str, Any]:
+def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0,
+              resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The recorder pod. ``restart``: its restart number (status.restarts); ``resume``: for a replacement that
+    continues a recording, the REEL_RESUME object (``status.resume_request``), None for a fresh start."""
     spec = session.spec
     name = object_name(session.metadata.name)
     args = ["--spool", SPOOL_DIR, "--termination-log", TERMINATION_LOG,
@@ -123,6 +136,8 @@ def build_pod(session: RecordingSession, settings: Settings) -> dict[str, Any]:
         {"name": "REEL_LOG_LEVEL", "value": settings.recorder_log_level},
         {"name": "HOME", "value": TMP_DIR},
     ]
+    if resume is not None:
+        env.append({"name": RESUME_ENV, "value": json.dumps(dict(resume), separators=(",", ":"), sort_keys=True)})
     container = {
         "name": CONTAINER,
         "image": settings.recorder_image,
@@ -172,8 +187,11 @@ def build_pod(session: RecordingSession, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": object_meta(session, name,
-                                annotations={"reel.dev/session-generation": str(session.metadata.generation or 0)}),
+        "metadata": object_meta(session, name, annotations={
+            GENERATION_ANNOTATION: str(session.metadata.generation or 0),
+            RESTART_ANNOTATION: str(restart),
+            SAFE_TO_EVICT_ANNOTATION: "false",
+        }),
         "spec": pod_spec,
     }
 

@@ -8,6 +8,12 @@ Who writes what:
 
 The detailed reason of a failure (e.g. RoomNotFound, SecretNotFound, ImagePullFailed) lives in the Ready and
 Recording conditions; stopReason keeps the coarse contract value (Error, NoUsers, ...).
+
+A recorder lost while its session was not stopped (pod deleted or evicted, OOM kill, crash, node gone) is an
+interruption (``judge_interruption``): the operator starts a replacement that continues the same recording
+(``resume_request``), after a backoff (``restart_delay``), at most spec.recording.maxRestarts times; while the
+gap lasts status.interruption is set and the Recording and Ready conditions are False with reason Interrupted,
+until the replacement reports (``interruption_over``).
 """
 
 from __future__ import annotations
@@ -24,12 +30,14 @@ from reel_api import (
     ConditionStatus,
     ConditionType,
     FailureReason,
+    InterruptionReason,
     Phase,
     StopReason,
     StorageLocation,
 )
+from reel_api.models import DEFAULT_MAX_RESTARTS
 
-from .podspec import CONTAINER, VOLUME_FIELDS
+from .podspec import CONTAINER, RESTART_ANNOTATION, VOLUME_FIELDS
 
 PHASE_RANK = {
     Phase.PENDING: 0,
@@ -50,6 +58,18 @@ FAILED_MOUNT = "FailedMount"  # a kubelet Event's reason (e.g. a Secret volume t
 POD_SCHEDULED, UNSCHEDULABLE = "PodScheduled", "Unschedulable"  # a pod condition and the scheduler's reason
 WARNING, NORMAL = "Warning", "Normal"  # Event types
 CONTAINER_CREATING = "ContainerCreating"  # a container's waiting reason before it starts
+POD_UNKNOWN = "Unknown"  # a pod's status.phase when its node stopped reporting
+POD_EVICTED, POD_NODE_LOST = "Evicted", "NodeLost"  # a pod's status.reason
+POD_READY = "Ready"  # a pod condition
+DISRUPTION_TARGET = "DisruptionTarget"  # a pod condition: Kubernetes is about to delete (or has failed) the pod
+PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"  # DisruptionTarget reasons
+DELETION_BY_TAINT_MANAGER = "DeletionByTaintManager"
+DELETION_BY_POD_GC = "DeletionByPodGC"  # its node is gone
+KILLED_EXIT_CODES = (137, 143)  # SIGKILL, SIGTERM
+MANIFEST_FILE = "manifest.json"  # the last part of status.manifest
+
+#: The backoff before starting the n-th replacement recorder: 2 s · 2^(n-1), at most 30 s.
+RESTART_BACKOFF_SECONDS, RESTART_BACKOFF_MAX_SECONDS = 2.0, 30.0
 
 #: Stop reasons after which the outcome is a normal end (not a failure).
 NORMAL_STOPS = frozenset({StopReason.REQUESTED, StopReason.NO_USERS, StopReason.MAX_DURATION, StopReason.DELETED})
@@ -96,6 +116,10 @@ class PodView:
     unschedulable: str | None = None  # the scheduler's message
     pod_reason: str | None = None  # status.reason (Evicted, DeadlineExceeded, ...)
     pod_message: str | None = None
+    node: str | None = None  # spec.nodeName
+    disruption: str | None = None  # the reason of a True DisruptionTarget condition (EvictionByEvictionAPI, ...)
+    ready: bool | None = None  # the Ready condition (None: not reported)
+    restart: int = 0  # the pod's restart number (annotation reel.dev/restart): the current pod has status.restarts
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -110,6 +134,13 @@ def parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _restart_number(value: Any) -> int:
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
     """Read the fields that matter from a Pod (a dict in the API's camelCase form)."""
     meta = pod.get("metadata") or {}
@@ -120,11 +151,15 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
     last = (cs or {}).get("lastState") or {}
     terminated = state.get("terminated") or last.get("terminated")
     waiting = state.get("waiting") or {}
-    unschedulable = None
+    unschedulable = disruption = ready = None
     for cond in status.get("conditions") or []:
         if cond.get("type") == POD_SCHEDULED and cond.get("status") == ConditionStatus.FALSE and \
                 cond.get("reason") == UNSCHEDULABLE:
             unschedulable = cond.get("message") or "no node can run the pod"
+        elif cond.get("type") == DISRUPTION_TARGET and cond.get("status") == ConditionStatus.TRUE:
+            disruption = cond.get("reason") or DISRUPTION_TARGET
+        elif cond.get("type") == POD_READY:
+            ready = cond.get("status") == ConditionStatus.TRUE
     return PodView(
         name=meta.get("name", ""),
         phase=status.get("phase"),
@@ -139,6 +174,10 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
         unschedulable=unschedulable,
         pod_reason=status.get("reason"),
         pod_message=status.get("message"),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        disruption=disruption,
+        ready=ready,
+        restart=_restart_number((meta.get("annotations") or {}).get(RESTART_ANNOTATION)),
     )
 
 
@@ -247,6 +286,12 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
     term = view.terminated or {}
     summary = termination_summary(term)
     exit_code = term.get("exitCode")
+    if summary is not None and summary.get("interrupted") and (stopping or deleting):
+        # SIGTERM from elsewhere (a drain, ...) just before the session's own stop: what it had is stored
+        extra = {k: summary[k] for k in ("recordingId", "manifest") if summary.get(k)}
+        return Verdict(Phase.COMPLETED, StopReason.DELETED if deleting else StopReason.REQUESTED,
+                       ConditionReason.INTERRUPTED, "the recorder was interrupted as the session was stopped: "
+                       "what it had recorded is stored", extra)
     if summary is not None:
         phase = summary.get("phase")
         if phase not in TERMINAL_PHASES:
@@ -265,13 +310,156 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
                        "reel.dev/recorder-resources or the operator's REEL_RECORDER_MEMORY_LIMIT)")
     if exit_code == 0:
         return Verdict(Phase.COMPLETED, StopReason.DELETED if deleting else None, Phase.COMPLETED, None)
-    if (stopping or deleting) and exit_code in (137, 143):
+    if (stopping or deleting) and exit_code in KILLED_EXIT_CODES:
         grace = f" ({grace_seconds} s)" if grace_seconds else ""
         return _failed(FailureReason.UPLOAD_TIMEOUT,
                        "the recorder was killed before it finished uploading: it needed more than the termination "
                        f"grace period{grace}; raise REEL_TERMINATION_GRACE_SECONDS")
     return _failed(FailureReason.RECORDER_ERROR,
                    f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Interruptions: a lost recorder, replaced by one that continues the recording
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """Why a recorder was lost (an InterruptionReason and a sentence), and what its final JSON said."""
+
+    reason: str
+    message: str
+    extra: Mapping[str, Any] = field(default_factory=dict)  # recordingId, manifest from the termination log
+
+
+def _node_lost(view: PodView) -> bool:
+    """The pod's node is gone or unreachable: its kubelet will never report the recorder's end."""
+    return (view.phase == POD_UNKNOWN or view.pod_reason == POD_NODE_LOST or view.disruption == DELETION_BY_POD_GC
+            or (view.disruption == DELETION_BY_TAINT_MANAGER and view.deleting and view.ready is False))
+
+
+def _cause(view: PodView) -> tuple[str, str] | None:
+    """What Kubernetes did to the pod (node lost, preempted, evicted, deleted), None if nothing."""
+    name = view.name
+    if _node_lost(view):
+        on = f" {view.node}" if view.node else ""
+        return InterruptionReason.NODE_LOST, f"the node{on} of the recorder pod {name} was lost"
+    if view.disruption == PREEMPTION_BY_SCHEDULER:
+        return InterruptionReason.PREEMPTED, f"the recorder pod {name} was preempted for a pod of higher priority"
+    if view.disruption or view.pod_reason == POD_EVICTED:
+        detail = (view.pod_message or view.disruption or "").strip()
+        return InterruptionReason.EVICTED, f"the recorder pod {name} was evicted{' (' + detail + ')' if detail else ''}"
+    if view.gone or view.deleting:
+        return InterruptionReason.POD_DELETED, f"the recorder pod {name} was deleted"
+    return None
+
+
+def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = False,
+                       deleting: bool = False) -> Interruption | None:
+    """Is this the loss of a recorder whose recording must go on (a replacement continues it)?
+
+    Yes when the session is not final, not stopping (spec.stop) and not being deleted, and the pod: is gone
+    (deleted, force-deleted, removed with its node), exited with the recorder's ``interrupted`` JSON (SIGTERM from
+    a drain, an eviction, ``kubectl delete pod``: exit code 3), was OOM-killed, exited non-zero or was killed
+    without a final report, runs on a lost node, or was evicted before it started. No (None: ``judge_pod``
+    decides, as before) when the recorder reported a final phase or exited 0, is still running (a pod being
+    deleted gracefully: its recorder is storing what it has), or cannot start (image, Secret, scheduling)."""
+    if is_terminal(phase) or stopping or deleting:
+        return None
+    term = view.terminated
+    if term is not None:
+        summary = termination_summary(term)
+        extra = {k: summary[k] for k in ("recordingId", "manifest") if summary and summary.get(k)}
+        cause = _cause(view)
+        if summary is not None and summary.get("interrupted"):
+            reason, what = cause or (InterruptionReason.TERMINATED,
+                                     f"the recorder of pod {view.name} got SIGTERM although its session was not "
+                                     "stopped")
+            return Interruption(reason, f"{what}; it stored what it had recorded", extra)
+        if summary is not None and summary.get("phase") in TERMINAL_PHASES:
+            return None  # its own end (a failure included): final
+        exit_code = term.get("exitCode")
+        if term.get("reason") == OOM_KILLED:
+            return Interruption(InterruptionReason.OUT_OF_MEMORY,
+                                "the recorder ran out of memory (OOMKilled); if it recurs, raise its memory limit "
+                                "(annotation reel.dev/recorder-resources or REEL_RECORDER_MEMORY_LIMIT)", extra)
+        if exit_code == 0:
+            return None
+        if cause is not None and exit_code in KILLED_EXIT_CODES:
+            return Interruption(cause[0], f"{cause[1]}; the recorder was killed (exit code {exit_code})", extra)
+        detail = (term.get("message") or "").strip() if summary is None else ""
+        tail = f": {detail[-300:]}" if detail else ""
+        return Interruption(InterruptionReason.RECORDER_CRASHED,
+                            f"the recorder exited with code {exit_code} ({term.get('reason')}) without a final "
+                            f"report{tail}", extra)
+    if view.gone or _node_lost(view):
+        reason, what = _cause(view) or (InterruptionReason.POD_DELETED, f"the recorder pod {view.name} was deleted")
+        return Interruption(reason, what)
+    if view.phase == POD_FAILED and not view.running and (view.disruption or view.pod_reason == POD_EVICTED):
+        reason, what = _cause(view) or (InterruptionReason.EVICTED, f"the recorder pod {view.name} was evicted")
+        return Interruption(reason, f"{what} before its recorder started")
+    return None
+
+
+def max_restarts(spec: Mapping[str, Any] | None) -> int:
+    """spec.recording.maxRestarts of a session (the API's default when absent)."""
+    value = ((spec or {}).get("recording") or {}).get("maxRestarts")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return DEFAULT_MAX_RESTARTS
+    return value
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds between seeing the recorder lost and starting replacement number ``restarts`` (1, 2, ...)."""
+    return min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_SECONDS * 2 ** min(max(restarts - 1, 0), 16))
+
+
+def interruption_record(cause: Interruption, *, restarts: int, limit: int, now: datetime) -> dict[str, Any]:
+    """status.interruption for replacement number ``restarts`` (of at most ``limit``)."""
+    return {"since": rfc3339(now), "reason": cause.reason,
+            "message": f"{cause.message}; resuming ({restarts} of {limit})"}
+
+
+def too_many_restarts_message(cause: Interruption, *, restarts: int, limit: int) -> str:
+    return (f"the recorder was lost again after {restarts} restart(s), the most spec.recording.maxRestarts "
+            f"({limit}) allows: {cause.message}. What was recorded until then is stored")
+
+
+def resume_request(status: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any] | None:
+    """REEL_RESUME for the replacement of a lost recorder: the same recordingId, the prefix of its manifest
+    (status.manifest without "manifest.json"), why and when it was lost. None when the lost recorder had not
+    reported a recording (no recordingId or manifest): the replacement starts afresh, nothing was recorded."""
+    recording_id, manifest = status.get("recordingId"), status.get("manifest")
+    if not recording_id or not manifest:
+        return None
+    if manifest.endswith(MANIFEST_FILE):
+        prefix = manifest[: -len(MANIFEST_FILE)]
+    else:
+        head, sep, _ = manifest.rpartition("/")
+        prefix = head + sep
+    interruption = status.get("interruption") or {}
+    return {"recordingId": recording_id, "prefix": prefix,
+            "reason": interruption.get("reason") or InterruptionReason.RECORDER_CRASHED,
+            "interruptedAt": interruption.get("since") or rfc3339(now or now_utc())}
+
+
+def interruption_over(status: Mapping[str, Any]) -> bool:
+    """The replacement recorder has taken over: it reports Recording/Paused and started after the loss."""
+    interruption = status.get("interruption")
+    if not interruption or status.get("phase") not in (Phase.RECORDING, Phase.PAUSED):
+        return False
+    started, since = parse_time(status.get("recorderStartedAt")), parse_time(interruption.get("since"))
+    return started is not None and since is not None and started > since
+
+
+def stopped_while_interrupted(status: Mapping[str, Any]) -> str | None:
+    """The message of a session stopped (or deleted) while its lost recorder was being replaced; None if not."""
+    interruption = status.get("interruption")
+    if not interruption:
+        return None
+    return (f"stopped while a lost recorder was being replaced ({interruption.get('reason')}): the recording ends "
+            "where that recorder stopped")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,7 +476,7 @@ def failure_reason(status: Mapping[str, Any]) -> str:
     """The detailed reason of a failed session, as recorded in its Ready condition (or the stop reason)."""
     for cond in status.get("conditions") or []:
         if cond.get("type") == ConditionType.READY and cond.get("status") == ConditionStatus.FALSE and \
-                cond.get("reason") not in PHASE_NAMES:
+                cond.get("reason") not in PHASE_NAMES and cond.get("reason") != ConditionReason.INTERRUPTED:
             return cond["reason"]
     return status.get("stopReason") or Phase.FAILED
 
@@ -305,8 +493,12 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     active = status.get("activeParticipants") or 0
     failed = phase == Phase.FAILED
     why = (reason or failure_reason(status)) if failed else None
+    interruption = None if is_terminal(phase) else status.get("interruption")
 
-    if phase == Phase.RECORDING:
+    if interruption:
+        recording = _cond(ConditionType.RECORDING, False, ConditionReason.INTERRUPTED,
+                          interruption.get("message") or "")
+    elif phase == Phase.RECORDING:
         if active:
             recording = _cond(ConditionType.RECORDING, True, ConditionReason.PARTICIPANTS_PRESENT,
                               f"{active} participant(s) being recorded")
@@ -343,6 +535,8 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
 
     if failed:
         ready = _cond(ConditionType.READY, False, why, message)
+    elif interruption:  # a gap in the recording: `kubectl wait --for=condition=Ready` users see it
+        ready = _cond(ConditionType.READY, False, ConditionReason.INTERRUPTED, interruption.get("message") or "")
     elif phase in (Phase.RECORDING, Phase.PAUSED, Phase.COMPLETED, Phase.BACKED_UP):
         ready = _cond(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
     else:
@@ -380,6 +574,8 @@ def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, gener
         changes = {k: v for k, v in changes.items() if k not in ("phase", "stopReason", "message")}
         reason = None
     merged = {**status, **changes}
+    if is_terminal(merged.get("phase")) and merged.get("interruption"):  # a final phase ends any interruption
+        changes["interruption"] = merged["interruption"] = None
     conditions = merge_conditions(status.get("conditions") or [], desired_conditions(merged, reason=reason),
                                   generation=generation, now=now)
     patch = {k: v for k, v in changes.items() if status.get(k) != v}
@@ -393,8 +589,18 @@ def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, gener
 def transition(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """The Event to post for a status patch: (type, reason, message), or None when the phase did not change.
 
-    The "previous phase" is what the conditions said (the recorder may have moved the phase meanwhile)."""
+    The "previous phase" is what the conditions said (the recorder may have moved the phase meanwhile). A new
+    status.interruption posts a Warning Interrupted, its removal (not by a final phase) a Normal Resumed."""
     new_phase = patch.get("phase") or old_status.get("phase")
+    old_interruption = old_status.get("interruption")
+    if patch.get("interruption") and patch["interruption"] != old_interruption:
+        return WARNING, ConditionReason.INTERRUPTED, patch["interruption"].get("message") or ConditionReason.INTERRUPTED
+    if "interruption" in patch and not patch["interruption"] and old_interruption and not is_terminal(new_phase):
+        merged = {**old_status, **patch}
+        what = f"recording {merged['recordingId']}" if merged.get("recordingId") else "the recording"
+        reason, since = old_interruption.get("reason"), old_interruption.get("since")
+        return NORMAL, ConditionReason.RESUMED, f"a new recorder continues {what} after the interruption ({reason}) " \
+                                                f"of {since}"
     old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
     new_ready = next((c for c in patch.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
     if new_ready is None or (old_ready and (old_ready.get("status"), old_ready.get("reason")) ==

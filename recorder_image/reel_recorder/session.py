@@ -57,6 +57,7 @@ class Recording:
     segment_seconds: int
     outputs: tuple[str, ...]
     segment_format: str
+    max_restarts: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import kopf
 import pytest
 
 from reel_operator import names
+from reel_operator import status as status_mod
 from reel_operator.handlers import common, create, delete, pods, session_events, stop
 from reel_operator.kube import Conflict
 from reel_operator.settings import Settings
@@ -127,9 +129,9 @@ def ready(ctx, name):
     return next(c for c in status(ctx, name)["conditions"] if c["type"] == "Ready")
 
 
-def set_pod_state(ctx, name, state, phase="Running"):
+def set_pod_state(ctx, name, state, phase="Running", **pod_status):
     pod = ctx.kube.objects[("Pod", "media", f"reel-rec-{name}")]
-    pod["status"] = {"phase": phase, "containerStatuses": [{"name": "recorder", "state": state}]}
+    pod["status"] = {"phase": phase, "containerStatuses": [{"name": "recorder", "state": state}], **pod_status}
     return copy.deepcopy(pod)
 
 
@@ -280,12 +282,313 @@ def test_without_lease_rights_the_label_check_still_refuses_a_second_session(ctx
     assert status(ctx, "b")["stopReason"] == "AlreadyRecording"
 
 
-def test_operator_restart_never_records_a_session_twice(ctx):
+def test_operator_restart_never_records_a_session_twice(ctx, clock):
     create.start(ctx, ctx.kube.add_session("a"))
     ctx.kube.sessions[("media", "a")]["status"]["phase"] = "Recording"
     create.start(ctx, ctx.kube.get_session("media", "a"))  # resumed, pod still there: nothing to do
-    assert status(ctx, "a")["phase"] == "Recording"
+    assert status(ctx, "a")["phase"] == "Recording" and not ctx.kube.deleted_pods
     del ctx.kube.objects[("Pod", "media", "reel-rec-a")]  # vanished while the operator was down
     create.start(ctx, ctx.kube.get_session("media", "a"))
+    # its recorder was lost: an interruption, not a second recording; the timer starts the one replacement
     assert ("Pod", "media", "reel-rec-a") not in ctx.kube.objects
-    assert status(ctx, "a")["phase"] == "Failed" and ready(ctx, "a")["reason"] == "RecorderPodDeleted"
+    assert status(ctx, "a")["restarts"] == 1 and status(ctx, "a")["interruption"]["reason"] == "PodDeleted"
+    create.start(ctx, ctx.kube.get_session("media", "a"))  # resumed again meanwhile: still nothing created
+    assert ("Pod", "media", "reel-rec-a") not in ctx.kube.objects and status(ctx, "a")["restarts"] == 1
+    clock.advance(3)
+    session_events.check_interruption(ctx, ctx.kube.get_session("media", "a"))
+    assert ctx.kube.get_pod("media", "reel-rec-a")["metadata"]["annotations"]["reel.dev/restart"] == "1"
+
+
+# -- a lost recorder is replaced by one that continues the recording ------------------------------------------
+
+MANIFEST = "2026-11-30/1234_101500_01JREC/manifest.json"
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 11, 30, 10, 20, tzinfo=UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(status_mod, "now_utc", c)
+    return c
+
+
+def recording(ctx, name="a", **spec):
+    """A session whose recorder runs and has reported its recording."""
+    create.start(ctx, ctx.kube.add_session(name, **spec))
+    set_pod_state(ctx, name, {"running": {}})
+    ctx.kube.sessions[("media", name)]["status"].update(
+        phase="Recording", recordingId="01JREC", manifest=MANIFEST, recorderStartedAt="2026-11-30T10:15:00Z",
+        activeParticipants=2)
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", name))
+    assert ready(ctx, name)["status"] == "True"
+    ctx.posted.clear()
+
+
+def pod_of(ctx, name="a"):
+    return ctx.kube.get_pod("media", f"reel-rec-{name}")
+
+
+def env_of(pod):
+    return {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+
+
+def tick(ctx, name="a"):
+    session_events.check_interruption(ctx, ctx.kube.get_session("media", name))
+
+
+def report(ctx, name="a", **fields):
+    """The recorder patches its status; the operator sees the session event."""
+    s = ctx.kube.sessions[("media", name)]
+    s["status"].update(fields)
+    s["metadata"]["resourceVersion"] = str(next(_rv))
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", name))
+
+
+def warnings(ctx, reason):
+    return [m for t, r, m in ctx.posted if (t, r) == ("Warning", reason)]
+
+
+def test_killed_recorder_is_replaced_and_the_recording_resumes(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    s = status(ctx, "a")
+    assert s["phase"] == "Recording" and s["restarts"] == 1 and s["activeParticipants"] == 0
+    assert s["interruption"]["reason"] == "RecorderCrashed" and s["interruption"]["since"] == "2026-11-30T10:20:00Z"
+    assert (ready(ctx, "a")["status"], ready(ctx, "a")["reason"]) == ("False", "Interrupted")
+    (msg,) = warnings(ctx, "Interrupted")
+    assert "code 137" in msg and msg.endswith("resuming (1 of 3)")
+    assert ctx.kube.deleted_pods == [("reel-rec-a", 0)] and pod_of(ctx) is None  # the lost pod goes at once
+
+    clock.advance(1)
+    tick(ctx)
+    assert pod_of(ctx) is None  # backoff: 2 s before the first replacement
+    clock.advance(1.5)
+    tick(ctx)
+    new = pod_of(ctx)
+    assert new["metadata"]["annotations"]["reel.dev/restart"] == "1"
+    assert json.loads(env_of(new)["REEL_RESUME"]) == {
+        "recordingId": "01JREC", "prefix": "2026-11-30/1234_101500_01JREC/", "reason": "RecorderCrashed",
+        "interruptedAt": "2026-11-30T10:20:00Z"}
+    tick(ctx)  # the replacement exists: nothing more
+    assert len([k for k in ctx.kube.objects if k[0] == "Pod"]) == 1
+
+    # the lost pod's late DELETED event does not count again
+    old = copy.deepcopy(new)
+    old["metadata"]["annotations"]["reel.dev/restart"] = "0"
+    pods.observe(ctx, old, gone=True)
+    assert status(ctx, "a")["restarts"] == 1 and len(warnings(ctx, "Interrupted")) == 1
+
+    # the replacement's first report with an old start time (the lost recorder's last flush): still a gap
+    report(ctx, recorderStartedAt="2026-11-30T10:15:00Z")
+    assert status(ctx, "a")["interruption"]
+    report(ctx, recorderStartedAt="2026-11-30T10:20:04Z", activeParticipants=2)
+    s = status(ctx, "a")
+    assert s["interruption"] is None and s["restarts"] == 1 and ready(ctx, "a")["status"] == "True"
+    (resumed,) = [m for t, r, m in ctx.posted if (t, r) == ("Normal", "Resumed")]
+    assert "01JREC" in resumed and "RecorderCrashed" in resumed
+
+
+def test_deleted_pod_is_replaced(ctx, clock):
+    recording(ctx)
+    pod = pod_of(ctx)
+    del ctx.kube.objects[("Pod", "media", "reel-rec-a")]  # kubectl delete pod --force --grace-period=0
+    pods.observe(ctx, pod, gone=True)
+    assert status(ctx, "a")["interruption"]["reason"] == "PodDeleted" and status(ctx, "a")["restarts"] == 1
+    clock.advance(2)
+    tick(ctx)
+    assert json.loads(env_of(pod_of(ctx))["REEL_RESUME"])["reason"] == "PodDeleted"
+
+
+def test_gracefully_deleted_pod_is_replaced_once_its_recorder_stored_what_it_had(ctx, clock):
+    recording(ctx)
+    ctx.kube.objects[("Pod", "media", "reel-rec-a")]["metadata"]["deletionTimestamp"] = "2026-11-30T10:25:00Z"
+    pods.observe(ctx, set_pod_state(ctx, "a", {"running": {}}))  # SIGTERM sent, the recorder is storing
+    assert "interruption" not in status(ctx, "a") and not ctx.kube.deleted_pods
+    summary = {"phase": "Recording", "interrupted": True, "reason": "Interrupted", "message": "x",
+               "recordingId": "01JREC", "manifest": MANIFEST}
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 3, "message": json.dumps(summary)}},
+                                    "Failed"))
+    assert status(ctx, "a")["interruption"]["reason"] == "PodDeleted"
+    assert pod_of(ctx) is None  # removed at once (grace 0): the replacement needs the name
+
+
+def test_evicted_pod_is_replaced(ctx, clock):
+    recording(ctx)
+    summary = {"phase": "Recording", "interrupted": True, "reason": "Interrupted", "message": "x"}
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 3, "message": json.dumps(summary)}},
+                                    "Failed", reason="Evicted", message="The node was low on resource: memory."))
+    gap = status(ctx, "a")["interruption"]
+    assert gap["reason"] == "Evicted" and "low on resource" in gap["message"]
+    assert status(ctx, "a")["phase"] == "Recording"  # not Failed/Evicted, not Completed/Requested
+    clock.advance(2)
+    tick(ctx)
+    assert json.loads(env_of(pod_of(ctx))["REEL_RESUME"])["reason"] == "Evicted"
+
+
+def test_oom_killed_recorder_is_replaced(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, "Failed"))
+    s = status(ctx, "a")
+    assert s["phase"] == "Recording" and s["interruption"]["reason"] == "OutOfMemory"
+    assert "memory limit" in warnings(ctx, "Interrupted")[0]
+
+
+def test_sigterm_without_a_stop_is_an_interruption_and_hands_on_the_recording(ctx, clock):
+    """Exit code 3 with the recorder's interrupted JSON (a drain's SIGTERM): recordingId and manifest come
+    from it even when the status never got them (the recorder's reports were lost)."""
+    create.start(ctx, ctx.kube.add_session("a"))
+    set_pod_state(ctx, "a", {"running": {}})
+    ctx.kube.sessions[("media", "a")]["status"]["phase"] = "Recording"
+    summary = {"phase": "Recording", "interrupted": True, "reason": "Interrupted", "message": "x",
+               "recordingId": "01JREC", "manifest": MANIFEST}
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 3, "message": json.dumps(summary)}},
+                                    "Failed"))
+    s = status(ctx, "a")
+    assert s["interruption"]["reason"] == "Terminated" and (s["recordingId"], s["manifest"]) == ("01JREC", MANIFEST)
+    clock.advance(2)
+    tick(ctx)
+    assert json.loads(env_of(pod_of(ctx))["REEL_RESUME"])["prefix"] == "2026-11-30/1234_101500_01JREC/"
+
+
+def test_a_recorder_lost_before_it_reported_is_replaced_afresh(ctx, clock):
+    create.start(ctx, ctx.kube.add_session("a"))  # Starting: no recordingId, no manifest
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 1, "message": "Traceback"}}, "Failed"))
+    assert status(ctx, "a")["interruption"]["reason"] == "RecorderCrashed"
+    clock.advance(2)
+    tick(ctx)
+    assert "REEL_RESUME" not in env_of(pod_of(ctx))  # nothing was recorded: a fresh start
+    assert pod_of(ctx)["metadata"]["annotations"]["reel.dev/restart"] == "1"
+
+
+def test_lost_node_pod_is_force_deleted_and_replaced(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"running": {}}, "Unknown", reason="NodeLost"))
+    assert status(ctx, "a")["interruption"]["reason"] == "NodeLost"
+    assert ctx.kube.deleted_pods == [("reel-rec-a", 0)]
+    clock.advance(2)
+    tick(ctx)
+    assert pod_of(ctx)["metadata"]["annotations"]["reel.dev/restart"] == "1"
+
+
+def test_a_lost_pod_still_terminating_is_forced_out_before_the_replacement(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    # the deletion did not take (say, a finalizer of someone else's): the old pod is still there
+    ctx.kube.create(podspec_pod(ctx, restart=0, deleting=True))
+    clock.advance(5)
+    tick(ctx)
+    assert pod_of(ctx) is None and ctx.kube.deleted_pods[-1] == ("reel-rec-a", 0)
+    tick(ctx)
+    assert pod_of(ctx)["metadata"]["annotations"]["reel.dev/restart"] == "1"
+
+
+def podspec_pod(ctx, *, restart, deleting=False):
+    from reel_operator import podspec
+    from reel_operator.handlers.common import parse
+
+    pod = podspec.build_pod(parse(ctx.kube.get_session("media", "a")), ctx.settings, restart=restart)
+    if deleting:
+        pod["metadata"]["deletionTimestamp"] = "2026-11-30T10:20:00Z"
+    return pod
+
+
+def test_stop_requested_is_not_an_interruption(ctx, clock):
+    recording(ctx)
+    ctx.kube.sessions[("media", "a")]["spec"]["stop"] = True
+    stop.stop(ctx, ctx.kube.get_session("media", "a"))
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    s = status(ctx, "a")
+    assert (s["phase"], ready(ctx, "a")["reason"]) == ("Failed", "UploadTimeout")  # as before
+    assert "restarts" not in s and "interruption" not in s
+    tick(ctx)
+    old = pod_of(ctx)  # the stopped pod, still terminating: no replacement
+    assert old["metadata"]["deletionTimestamp"] and old["metadata"]["annotations"]["reel.dev/restart"] == "0"
+
+
+def test_max_restarts_exhausted_fails_the_session(ctx, clock):
+    recording(ctx, recording={"maxRestarts": 1})
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, "Failed"))
+    assert warnings(ctx, "Interrupted")[0].endswith("resuming (1 of 1)")
+    clock.advance(2)
+    tick(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"running": {}}))  # the replacement runs, before it reports
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, "Failed"))
+    s = status(ctx, "a")
+    assert (s["phase"], s["stopReason"], ready(ctx, "a")["reason"]) == ("Failed", "Error", "TooManyRestarts")
+    assert "after 1 restart(s)" in s["message"] and "out of memory" in s["message"]
+    assert s["restarts"] == 1 and s["interruption"] is None and s["stoppedAt"]
+    assert pod_of(ctx) is None and warnings(ctx, "TooManyRestarts")
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", "a"))
+    assert not [k for k in ctx.kube.objects if k[0] == "Lease"]  # the room is free again
+
+
+def test_max_restarts_zero_never_replaces(ctx, clock):
+    recording(ctx, recording={"maxRestarts": 0})
+    pod = pod_of(ctx)
+    del ctx.kube.objects[("Pod", "media", "reel-rec-a")]
+    pods.observe(ctx, pod, gone=True)
+    assert status(ctx, "a")["phase"] == "Failed" and ready(ctx, "a")["reason"] == "TooManyRestarts"
+    assert "PodDeleted" not in status(ctx, "a")["message"] and "was deleted" in status(ctx, "a")["message"]
+
+
+def test_one_loss_counts_once_even_when_the_status_write_conflicts(ctx, clock):
+    recording(ctx)
+    ctx.kube.conflicts = 1
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    assert status(ctx, "a")["restarts"] == 1 and len(warnings(ctx, "Interrupted")) == 1
+
+
+def test_a_replacement_that_cannot_start_fails_as_before(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    clock.advance(2)
+    tick(ctx)
+    set_pod_state(ctx, "a", {"waiting": {"reason": "ImagePullBackOff", "message": "denied"}}, "Pending")
+    tick(ctx)  # the timer watches the replacement start
+    s = status(ctx, "a")
+    assert (s["phase"], ready(ctx, "a")["reason"]) == ("Failed", "ImagePullFailed") and s["interruption"] is None
+    assert pod_of(ctx) is None
+
+
+def test_stop_or_delete_during_the_gap_ends_the_session(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    ctx.kube.sessions[("media", "a")]["spec"]["stop"] = True
+    tick(ctx)  # a stop meanwhile: no replacement
+    stop.stop(ctx, ctx.kube.get_session("media", "a"))
+    s = status(ctx, "a")
+    assert (s["phase"], s["stopReason"], s["interruption"]) == ("Completed", "Requested", None)
+    assert s["message"].startswith("stopped while a lost recorder was being replaced (RecorderCrashed)")
+    clock.advance(5)
+    tick(ctx)
+    assert pod_of(ctx) is None
+
+    recording(ctx, "b", room=99)
+    pods.observe(ctx, set_pod_state(ctx, "b", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    ctx.kube.sessions[("media", "b")]["metadata"]["deletionTimestamp"] = "2026-11-30T10:21:00Z"
+    delete.delete(ctx, ctx.kube.get_session("media", "b"), runtime_seconds=0)
+    s = status(ctx, "b")
+    assert (s["phase"], s["stopReason"], s["interruption"]) == ("Completed", "Deleted", None)
+    assert "lost recorder" in s["message"]
+
+
+def test_stop_with_the_replacement_running_stops_it_gracefully(ctx, clock):
+    recording(ctx)
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    clock.advance(2)
+    tick(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    ctx.kube.sessions[("media", "a")]["spec"]["stop"] = True
+    stop.stop(ctx, ctx.kube.get_session("media", "a"))
+    assert ctx.kube.deleted_pods[-1] == ("reel-rec-a", None)  # SIGTERM: the resumed recorder ends the recording
+    assert status(ctx, "a")["phase"] == "Stopping"

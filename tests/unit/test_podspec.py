@@ -244,3 +244,22 @@ def test_room_lock_lease():
     assert owner["uid"] == UID and owner["controller"] is False
     assert lock.parse_holder(lease["spec"]["holderIdentity"]) == ("media", "standup-1125", UID)
     assert lock.parse_holder("garbage") is None
+
+
+def test_annotations_safe_to_evict_and_restart_number():
+    pod = podspec.build_pod(session(), Settings())
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"  # no scale-down mid-recording
+    assert annotations["reel.dev/restart"] == "0" and annotations["reel.dev/session-generation"] == "3"
+    assert "REEL_RESUME" not in env_of(pod)  # a first recorder starts afresh
+
+
+def test_replacement_pod_resumes_the_recording():
+    resume = {"recordingId": "01JREC", "prefix": "2026-11-30/1234_101500_01JREC/", "reason": "Evicted",
+              "interruptedAt": "2026-11-30T10:20:00Z"}
+    pod = podspec.build_pod(session(), Settings(), restart=2, resume=resume)
+    assert pod["metadata"]["name"] == "reel-rec-standup-1125"  # the same name: the lost pod is gone first
+    assert pod["metadata"]["annotations"]["reel.dev/restart"] == "2"
+    assert json.loads(env_of(pod)["REEL_RESUME"]["value"]) == resume
+    fresh = podspec.build_pod(session(), Settings(), restart=1)  # lost before it reported a recording
+    assert fresh["metadata"]["annotations"]["reel.dev/restart"] == "1" and "REEL_RESUME" not in env_of(fresh)

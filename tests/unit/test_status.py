@@ -228,3 +228,161 @@ def test_first_start_wins_ordering():
     gone = sess("a", "2026-11-25T10:00:00Z", "u-a", "Recording", deleting=True)
     assert lock.earlier_active([done, b], b) is None and lock.earlier_active([gone, b], b) is None
     assert lock.describe({**a, "status": {"recordingId": "01J"}}) == "media/a (recording 01J)"
+
+
+# -- interruptions: a lost recorder is replaced ---------------------------------------------------------------
+
+SUMMARY_INTERRUPTED = json.dumps({"phase": "Recording", "interrupted": True, "reason": "Interrupted",
+                                  "message": "stopped although the session was not", "recordingId": "01JREC",
+                                  "manifest": "2026-11-30/1234_101500_01JREC/manifest.json"})
+DISRUPTION = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+              "message": "Eviction API: evicting"}
+
+
+def lost(p, *, phase="Recording", **kw):
+    return st.judge_interruption(st.pod_view(p, gone=kw.pop("gone", False)), phase=phase, **kw)
+
+
+RUNNING = {"running": {"startedAt": CREATED}}
+
+
+@pytest.mark.parametrize(("p", "gone", "reason", "words"), [
+    (pod(phase="Failed", state=terminated(137, "", "Error")), False, "RecorderCrashed", "code 137"),  # SIGKILL
+    (pod(phase="Failed", state=terminated(1, "Traceback ...\nBoom", "Error")), False, "RecorderCrashed", "Boom"),
+    (pod(phase="Failed", state=terminated(3, "no JSON", "Error")), False, "RecorderCrashed", "code 3"),
+    (pod(phase="Failed", state=terminated(143, "", "Error"), deleting=True), False, "PodDeleted", "killed"),
+    (pod(phase="Failed", state=terminated(137, "", "OOMKilled")), False, "OutOfMemory", "memory limit"),
+    (pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error")), False, "Terminated", "SIGTERM"),
+    (pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error"), deleting=True), False, "PodDeleted",
+     "stored what it had"),
+    (pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error"), reason="Evicted"), False, "Evicted",
+     "pod Evicted"),
+    (pod(phase="Failed", state=terminated(143, "", "Error"), conditions=[DISRUPTION]), False, "Evicted",
+     "evicted"),
+    (pod(phase="Running", state=RUNNING), True, "PodDeleted", "was deleted"),  # kubectl delete pod --force
+    (pod(phase="Running", state=RUNNING, deleting=True), True, "PodDeleted", "was deleted"),
+    (pod(phase="Running", state=RUNNING, conditions=[{**DISRUPTION, "reason": "PreemptionByScheduler"}]), True,
+     "Preempted", "higher priority"),
+    (pod(phase="Running", state=RUNNING, conditions=[{**DISRUPTION, "reason": "DeletionByPodGC"}]), True,
+     "NodeLost", "node"),
+    (pod(phase="Unknown", state=RUNNING), False, "NodeLost", "node"),
+    (pod(phase="Running", state=RUNNING, deleting=True, conditions=[
+        {**DISRUPTION, "reason": "DeletionByTaintManager"}, {"type": "Ready", "status": "False"}]), False,
+     "NodeLost", "node"),
+    (pod(phase="Failed", reason="Evicted"), False, "Evicted", "before its recorder started"),
+    (pod(state={"waiting": {"reason": "ContainerCreating"}}), True, "PodDeleted", "was deleted"),
+])
+def test_interruptions(p, gone, reason, words):
+    cause = lost(p, gone=gone)
+    assert cause is not None and cause.reason == reason and words in cause.message, cause
+    assert lost(p, gone=gone, phase="Starting") == cause  # the recorder need not have reported yet
+    assert lost(p, gone=gone, phase="Paused") == cause
+    # the session's own stop or deletion, or its end, is never an interruption
+    assert lost(p, gone=gone, stopping=True) is None and lost(p, gone=gone, deleting=True) is None
+    assert lost(p, gone=gone, phase="Completed") is None and lost(p, gone=gone, phase="Failed") is None
+
+
+def test_an_interrupted_summary_hands_on_what_was_recorded():
+    cause = lost(pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error")))
+    assert cause.extra == {"recordingId": "01JREC", "manifest": "2026-11-30/1234_101500_01JREC/manifest.json"}
+
+
+@pytest.mark.parametrize(("p", "gone"), [
+    (pod(phase="Running", state=RUNNING), False),  # recording
+    (pod(phase="Running", state=RUNNING, deleting=True, conditions=[DISRUPTION]), False),  # storing, exits soon
+    (pod(phase="Running", state=RUNNING, deleting=True, conditions=[  # a NoExecute taint on a live node
+        {**DISRUPTION, "reason": "DeletionByTaintManager"}, {"type": "Ready", "status": "True"}]), False),
+    (pod(phase="Succeeded", state=terminated(0, json.dumps({"phase": "Completed", "stopReason": "NoUsers"}))),
+     False),
+    (pod(phase="Failed", state=terminated(1, json.dumps({"phase": "Failed", "reason": "RoomNotFound"}), "Error")),
+     False),
+    (pod(phase="Succeeded", state=terminated(0, "some log line")), False),
+    (pod(state={"waiting": {"reason": "ImagePullBackOff", "message": "denied"}}), False),
+    (pod(state={"waiting": {"reason": "CreateContainerConfigError", "message": 'secret "x" not found'}}), False),
+    (pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]), False),
+    (pod(phase="Failed", reason="DeadlineExceeded"), False),
+])
+def test_not_interruptions(p, gone):
+    """A final report, exit 0, a recorder still running, a pod that cannot start: judge_pod decides, as before."""
+    assert lost(p, gone=gone) is None
+
+
+def test_interrupted_summary_while_stopping_ends_the_session():
+    p = pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error"))
+    v = judge(p, stopping=True)
+    assert (v.phase, v.stop_reason, v.reason) == ("Completed", "Requested", "Interrupted") and v.extra["recordingId"]
+    assert judge(p, deleting=True).stop_reason == "Deleted"
+
+
+def test_pod_view_reads_restart_node_disruption_and_ready():
+    p = pod(phase="Running", state=RUNNING, conditions=[DISRUPTION, {"type": "Ready", "status": "True"}])
+    p["metadata"]["annotations"] = {"reel.dev/restart": "2"}
+    p["spec"]["nodeName"] = "node-1"
+    v = st.pod_view(p)
+    assert (v.restart, v.node, v.disruption, v.ready) == (2, "node-1", "EvictionByEvictionAPI", True)
+    v = st.pod_view(pod())
+    assert (v.restart, v.node, v.disruption, v.ready) == (0, None, None, None)
+    p["metadata"]["annotations"] = {"reel.dev/restart": "x"}
+    assert st.pod_view(p).restart == 0
+
+
+def test_restart_budget_and_backoff():
+    assert [st.restart_delay(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [2, 4, 8, 16, 30, 30, 30]
+    assert st.max_restarts({}) == 3 == st.max_restarts(None) == st.max_restarts({"recording": {}})
+    assert st.max_restarts({"recording": {"maxRestarts": 0}}) == 0
+    assert st.max_restarts({"recording": {"maxRestarts": 7}}) == 7
+
+
+def test_resume_request():
+    status = {"recordingId": "01JREC", "manifest": "2026-11-30/1234_101500_01JREC/manifest.json",
+              "interruption": {"since": "2026-11-30T10:20:00Z", "reason": "Evicted", "message": "x"}}
+    assert st.resume_request(status) == {"recordingId": "01JREC", "prefix": "2026-11-30/1234_101500_01JREC/",
+                                         "reason": "Evicted", "interruptedAt": "2026-11-30T10:20:00Z"}
+    assert st.resume_request({**status, "manifest": "manifest.json"})["prefix"] == ""
+    assert st.resume_request({**status, "manifest": "a/b/other.json"})["prefix"] == "a/b/"
+    assert st.resume_request({k: v for k, v in status.items() if k != "manifest"}) is None  # nothing recorded
+    assert st.resume_request({k: v for k, v in status.items() if k != "recordingId"}) is None
+    no_gap = st.resume_request({"recordingId": "r", "manifest": "p/manifest.json"}, now=NOW)
+    assert no_gap["interruptedAt"] == "2026-11-25T12:00:00Z" and no_gap["reason"] == "RecorderCrashed"
+
+
+def test_conditions_and_events_of_an_interruption():
+    s = {"phase": "Recording", "recordingId": "01JREC", "activeParticipants": 2}
+    s.update(st.status_patch(s, {}, generation=1, now=NOW))
+    assert conds(s)["Ready"]["status"] == "True"
+    cause = st.Interruption("Evicted", "the recorder pod reel-rec-s was evicted")
+    gap = st.interruption_record(cause, restarts=1, limit=3, now=NOW)
+    assert gap == {"since": "2026-11-25T12:00:00Z", "reason": "Evicted",
+                   "message": "the recorder pod reel-rec-s was evicted; resuming (1 of 3)"}
+    p = st.status_patch(s, {"restarts": 1, "interruption": gap}, generation=1, now=NOW)
+    c = conds(p)
+    assert (c["Recording"]["status"], c["Recording"]["reason"]) == ("False", "Interrupted")
+    assert (c["Ready"]["status"], c["Ready"]["reason"], c["Ready"]["message"]) == ("False", "Interrupted",
+                                                                                    gap["message"])
+    assert st.transition(s, p) == ("Warning", "Interrupted", gap["message"])
+    s = {**s, **p}
+    RecordingSessionStatus.model_validate(s)  # the API model accepts what we write
+    assert st.failure_reason(s) == "Failed"  # Interrupted is not a failure reason
+    # a second loss before the replacement reported: Ready unchanged, but a new Event
+    gap2 = st.interruption_record(st.Interruption("OutOfMemory", "oom"), restarts=2, limit=3, now=NOW)
+    p2 = st.status_patch(s, {"restarts": 2, "interruption": gap2}, generation=1, now=NOW)
+    assert st.transition(s, p2) == ("Warning", "Interrupted", "oom; resuming (2 of 3)")
+
+    # the replacement reports: not yet over while its start time is before the loss (a late report of the old)
+    assert not st.interruption_over({**s, "recorderStartedAt": "2026-11-25T11:00:00Z"})
+    assert not st.interruption_over({**s, "phase": "Starting", "recorderStartedAt": "2026-11-25T12:00:05Z"})
+    assert not st.interruption_over({**s, "interruption": None, "recorderStartedAt": "2026-11-25T12:00:05Z"})
+    s = {**s, "recorderStartedAt": "2026-11-25T12:00:05.250Z"}
+    assert st.interruption_over(s) and st.interruption_over({**s, "phase": "Paused"})
+    p = st.status_patch(s, {"interruption": None}, generation=1, now=NOW)
+    assert p["interruption"] is None and conds(p)["Ready"]["status"] == "True"
+    event = st.transition(s, p)
+    assert event[:2] == ("Normal", "Resumed") and "01JREC" in event[2] and "Evicted" in event[2]
+
+    # a final phase ends the interruption in the same patch
+    p = st.status_patch(s, {"phase": "Failed", "stopReason": "Error", "message": "x"}, generation=1, now=NOW,
+                        reason="TooManyRestarts")
+    assert p["interruption"] is None and conds(p)["Ready"]["reason"] == "TooManyRestarts"
+    assert st.transition(s, p) == ("Warning", "TooManyRestarts", "Failed: x")
+    assert st.stopped_while_interrupted(s).startswith("stopped while a lost recorder was being replaced (Evicted)")
+    assert st.stopped_while_interrupted({"phase": "Recording"}) is None

@@ -21,12 +21,14 @@ from reel_api.vocabulary import (
     ConditionStatus,
     ConditionType,
     FailureReason,
+    InterruptionReason,
     Phase,
     StopReason,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-ENUMS: tuple[type[StrEnum], ...] = (Phase, StopReason, FailureReason, ConditionType, ConditionStatus, ConditionReason)
+ENUMS: tuple[type[StrEnum], ...] = (Phase, StopReason, FailureReason, ConditionType, ConditionStatus, ConditionReason,
+                                    InterruptionReason)
 
 
 def test_vocabulary_and_recorder_errors_import_without_pydantic():
@@ -96,11 +98,15 @@ PRODUCT = (ROOT / "operator" / "reel_operator", ROOT / "operator" / "reel_api",
 NOT_OURS = {
     ("reel_operator/status.py", "Failed"),  # POD_FAILED: a pod's status.phase
     ("reel_operator/status.py", "Unschedulable"),  # UNSCHEDULABLE: the scheduler's reason
+    ("reel_operator/status.py", "Ready"),  # POD_READY: a pod condition
+    ("reel_operator/status.py", "Evicted"),  # POD_EVICTED: a pod's status.reason
+    ("reel_operator/status.py", "NodeLost"),  # POD_NODE_LOST: a pod's status.reason
     ("reel_api/__init__.py", "Recording"),  # the model class Recording, exported lazily
     ("reel_api/models.py", "Recording"),  # the model class Recording, in __all__
     ("reel_recorder/storage/s3.py", "Error"),  # botocore's error response key
 }
-VALUES = {m.value for enum in (Phase, StopReason, FailureReason, ConditionType, ConditionReason) for m in enum}
+VALUES = {m.value for enum in (Phase, StopReason, FailureReason, ConditionType, ConditionReason, InterruptionReason)
+          for m in enum}
 
 
 def _literals(tree: ast.AST):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,11 +50,15 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
         log.warning("cannot post event %s on %s: %s", reason, body["metadata"].get("name"), err)
 
 
-def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Mapping[str, Any], *,
+Changes = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Changes, *,
                   namespace: str | None = None, name: str | None = None, reason: str | None = None,
                   fresh: bool = True) -> dict[str, Any] | None:
     """Apply ``changes`` to the session's status (phases only forward), recompute the conditions, post an
-    Event when the phase changed. ``fresh``: read the session first (the body may be stale).
+    Event when the phase changed. ``fresh``: read the session first (the body may be stale). ``changes`` may be
+    a function of the current status (called again after a conflict) when they depend on it.
 
     The patch carries the resourceVersion it was computed from: when someone else (another handler, the
     recorder) wrote in between, the apiserver refuses it and we compute again from what is there now.
@@ -67,7 +71,8 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Mapping
             if body is None:
                 return None
         old = dict(body.get("status") or {})
-        patch = st.status_patch(old, changes, generation=body["metadata"].get("generation"), now=st.now_utc(),
+        wanted = changes(old) if callable(changes) else changes
+        patch = st.status_patch(old, wanted, generation=body["metadata"].get("generation"), now=st.now_utc(),
                                 reason=reason)
         if not patch:
             return patch

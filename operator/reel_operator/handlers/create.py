@@ -1,4 +1,5 @@
-"""A new session (or one found at operator start): take the room, create the recorder's identity and pod."""
+"""A new session (or one found at operator start): take the room, create the recorder's identity and pod; and
+the replacement pod of a lost recorder (``replace``, from the interruption timer)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from reel_api import FailureReason, Phase, SessionError, StopReason
 from .. import lock, podspec, rbac
 from .. import status as st
 from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
+from . import pods
 from .common import Context, fail, invalid, parse, update_status
 
 #: Phases in which a recorder pod has been running: at operator start such a session is not started again.
@@ -25,6 +27,8 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
     status = body.get("status") or {}
     if st.is_terminal(status.get("phase")) or body["metadata"].get("deletionTimestamp"):
         return
+    if status.get("interruption"):
+        return  # a lost recorder is being replaced: the interruption timer does it (session_events)
     try:
         session = parse(body)
     except SessionError as err:
@@ -56,7 +60,7 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         return
 
     try:
-        pod_body = podspec.build_pod(session, ctx.settings)
+        pod_body = podspec.build_pod(session, ctx.settings, restart=status.get("restarts") or 0)
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
@@ -75,15 +79,48 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
 
 def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> None:
     """Operator (re)start with a session whose recorder ran: never record twice. If the pod vanished while
-    nobody watched, say so; otherwise its events carry on."""
+    nobody watched, its recorder was lost: an interruption (a replacement continues the recording), or, when
+    stopping, the end; otherwise its events carry on."""
     meta = body["metadata"]
+    status = body.get("status") or {}
     name = object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], name)
     if pod is not None:
         return
-    view = st.PodView(name=name, gone=True, running=True)
+    view = st.PodView(name=name, gone=True, running=True, restart=status.get("restarts") or 0)
+    cause = st.judge_interruption(view, phase=status.get("phase"), stopping=stopping)
+    if cause is not None:
+        pods.interrupted(ctx, body, None, view, cause)
+        return
     verdict = st.judge_pod(view, namespace=meta["namespace"], now=st.now_utc(),
                            start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping)
     if verdict is not None:
         update_status(ctx, body, {"phase": verdict.phase, "stopReason": verdict.stop_reason,
                                   "message": verdict.message}, reason=verdict.reason)
+
+
+def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
+    """Start the replacement of a lost recorder (status.interruption is set, the lost pod is gone, the backoff
+    has passed): the same pod, restart number status.restarts, with REEL_RESUME when the lost recorder had
+    reported its recording (else it starts afresh). The identity objects and the room lock stay the session's."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    try:
+        session = parse(body)
+    except SessionError as err:
+        invalid(ctx, body, err)
+        return
+    restarts = status.get("restarts") or 0
+    try:
+        pod_body = podspec.build_pod(session, ctx.settings, restart=restarts, resume=st.resume_request(status))
+    except BuildError as err:
+        fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
+        return
+    for obj in (rbac.build_service_account(session), rbac.build_role(session), rbac.build_role_binding(session)):
+        ctx.kube.create(obj)  # still there (owned by the session); created again if someone removed them
+    pod, created = ctx.kube.create(pod_body)
+    if not owned_by(pod, meta) or st.pod_view(pod).restart != restarts:
+        return  # the lost pod (or an earlier session's) is still there: the next tick deletes it / waits
+    if logger and created:
+        logger.info("created replacement recorder pod %s (restart %d)", pod["metadata"]["name"], restarts)
+    update_status(ctx, body, {"pod": pod["metadata"]["name"]})

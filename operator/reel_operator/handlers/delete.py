@@ -15,6 +15,7 @@ from reel_api import ConditionReason, Phase, SessionError, StopReason
 from .. import lock
 from .. import status as st
 from ..names import object_name, owned_by
+from . import pods
 from .common import Context, parse, post_event, update_status
 
 POLL_SECONDS = 2
@@ -28,13 +29,18 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     pod = ctx.kube.get_pod(meta["namespace"], pod_name)
     if not owned_by(pod, meta):
         pod = None
-    phase = (body.get("status") or {}).get("phase")
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    view = st.pod_view(pod) if pod is not None else None
+    if view is not None and view.restart < (status.get("restarts") or 0):
+        pods.force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
+        pod = None
     if pod is None:
         if not st.is_terminal(phase):
-            update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.DELETED,
-                                      "message": "deleted before the recorder started: nothing recorded"})
+            update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.DELETED, "message":
+                                      st.stopped_while_interrupted(status) or
+                                      "deleted before the recorder started: nothing recorded"})
         return
-    view = st.pod_view(pod)
     if view.terminated is not None or not view.running or st.is_terminal(phase):
         if not view.deleting or view.terminated is not None:
             ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=0, uid=pod["metadata"].get("uid"))

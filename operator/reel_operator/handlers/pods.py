@@ -1,8 +1,12 @@
-"""Recorder pod events -> the session's status: failures to start, the recorder's exit, and cleanup.
+"""Recorder pod events -> the session's status: failures to start, the recorder's exit, losses, and cleanup.
 
 The recorder reports its own progress; what only the pod can tell (image pull errors, a missing Secret, an
-unschedulable pod, OOM kills, exits without a report) comes from here. A pod whose session has ended is
-deleted: nothing retries.
+unschedulable pod, exits without a report) comes from here. A recorder lost while its session was not
+stopped (pod deleted or evicted, OOM kill, crash, node gone: ``status.judge_interruption``) is an
+interruption: status.restarts + 1 and status.interruption are written, a Warning Event is posted and the lost
+pod removed; the timer of ``session_events.check_interruption`` then starts the replacement. After
+spec.recording.maxRestarts replacements the next loss fails the session (TooManyRestarts). A pod whose session
+has ended is deleted.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reel_api import Phase, StopReason
+from reel_api import ConditionReason, FailureReason, Phase, StopReason
 
 from .. import status as st
 from ..names import owner_session
@@ -23,6 +27,15 @@ def remove_pod(ctx: Context, pod: Mapping[str, Any], view: st.PodView) -> None:
         return
     grace = 0 if (view.terminated is not None or not view.running) else None
     ctx.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], grace_seconds=grace,
+                        uid=pod["metadata"].get("uid"))
+
+
+def force_remove(ctx: Context, pod: Mapping[str, Any] | None, view: st.PodView) -> None:
+    """Delete a lost recorder's pod at once (also one already terminating, e.g. on a lost node): its recorder
+    has exited or cannot be reached, and its replacement needs the name."""
+    if pod is None or view.gone:
+        return
+    ctx.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], grace_seconds=0,
                         uid=pod["metadata"].get("uid"))
 
 
@@ -43,20 +56,22 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
     stopping = bool((session.get("spec") or {}).get("stop"))
     deleting = bool(meta.get("deletionTimestamp"))
 
-    events = ()
-    if not view.running and not gone and view.waiting_reason in (None, st.CONTAINER_CREATING):
-        events = ctx.kube.pod_events(namespace, view.name)  # FailedMount (a missing Secret) shows only there
-    verdict = st.judge_pod(view, namespace=namespace, now=st.now_utc(),
-                           start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping, deleting=deleting,
-                           events=events, grace_seconds=ctx.settings.termination_grace_seconds)
-
+    if view.restart < (status.get("restarts") or 0):
+        force_remove(ctx, pod, view)  # a lost recorder's pod, already replaced (or being replaced)
+        return
     if st.is_terminal(phase):
+        verdict = judge(ctx, view, namespace, stopping=stopping, deleting=deleting)
         # Already final (the recorder reported it): only refine a failure with the recorder's detailed reason.
         if verdict and verdict.phase == phase == Phase.FAILED and verdict.reason and \
                 st.failure_reason(status) in (StopReason.ERROR, Phase.FAILED):
             update_status(ctx, session, {"phase": phase}, reason=verdict.reason, fresh=False)
         remove_pod(ctx, pod, view)
         return
+    cause = st.judge_interruption(view, phase=phase, stopping=stopping, deleting=deleting)
+    if cause is not None:
+        interrupted(ctx, session, pod, view, cause, logger=logger)
+        return
+    verdict = judge(ctx, view, namespace, stopping=stopping, deleting=deleting)
     if verdict is None:
         if view.running and status.get("pod") != view.name:
             update_status(ctx, session, {"pod": view.name}, fresh=False)
@@ -66,6 +81,8 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
         changes["stopReason"] = verdict.stop_reason
     if verdict.message:
         changes["message"] = verdict.message
+    if verdict.reason == ConditionReason.STOPPED_BEFORE_START and st.stopped_while_interrupted(status):
+        changes["message"] = st.stopped_while_interrupted(status)  # a replacement stopped before it started
     if verdict.terminal:
         changes.setdefault("stoppedAt", status.get("stoppedAt") or st.rfc3339(st.now_utc()))
         if status.get("activeParticipants"):
@@ -75,3 +92,43 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
     update_status(ctx, session, changes, reason=verdict.reason, fresh=False)
     if verdict.terminal:
         remove_pod(ctx, pod, view)
+
+
+def judge(ctx: Context, view: st.PodView, namespace: str, *, stopping: bool, deleting: bool) -> st.Verdict | None:
+    events = ()
+    if not view.running and not view.gone and view.waiting_reason in (None, st.CONTAINER_CREATING):
+        events = ctx.kube.pod_events(namespace, view.name)  # FailedMount (a missing Secret) shows only there
+    return st.judge_pod(view, namespace=namespace, now=st.now_utc(), start_timeout=ctx.settings.start_timeout_seconds,
+                        stopping=stopping, deleting=deleting, events=events,
+                        grace_seconds=ctx.settings.termination_grace_seconds)
+
+
+def interrupted(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any] | None, view: st.PodView,
+                cause: st.Interruption, *, logger=None) -> None:
+    """The recorder of a session that goes on was lost: count a restart and mark the gap (the timer starts the
+    replacement after the backoff), or, with spec.recording.maxRestarts used up, fail the session. Either way
+    the lost pod goes at once."""
+    limit = st.max_restarts(session.get("spec"))
+    now = st.now_utc()
+
+    def changes(status: Mapping[str, Any]) -> dict[str, Any]:
+        restarts = status.get("restarts") or 0
+        if restarts > view.restart or st.is_terminal(status.get("phase")):
+            return {}  # handled already (another event of the same loss), or over
+        out: dict[str, Any] = dict(cause.extra)
+        if status.get("activeParticipants"):
+            out["activeParticipants"] = 0  # nobody is being recorded during the gap
+        if restarts >= limit:
+            return {**out, "phase": Phase.FAILED, "stopReason": StopReason.ERROR,
+                    "message": st.too_many_restarts_message(cause, restarts=restarts, limit=limit),
+                    "stoppedAt": status.get("stoppedAt") or st.rfc3339(now)}
+        return {**out, "restarts": restarts + 1,
+                "interruption": st.interruption_record(cause, restarts=restarts + 1, limit=limit, now=now)}
+
+    # the reason applies only to the Failed of TooManyRestarts; an interruption posts the Warning Event
+    # Interrupted (st.transition)
+    patch = update_status(ctx, session, changes, reason=FailureReason.TOO_MANY_RESTARTS, fresh=False)
+    if logger and patch:
+        logger.warning("recorder pod %s lost (%s): %s", view.name, cause.reason,
+                       f"replacement {patch['restarts']} of {limit}" if "restarts" in patch else patch.get("phase"))
+    force_remove(ctx, pod, view)

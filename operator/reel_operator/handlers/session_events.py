@@ -1,6 +1,7 @@
 """Every session event (the recorder's status reports included) -> conditions, observedGeneration and an Event
-per phase change; at the end the pod is removed and the room released. Plus the start-timeout check while the
-session is Pending/Starting."""
+per phase change; the end of an interruption once the replacement recorder reports; at the end the pod is
+removed and the room released. Plus the start-timeout check while the session is Pending/Starting, and the
+interruption timer that starts the replacement of a lost recorder."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from reel_api import SessionError
 from .. import lock
 from .. import status as st
 from ..names import object_name, owned_by
-from . import pods
+from . import create, pods
 from .common import Context, parse, update_status
 
 
@@ -26,7 +27,8 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
     phase = status.get("phase")
     if phase is None:
         return  # the create handler has not run yet
-    update_status(ctx, body, {}, fresh=False)
+    # The replacement recorder reports: the gap is over (a Normal Event Resumed, st.transition).
+    update_status(ctx, body, lambda now: {"interruption": None} if st.interruption_over(now) else {}, fresh=False)
     if not st.is_terminal(phase):
         return
     # Final: no recorder pod may stay, the room is free again.
@@ -46,3 +48,32 @@ def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if pod is not None:
         pods.observe(ctx, pod, session=body, logger=logger)
+
+
+def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
+    """Timer while status.interruption is set: remove what is left of the lost recorder's pod, wait for the
+    backoff (st.restart_delay) and start the replacement; then watch it start (start failures, start timeout)
+    until it reports and on_session_change ends the interruption. A stop or a deletion meanwhile is stop.py's
+    and delete.py's."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    interruption = status.get("interruption")
+    if not interruption or st.is_terminal(status.get("phase")):
+        return
+    if (body.get("spec") or {}).get("stop") or meta.get("deletionTimestamp"):
+        return
+    restarts = status.get("restarts") or 0
+    pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
+    if pod is not None:
+        if not owned_by(pod, meta):
+            return  # a pod of an earlier session of the same name is still going
+        view = st.pod_view(pod)
+        if view.restart < restarts:
+            pods.force_remove(ctx, pod, view)  # the lost pod, still terminating (e.g. on a lost node)
+        else:
+            pods.observe(ctx, pod, session=body, logger=logger)  # the replacement: does it start?
+        return
+    since = st.parse_time(interruption.get("since")) or st.now_utc()
+    if (st.now_utc() - since).total_seconds() < st.restart_delay(restarts):
+        return
+    create.replace(ctx, body, logger=logger)

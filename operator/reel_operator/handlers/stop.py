@@ -1,6 +1,7 @@
 """spec.stop: true -> the recorder is told to stop (graceful pod deletion = SIGTERM, its Requested stop): it
 closes its segments and finishes uploading within the termination grace period, reporting Uploading and then
-Completed/BackedUp itself; the pod is gone when it exits."""
+Completed/BackedUp itself; the pod is gone when it exits. Stopped while a lost recorder was being replaced
+(no current pod): Completed at once, the recording ends where the lost recorder stopped."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from reel_api import Phase, StopReason
 
 from .. import status as st
 from ..names import object_name, owned_by
+from . import pods
 from .common import Context, update_status
 
 
@@ -21,11 +23,15 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
         return
     pod_name = object_name(meta["name"])
     pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-    if not owned_by(pod, meta):
-        update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason,
-                                  "message": "stopped before the recorder started: nothing recorded"})
+    view = st.pod_view(pod) if owned_by(pod, meta) else None
+    if view is not None and view.restart < (status.get("restarts") or 0):
+        pods.force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
+        view = None
+    if view is None:
+        update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason, "message":
+                                  st.stopped_while_interrupted(status) or
+                                  "stopped before the recorder started: nothing recorded"})
         return
-    view = st.pod_view(pod)
     if not view.deleting:
         # the pod's own terminationGracePeriodSeconds applies; a recorder that already exited goes at once
         grace = 0 if view.terminated is not None or not view.running else None
