@@ -8,7 +8,9 @@ REEL_ROOM_TOKEN). Storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
 ``--storage-secrets DIR`` / ``--backup-storage-secrets DIR``, else from boto3's standard chain.
 Progress is printed as JSON lines on stdout. SIGTERM/SIGINT stop the recording; SIGUSR1 pauses it and SIGUSR2
 resumes it (in a recorder pod, the session's spec.paused does this). Exit status: 0 when the recording ended normally
-(Requested, NoUsers, MaxDuration) and is stored, 1 when it failed, 2 for an invalid session.
+(Requested, NoUsers, MaxDuration) and is stored, 1 when it failed, 2 for an invalid session, 3 when it was stopped
+although its session was not (in a pod: a drain, an eviction, a deleted pod), so a replacement continues it
+(``--resume PREFIX`` by hand).
 
 This module only builds the pieces (stores, uploader, room client, ingest) and wires the signals; the
 recording's life and its phases belong to ``recorder.Recorder`` (docs/recorder.md).
@@ -28,14 +30,15 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from reel_api.vocabulary import Phase
+from reel_api.vocabulary import InterruptionReason, Phase
 
 from . import errors
 from .clock import RecordingClock
-from .control import PauseControl, poller_for
+from .control import PauseControl, poller_for, stop_cause_for
 from .ingest.forward import ForwardIngest
 from .progress import JsonLinesProgress, ProgressSink
 from .recorder import Recorder, failed_status
+from .resume import ResumeRequest, read_back
 from .room.credentials import RoomCredentials, room_credentials
 from .room.janus import JanusRoom
 from .session import Session, session_from_json, validated_manifest
@@ -43,6 +46,10 @@ from .settings import VALIDATED_ENV, Settings, SettingsError
 from .storage import LocalStore, StoreError, Uploader, credentials_from_dir, open_store
 
 log = logging.getLogger("reel.recorder")
+
+#: Exit status of a recorder that was stopped although its session was not: the recording goes on in a
+#: replacement recorder (the operator starts one; docs/operator.md).
+EXIT_INTERRUPTED = 3
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
@@ -62,6 +69,9 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     p.add_argument("--failover-after", type=float, default=30.0, help="seconds of primary failures before backup")
     p.add_argument("--backfill-deadline", type=float, default=300.0, help="seconds to keep backfilling after stop")
     p.add_argument("--upload-timeout", type=float, default=600.0, help="seconds to wait for uploads at the end")
+    p.add_argument("--resume", metavar="PREFIX", default=None,
+                   help="continue the recording stored under PREFIX (its recorder was lost); in a pod the operator "
+                        "sets REEL_RESUME instead")
     p.add_argument("--termination-log", default=None,
                    help="write the final status here as JSON (e.g. /dev/termination-log)")
     p.add_argument("--log-level", default=settings.log_level)
@@ -121,9 +131,13 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     room = JanusRoom(session.spec.room.server, session.spec.room.id, token=credentials.token)
     clock = RecordingClock()
     spool = Path(args.spool) if args.spool else Path(tempfile.mkdtemp(prefix="reel-spool-"))
+    resume = ResumeRequest(prefix=args.resume, reason=InterruptionReason.RESUMED_BY_HAND) if args.resume \
+        else settings.resume
     recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
                         uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
-                        clock=clock, upload_timeout=args.upload_timeout)
+                        clock=clock, upload_timeout=args.upload_timeout, resume=resume,
+                        read_back=(lambda: read_back(primary, backup, resume.prefix)) if resume else None,
+                        stop_cause=stop_cause_for(settings))
     poller = poller_for(settings, control)  # in a pod: follows spec.paused of the session
     try:
         return await recorder.run(stop)
@@ -179,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if status["phase"] == Phase.FAILED:
         print(f"reel-recorder: failed ({status.get('reason')}): {status.get('message')}", file=sys.stderr)
         return 1
+    if status.get("interrupted"):
+        print(f"reel-recorder: interrupted: {status.get('message')}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -187,6 +204,8 @@ def _finish(args, progress: ProgressSink, status: dict) -> None:
     if args.termination_log:
         summary = {k: status.get(k) for k in ("phase", "stopReason", "reason", "message", "recordingId",
                                                "manifest")}
+        if status.get("interrupted"):
+            summary["interrupted"] = True
         try:
             Path(args.termination_log).write_text(json.dumps(summary)[:4000])
         except OSError as err:

@@ -1,4 +1,4 @@
-"""Pausing: whether the recording should write media now (``spec.paused``), and where that comes from.
+"""What the session asks of the recorder while it runs: pausing (``spec.paused``), and what a SIGTERM means.
 
 The recorder reads ``PauseControl.paused`` on every tick of its loop. Who sets it:
 - in a recorder pod, ``SpecPoller`` reads the session's ``spec.paused`` from the API server every few seconds
@@ -14,6 +14,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
+
+from reel_api.vocabulary import StopReason
 
 from .k8s_status import ApiServerRequests
 from .settings import Settings
@@ -80,6 +82,30 @@ def poller_for(settings: Settings, control: PauseControl) -> SpecPoller | None:
         return None
     getter = HttpGetter(settings.status_url, settings.sa_dir)
     return SpecPoller(getter, control, interval=settings.spec_poll_seconds).start()
+
+
+def stop_cause_for(settings: Settings) -> Callable[[], str | None] | None:
+    """In a recorder pod: what a SIGTERM means, read from the session when it arrives. ``StopReason.DELETED``
+    (the session is being deleted), ``StopReason.REQUESTED`` (spec.stop), or None: nobody asked the recording
+    to stop (a node drain, an eviction, ``kubectl delete pod``), so it is an interruption the operator resumes.
+    The signal alone cannot tell these apart. Run on its own (not in a pod): None here, every SIGTERM is a stop."""
+    if not settings.in_pod:
+        return None
+    getter = HttpGetter(settings.status_url, settings.sa_dir)
+
+    def cause() -> str | None:
+        try:
+            body = getter()
+        except Exception as err:  # cannot tell: keep the recording open (the operator ends it if it was a stop)
+            log.warning("SIGTERM: cannot read the session (%s): treated as an interruption", err)
+            return None
+        if (body.get("metadata") or {}).get("deletionTimestamp"):
+            return StopReason.DELETED
+        if (body.get("spec") or {}).get("stop"):
+            return StopReason.REQUESTED
+        return None
+
+    return cause
 
 
 class HttpGetter(ApiServerRequests):

@@ -21,14 +21,16 @@ from .output.writer import ParticipantWriter
 from .progress import now_iso
 from .room.presence import PublishedStream, Publisher
 
-#: Builds a participant's writer: (folder, streams, catalog entry) -> writer (cut segments go to the catalog).
-WriterFactory = Callable[[str, list[PublishedStream], CatalogEntry], ParticipantWriter]
+#: Builds a participant's writer: (folder, streams, catalog entry, first segment number) -> writer (cut segments
+#: go to the catalog).
+WriterFactory = Callable[[str, list[PublishedStream], CatalogEntry, int], ParticipantWriter]
 
 
 class Participant:
-    def __init__(self, entry: CatalogEntry, writer: ParticipantWriter):
+    def __init__(self, entry: CatalogEntry, next_index: int = 0):
         self.entry = entry
-        self.writer = writer
+        self.writer: ParticipantWriter | None = None  # made when they are first recorded by this recorder
+        self.next_index = next_index  # the first segment number of this recorder's writer (resume)
         self.active_id: object | None = None  # the publisher id being recorded now; None between runs
 
     @property
@@ -42,6 +44,8 @@ class Participants:
         self.make_writer = make_writer
         self._by_key: dict[str, Participant] = {}  # by display name (or name + id for a second one)
         self._by_id: dict[object, str] = {}  # publisher id being recorded -> key
+        self._restored_ids: dict[object, str] = {}  # publisher ids of earlier runs (resume) -> key
+        self.next_index: dict[str, int] = {}  # folder -> first free segment number (resume: never write over)
         self.errors: list[RecorderError] = []  # writer failures while ending a run (e.g. disk full)
 
     def __iter__(self):
@@ -59,9 +63,19 @@ class Participants:
     def active_count(self) -> int:
         return len(self._by_id)
 
+    def restore(self, entry: CatalogEntry, next_index: int) -> None:
+        """A participant of an earlier run of this recording (resume): who comes back under the same name (or
+        the same publisher id) continues their folder, numbering on from ``next_index``."""
+        part = Participant(entry, next_index)
+        self._by_key.setdefault(entry.record.display, part)
+        for pub_id in entry.record.ids:
+            self._restored_ids.setdefault(pub_id, entry.record.display)
+
     def start_run(self, pub: Publisher, streams: list[PublishedStream]) -> Participant:
         """The participant to feed ``pub``'s media into (created on first sight); starts a run if none is open."""
         key = self._by_id.get(pub.id)
+        if key is None and pub.id in self._restored_ids and self._restored_ids[pub.id] in self._by_key:
+            key = self._restored_ids[pub.id]  # still in the room while the recorder was away: same folder
         if key is None:
             key = pub.display
             existing = self._by_key.get(key)
@@ -71,8 +85,10 @@ class Participants:
         if part is None:
             folder = participant_folder(pub.display, pub.id)
             entry = self.catalog.add_participant(pub.display, folder)
-            part = Participant(entry, self.make_writer(folder, streams, entry))
+            part = Participant(entry, self.next_index.get(folder, 0))
             self._by_key[key] = part
+        if part.writer is None:
+            part.writer = self.make_writer(part.entry.record.folder, streams, part.entry, part.next_index)
         if part.active_id is None:
             part.active_id = pub.id
             part.record.runs.append({"joinedAt": now_iso(), "leftAt": None})
@@ -86,26 +102,27 @@ class Participants:
         part = self._by_key[self._by_id.pop(pub_id)]
         await asyncio.to_thread(self._end, part, final=False)
 
-    async def finish(self) -> None:
-        """The recording ends: every writer closes, every playlist ends."""
+    async def finish(self, *, interrupted: bool = False) -> None:
+        """The recording ends: every writer closes, every playlist ends. ``interrupted``: this recorder ends but
+        the recording goes on in a replacement (resume.py): the playlists stay open."""
         self._by_id.clear()
         for part in self:
-            await asyncio.to_thread(self._end, part, final=True)
+            await asyncio.to_thread(self._end, part, final=True, end_playlist=not interrupted)
 
-    def _end(self, part: Participant, *, final: bool) -> None:
+    def _end(self, part: Participant, *, final: bool, end_playlist: bool = True) -> None:
         if part.active_id is not None:
             part.active_id = None
             part.record.runs[-1]["leftAt"] = now_iso()
         try:
-            if final:
+            if part.writer is not None and final:
                 part.writer.close()
-            else:
+            elif part.writer is not None:
                 part.writer.pause()
         except RecorderError as err:
             self.errors.append(err)
-        if final:
-            if part.writer.mp4 is not None and part.writer.mp4.error:
-                self.catalog.mp4_failed(part.entry, part.writer.mp4.error)
+        if final and part.writer is not None and part.writer.mp4 is not None and part.writer.mp4.error:
+            self.catalog.mp4_failed(part.entry, part.writer.mp4.error)
+        if final and end_playlist:
             self.catalog.participant_ended(part.entry)
         else:
             self.catalog.run_ended(part.entry)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from reel_api.vocabulary import Phase, StopReason
+from reel_api.vocabulary import ConditionReason, Phase, StopReason
 
 from . import errors
 from .clock import RecordingClock
@@ -47,6 +47,7 @@ from .output.catalog import Catalog, CatalogEntry
 from .output.writer import ParticipantWriter
 from .participants import Participants
 from .progress import ProgressSink, now_iso
+from .resume import Previous, ResumeRequest
 from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
 from .session import Session
 from .storage import StoreError, Uploader
@@ -80,9 +81,14 @@ class Ingest(Protocol):
 
 @dataclass
 class Outcome:
-    reason: str  # a StopReason
+    reason: str  # a StopReason, or ConditionReason.INTERRUPTED
     message: str = ""
     error_reason: str | None = None  # the RecorderError reason when reason == Error
+
+    @property
+    def interrupted(self) -> bool:
+        """This recorder ends, the recording does not: a replacement continues it (resume.py)."""
+        return self.reason == ConditionReason.INTERRUPTED
 
 
 def final_phase(outcome: Outcome, upload_status: str) -> Phase:
@@ -100,7 +106,13 @@ def failed_status(reason: str, message: str) -> dict:
 class Recorder:
     def __init__(self, session: Session, *, room: Room, make_ingest: Callable[[], Ingest], uploader: Uploader,
                  spool: Path, progress: ProgressSink, pin: str | None = None, control: PauseControl | None = None,
-                 clock: RecordingClock | None = None, upload_timeout: float = 600.0):
+                 clock: RecordingClock | None = None, upload_timeout: float = 600.0,
+                 resume: ResumeRequest | None = None, read_back: Callable[[], Previous] | None = None,
+                 stop_cause: Callable[[], str | None] | None = None):
+        """``resume`` + ``read_back``: continue an earlier recorder's recording from what the stores hold.
+        ``stop_cause``: asked (in a worker thread) when the stop event is set: StopReason.REQUESTED or DELETED,
+        or None when nobody asked for the recording to stop (a drain, an eviction, a deleted pod): then this
+        recorder stores what it has and leaves the recording open for a replacement. Default: REQUESTED."""
         self.session = session
         self.spec = session.spec
         self.room = room
@@ -112,11 +124,16 @@ class Recorder:
         self.control = control or PauseControl(bool(self.spec.paused))
         self.clock = clock or RecordingClock()
         self.upload_timeout = upload_timeout
-        self.recording_id = new_recording_id()
-        started = datetime.now(UTC)
-        self.prefix = render_prefix(self.spec.storage.prefix if self.spec.storage else None,
-                                    room=self.spec.room.id, recording_id=self.recording_id, started=started,
-                                    session=session.name, namespace=session.namespace or "")
+        self.resume, self.read_back, self.stop_cause = resume, read_back, stop_cause
+        self.recorder_started_at = now_iso()
+        if resume is not None:
+            self.recording_id, self.prefix = resume.recording_id or new_recording_id(), resume.prefix
+        else:
+            self.recording_id = new_recording_id()
+            self.prefix = render_prefix(self.spec.storage.prefix if self.spec.storage else None,
+                                        room=self.spec.room.id, recording_id=self.recording_id,
+                                        started=datetime.now(UTC), session=session.name,
+                                        namespace=session.namespace or "")
         self.manifest = ManifestData(
             session={"name": session.name, "namespace": session.namespace},
             tag=self.spec.tag, room={"server": self.spec.room.server, "id": self.spec.room.id},
@@ -139,6 +156,7 @@ class Recorder:
             "upload": self.uploader.progress().as_status(),
             "playlists": [p["playlist"] for p in participants],
             "manifest": self.catalog.manifest_key,
+            "recorderStartedAt": self.recorder_started_at,
         }
 
     def report(self, event: str) -> None:
@@ -153,23 +171,64 @@ class Recorder:
         except StoreError as err:
             return failed_status(errors.STORAGE_FAILED, str(err))
         self.uploader.start()
+        if self.resume is not None:
+            try:
+                previous = await asyncio.to_thread(self.read_back)
+            except (StoreError, ValueError) as err:
+                await asyncio.to_thread(self.uploader.close, self.upload_timeout)
+                return failed_status(errors.STORAGE_FAILED, f"cannot read back the recording to resume at "
+                                                            f"{self.prefix!r}: {err}")
+            self._continue_from(previous, self.resume)
         outcome = await self._record(stop)
-        self.phase = Phase.UPLOADING
-        self.report("stopped")
+        if not outcome.interrupted:
+            self.phase = Phase.UPLOADING
+            self.report("stopped")
         result = await asyncio.to_thread(self.uploader.close, self.upload_timeout)
         message = outcome.message
         if result.status != "uploaded":
             message = f"{message}; {result.message}" if message else result.message
+        status = self.status()
+        if outcome.interrupted:  # the phase stays: the recording goes on in a replacement recorder
+            status.update(interrupted=True, reason=outcome.reason, message=message)
+            return status
         self.phase = final_phase(outcome, result.status)
         status = self.status()
         status.update(stopReason=outcome.reason, reason=outcome.error_reason or outcome.reason, message=message)
         return status
+
+    def _continue_from(self, previous: Previous, request: ResumeRequest) -> None:
+        """Take over what earlier runs stored: their manifest, segments, playlists and numbering; the clock
+        continues their timeline; the interruption is recorded (when, why, which segments were lost)."""
+        m, earlier = self.manifest, previous.manifest
+        if earlier is not None:
+            m.started_at, m.pauses, m.interruptions = earlier.started_at, earlier.pauses, earlier.interruptions
+            self.recording_id = m.recording_id = earlier.recording_id or self.recording_id
+        started = _parse_time(m.started_at)
+        interrupted_at = request.interrupted_at or _iso(started.timestamp() + previous.media_end)
+        if m.pauses and m.pauses[-1].get("resumedAt") is None:
+            m.pauses[-1]["resumedAt"] = interrupted_at
+        for stored in previous.stored:
+            self.uploader.adopt_stored(stored.key, size=stored.size, sha256=stored.sha256,
+                                       in_primary=stored.in_primary, in_backup=stored.in_backup)
+        for record in previous.participants:
+            for run in record.runs:
+                if run.get("leftAt") is None:
+                    run["leftAt"] = interrupted_at
+            self.participants.restore(self.catalog.restore(record), previous.next_index.get(record.folder, 0))
+        self.participants.next_index.update(previous.next_index)
+        m.interruptions.append({"interruptedAt": interrupted_at, "reason": request.reason,
+                                "resumedAt": now_iso(), "lostSegments": list(previous.lost)})
+        # recording time (segment starts, TS timestamps) continues the earlier runs' timeline
+        self.clock.origin = time.monotonic() - (datetime.now(UTC) - started).total_seconds()
+        log.warning("resuming recording %s at %s: %d stored segment(s) taken over, %d lost (%s)", self.recording_id,
+                    self.prefix, len(previous.stored), len(previous.lost), request.reason)
 
     async def _record(self, stop: asyncio.Event) -> Outcome:
         """Starting → Recording/Paused → Stopping: join, record until a stop reason, end every ingest and writer."""
         self.catalog.publish_manifest()
         self.report("starting")
         ingest: Ingest | None = None
+        outcome = Outcome(StopReason.ERROR, "internal error: the recording was cancelled", errors.INTERNAL)
         try:
             await self.room.connect()
             joined = await self.room.join(self.spec.room.display_name, pin=self.pin)
@@ -187,18 +246,20 @@ class Recorder:
             log.exception("recording failed")
             outcome = Outcome(StopReason.ERROR, f"internal error: {err!r}", errors.INTERNAL)
         finally:
-            self.phase = Phase.STOPPING
+            if not outcome.interrupted:
+                self.phase = Phase.STOPPING
             try:
                 if ingest is not None:
                     await ingest.close()
             finally:
-                await self.participants.finish()
+                await self.participants.finish(interrupted=outcome.interrupted)
                 await self.room.close()
-        self.manifest.stopped_at = now_iso()
-        if self.manifest.pauses and self.manifest.pauses[-1]["resumedAt"] is None:
-            self.manifest.pauses[-1]["resumedAt"] = self.manifest.stopped_at
-        self.manifest.stop_reason = outcome.reason
-        self.manifest.message = outcome.message or None
+        if not outcome.interrupted:  # else the recording goes on: its replacement ends it
+            self.manifest.stopped_at = now_iso()
+            if self.manifest.pauses and self.manifest.pauses[-1]["resumedAt"] is None:
+                self.manifest.pauses[-1]["resumedAt"] = self.manifest.stopped_at
+            self.manifest.stop_reason = outcome.reason
+            self.manifest.message = outcome.message or None
         self.catalog.publish_manifest()
         return outcome
 
@@ -221,7 +282,7 @@ class Recorder:
                     await self._resume(presence, ingest)
             now = time.monotonic()
             if stop.is_set():
-                return Outcome(StopReason.REQUESTED, "stop requested")
+                return await self._stopped()
             if rec.max_duration_seconds and now - started >= rec.max_duration_seconds:
                 return Outcome(StopReason.MAX_DURATION, f"reached maxDurationSeconds ({rec.max_duration_seconds} s)")
             if self._present(presence):
@@ -236,6 +297,14 @@ class Recorder:
             if now - last_progress >= PROGRESS_EVERY:
                 last_progress = now
                 self.report("progress")
+
+    async def _stopped(self) -> Outcome:
+        """The stop event (SIGTERM): a stop somebody asked for, or an interruption (drain, eviction, pod deleted)."""
+        cause = StopReason.REQUESTED if self.stop_cause is None else await asyncio.to_thread(self.stop_cause)
+        if cause is None:
+            return Outcome(ConditionReason.INTERRUPTED, "the recorder was stopped although the session was not "
+                           "(a drain, an eviction or a deleted pod): a replacement recorder continues the recording")
+        return Outcome(cause, "stop requested" if cause == StopReason.REQUESTED else "the session was deleted")
 
     def _raise_failures(self, ingest: Ingest) -> None:
         """A media or storage failure ends the recording with its own reason."""
@@ -305,11 +374,20 @@ class Recorder:
         await ingest.remove(pub_id)
         await self.participants.end_run(pub_id)
 
-    def _make_writer(self, folder: str, streams: list[PublishedStream], entry: CatalogEntry) -> ParticipantWriter:
+    def _make_writer(self, folder: str, streams: list[PublishedStream], entry: CatalogEntry,
+                     first_index: int) -> ParticipantWriter:
         rec = self.spec.recording
-        return ParticipantWriter(folder, self.spool, segment_seconds=rec.segment_seconds,
+        return ParticipantWriter(folder, self.spool, segment_seconds=rec.segment_seconds, first_index=first_index,
                               on_segment=lambda info: self.catalog.segment_closed(entry, info),
                               expect_audio=any(s.kind == "audio" for s in streams),
                               expect_video=any(s.kind == "video" for s in streams),
                               mp4="mp4" in rec.outputs,
                               on_mp4=lambda info: self.catalog.mp4_closed(entry, info))
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -17,6 +17,8 @@ In a recorder pod
                              [unset: not in a pod, progress only as JSON lines on stdout]
   REEL_SA_DIR                service-account folder (token, ca.crt) [/var/run/secrets/kubernetes.io/serviceaccount]
   REEL_SPEC_POLL_SECONDS     how often spec.paused is read [2]
+  REEL_RESUME                JSON {"recordingId", "prefix", "reason", "interruptedAt"}: continue that recording,
+                             whose earlier recorder was lost (the operator sets it on a replacement pod; resume.py)
   KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT   the API server (set by Kubernetes) [kubernetes.default.svc, 443]
 Process
   REEL_LOG_LEVEL             DEBUG | INFO | WARNING | ERROR [INFO]
@@ -27,10 +29,14 @@ unknown log level) is a ``SettingsError`` at start, naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from reel_api.vocabulary import InterruptionReason
+
+from .resume import ResumeRequest
 from .room.credentials import RoomCredentials
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -56,6 +62,7 @@ class Settings:
     api_host: str = "kubernetes.default.svc"
     api_port: str = "443"
     log_level: str = "INFO"
+    resume: ResumeRequest | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,7 +88,17 @@ class Settings:
         level = (get("REEL_LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
             raise SettingsError(f"REEL_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+        resume = None
+        if get("REEL_RESUME"):
+            try:
+                doc = json.loads(get("REEL_RESUME"))
+                resume = ResumeRequest(prefix=doc["prefix"], recording_id=doc.get("recordingId") or None,
+                                       reason=doc.get("reason") or InterruptionReason.RECORDER_LOST,
+                                       interrupted_at=doc.get("interruptedAt") or None)
+            except (ValueError, KeyError, TypeError) as err:
+                raise SettingsError(f"REEL_RESUME: expected JSON with at least a prefix: {err}") from None
         return cls(
+            resume=resume,
             session=get("REEL_SESSION"),
             validated_session=get(VALIDATED_ENV),
             media_address=get("REEL_MEDIA_ADDRESS"),

@@ -241,3 +241,67 @@ def test_three_sessions_at_once_and_already_recording(env, tmp_path):
         assert not any(k.startswith("dup/") for k in keys)
         for name in rooms:
             assert any(k.startswith(f"{name}/") and k.endswith("manifest.json") for k in keys), keys
+
+
+def _resumed_after(kit, ns: str, name: str, room: int, fault, env, *, restarts: int = 1) -> tuple[dict, float]:
+    """Record ``name`` with one participant, apply ``fault`` to its recorder pod mid-recording, wait for the
+    replacement to record again, stop; returns the final status and the seconds from the fault to recording."""
+    kit.create_session(ns, name, session_spec(env.server, room, endpoint=env.endpoint,
+                                              recording={"maxIdleSeconds": 60, "segmentSeconds": 2}))
+    pub = kit.start_publisher(ns, f"{name}-p", room, 70)
+    kit.wait_published(ns, pub)
+    wait_for(lambda: (kit.session(ns, name).get("status") or {}).get("activeParticipants") == 1, 120,
+             "participant recorded")
+    time.sleep(10)
+    first_pod = kit.recorder_pods(ns, name)[0].metadata.name
+    first_uid = kit.recorder_pods(ns, name)[0].metadata.uid
+    t0 = time.monotonic()
+    fault(first_pod)
+
+    def recording_again():
+        st = kit.session(ns, name).get("status") or {}
+        pods = kit.recorder_pods(ns, name)
+        return (st.get("restarts") == restarts and not st.get("interruption") and st.get("phase") == "Recording"
+                and st.get("activeParticipants") == 1 and pods and pods[0].metadata.uid != first_uid)
+    wait_for(recording_again, 180, "the replacement recorder records again")
+    gap = time.monotonic() - t0
+    time.sleep(8)
+    kit.stop_session(ns, name)
+    obj = kit.wait_phase(ns, name, TERMINAL, 240)
+    return obj, gap
+
+
+def _check_resumed(env, status: dict, tmp_path, reason: str) -> dict:
+    assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
+    with env.kit.s3(env.ns) as s3:
+        manifest = _check_recording(env, s3, status, 1, tmp_path)
+        [interruption] = manifest["interruptions"]
+        assert interruption["reason"] == reason, interruption
+        [p] = manifest["participants"]
+        discontinuities = [s for s in p["segments"] if s["discontinuity"]]
+        assert len(discontinuities) == 1, p["segments"]  # the lost recorder: one gap, numbering goes on
+        numbers = [int(s["name"][4:9]) for s in p["segments"]]
+        assert numbers == sorted(set(numbers))
+    return interruption
+
+
+def test_a_force_deleted_recorder_pod_is_replaced_and_the_recording_continues(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    obj, gap = _resumed_after(kit, ns, "forced", 1007, lambda pod: kit.kubectl(
+        "delete", "pod", "-n", ns, pod, "--grace-period=0", "--force", "--wait=false"), env)
+    interruption = _check_resumed(env, obj["status"], tmp_path, "PodDeleted")
+    print(f"force delete: resumed {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost")
+
+
+def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_path):
+    from kubernetes import client
+
+    kit, ns = env.kit, env.ns
+
+    def evict(pod):
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=ns))
+        kit.core.create_namespaced_pod_eviction(pod, ns, body)
+
+    obj, gap = _resumed_after(kit, ns, "evicted", 1008, evict, env)
+    interruption = _check_resumed(env, obj["status"], tmp_path, "Evicted")
+    print(f"eviction: resumed {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost")

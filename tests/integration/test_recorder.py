@@ -31,7 +31,8 @@ def record(test_network, janus, tmp_path, request):
     runs: list[RecorderRun] = []
 
     def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
-               room_id=None, display: str | None = None, name: str = "test", paused: bool = False) -> RecorderRun:
+               room_id=None, display: str | None = None, name: str = "test", paused: bool = False,
+               output: Path | None = None, extra_args: list[str] | None = None) -> RecorderRun:
         rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
         manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
                                     recording=rec, display=display, name=name, paused=paused)
@@ -40,7 +41,11 @@ def record(test_network, janus, tmp_path, request):
             creds["REEL_ROOM_SECRET"] = room.secret
         if getattr(room, "pin", None):
             creds["REEL_ROOM_PIN"] = room.pin
-        run = RecorderRun(test_network.popen, manifest, tmp_path / f"rec{len(runs)}", env={**creds, **(env or {})})
+        args = (["--output", str(output)] if output else []) + (extra_args or [])
+        run = RecorderRun(test_network.popen, manifest, tmp_path / f"rec{len(runs)}", env={**creds, **(env or {})},
+                          output=output is None, extra_args=args)
+        if output is not None:
+            run.output = output
         runs.append(run)
         return run
 
@@ -452,3 +457,47 @@ def test_invalid_session_exits_2_with_every_problem(tmp_path):
     assert r.returncode == 2
     assert "spec.room.server" in r.stderr and "spec.room.id" in r.stderr and "bucket" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record, room, publisher):
+    """SIGKILL (OOM, node lost): nothing flushed. A second recorder started with --resume continues the same
+    recording: same id and folder, numbering on, a discontinuity, the interruption and lost segments listed."""
+    first = record(room, recording={"segmentSeconds": 2, "maxIdleSeconds": 10})
+    _joined(first)
+    alice = publisher(room, display="alice", duration=20)
+    first.wait_event("progress", timeout=30, predicate=lambda e: e["status"]["upload"]["segments"] >= 3)
+    first.kill()  # SIGKILL: the open segment and anything in the spool die with it
+    killed_at = time.monotonic()
+    prefix = first.events[-1]["status"]["manifest"][: -len("manifest.json")]
+    first_id = first.events[-1]["status"]["recordingId"]
+    second = record(room, recording={"segmentSeconds": 2, "maxIdleSeconds": 10}, output=first.output,
+                    extra_args=["--resume", prefix])
+    _joined(second)
+    resumed_after = time.monotonic() - killed_at
+    sent = alice.wait(90)
+    status = second.wait(90)
+    assert status["phase"] == "Completed" and status["recordingId"] == first_id, status
+
+    [folder] = recording_folders(first.output).values()
+    info, decoded = read_participant(folder)
+    assert info.ended and decoded.decode_errors == 0
+    numbers = [int(re.match(r"seg_(\d+)\.ts", uri).group(1)) for uri, _, _ in info.entries]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    gaps = [i for i, (_, _, disc) in enumerate(info.entries) if disc]
+    assert len(gaps) == 1 and 2 <= gaps[0] < len(info.entries) - 2, info.entries  # one gap: the lost recorder
+    manifest = _manifest(first)
+    [interruption] = manifest["interruptions"]
+    assert interruption["reason"] == "ResumedByHand" and interruption["resumedAt"] >= interruption["interruptedAt"]
+    segs = [s for p in manifest["participants"] for s in p["segments"]]
+    assert [s["name"] for s in segs] == [uri for uri, _, _ in info.entries]
+    for s in segs:
+        data = (first.output / s["key"]).read_bytes()
+        assert s["bytes"] == len(data) and s["sha256"] == hashlib.sha256(data).hexdigest()
+    for key in interruption["lostSegments"]:
+        assert not (first.output / key).exists()
+    # the gap: what the dead recorder had not closed, and the time until the second one records again
+    total = sum(d for _, d, _ in info.entries)
+    missing = sent["video_frames"] / FPS - total
+    assert 0 < missing < resumed_after + 6, (missing, resumed_after)
+    print(f"resume: {len(interruption['lostSegments'])} segment(s) lost, {missing:.1f} s of media missing, "
+          f"replacement joined {resumed_after:.1f} s after the kill")

@@ -121,6 +121,8 @@ class SyntheticRecording:
             p = self.participants[seg.participant]
             if p.entry is None:  # a participant's folder and playlist appear with their first media
                 p.entry = self.catalog.add_participant(p.name, p.folder)
+                p.entry.record.ids.append(p.folder.rsplit("_", 1)[1])  # as the recorder: who, and since when
+                p.entry.record.runs.append({"joinedAt": now_iso(), "leftAt": None})
             self.catalog.segment_closed(p.entry, seg.info)
         return seg.key
 
@@ -136,6 +138,7 @@ class SyntheticRecording:
             self.manifest.stop_reason = "Requested"
             for p in self.participants.values():
                 if p.entry is not None:
+                    p.entry.record.runs[-1]["leftAt"] = now_iso()
                     self.catalog.participant_ended(p.entry)
             self.catalog.publish_manifest()
 

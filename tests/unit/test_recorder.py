@@ -8,9 +8,9 @@ import asyncio
 import json
 
 import yaml
-from reel_api.vocabulary import Phase, StopReason
 from tests.support.recorder_proc import session_manifest
 
+from reel_api.vocabulary import Phase, StopReason
 from reel_recorder import errors
 from reel_recorder.control import PauseControl
 from reel_recorder.errors import RecorderError
@@ -88,19 +88,21 @@ class Reports:
         return [event for event, _ in self.seen if event != "upload"]
 
 
-def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, **overrides):
+def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, resume=None, read_back=None,
+                  stop_cause=None, **overrides):
     manifest = validated_manifest(yaml.safe_dump(session_manifest(SERVER, 1234, recording=recording, paused=paused)))
     manifest["spec"]["recording"].update(overrides)  # below the API's minimums, to keep the tests short
     session = session_from_manifest(manifest)
     if store is None:
-        (tmp_path / "out").mkdir()
+        (tmp_path / "out").mkdir(parents=True)
         store = LocalStore(tmp_path / "out", name="primary")
     uploader = Uploader(store, progress_interval=0.05)
     ingest = FakeIngest()
     reports = Reports()
     control = PauseControl(paused)
     recorder = Recorder(session, room=room, make_ingest=lambda: ingest, uploader=uploader, spool=tmp_path / "spool",
-                        progress=reports, pin="1234", control=control, upload_timeout=10)
+                        progress=reports, pin="1234", control=control, upload_timeout=10, resume=resume,
+                        read_back=read_back, stop_cause=stop_cause)
     return recorder, ingest, reports, control
 
 

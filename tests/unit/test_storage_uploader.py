@@ -71,6 +71,10 @@ class SwitchableStore(Store):
         self._gate()
         return self.inner.exists(key)
 
+    def list_keys(self, prefix):
+        self._gate()
+        return self.inner.list_keys(prefix)
+
 
 @pytest.fixture
 def dirs(tmp_path):

@@ -60,6 +60,16 @@ class Catalog:
         self.uploader.playlist_updated(record.playlist, entry.playlist.render)
         return entry
 
+    def restore(self, record: ParticipantRecord) -> CatalogEntry:
+        """A participant of an earlier run (resume.py): their record (stored segments only) back in the manifest
+        and their playlist rebuilt from it; the uploader already knows those segments as stored."""
+        entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
+        for s in record.segments:
+            entry.playlist.add(PlaylistEntry(uri=s.name, key=s.key, duration=s.duration, discontinuity=s.discontinuity))
+        self.manifest.participants.append(record)
+        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        return entry
+
     def segment_closed(self, entry: CatalogEntry, info: SegmentInfo) -> None:
         """A segment file is complete in the spool: list it, and let the uploader store it."""
         key = folder_key(self.prefix, entry.record.folder, info.name)
@@ -73,9 +83,13 @@ class Catalog:
 
     def mp4_closed(self, entry: CatalogEntry, info: Mp4Info) -> None:
         """The participant's MP4 is complete: into the manifest (with its checksum) and to the uploader."""
-        key = mp4_key(self.prefix, entry.record.folder)
-        entry.record.mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256,
-                            "duration": round(info.duration, 3)}
+        earlier = entry.record.mp4 is not None and "key" in entry.record.mp4  # an earlier run's (resume)
+        key = mp4_key(self.prefix, entry.record.folder, run=len(entry.record.more_mp4) + 1 if earlier else 0)
+        mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256, "duration": round(info.duration, 3)}
+        if earlier:
+            entry.record.more_mp4.append(mp4)
+        else:
+            entry.record.mp4 = mp4
         self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
 
     def mp4_failed(self, entry: CatalogEntry, error: str) -> None:

@@ -63,3 +63,19 @@ class Playlist:
         if ended and len(listed) == len(entries):
             lines.append("#EXT-X-ENDLIST")
         return "\n".join(lines) + "\n"
+
+
+def parse_playlist(text: str) -> list[tuple[str, float, bool]]:
+    """The segments a media playlist lists, as (uri, duration, discontinuity before it), in order."""
+    out: list[tuple[str, float, bool]] = []
+    duration, discontinuity = 0.0, False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXTINF:"):
+            duration = float(line[len("#EXTINF:"):].split(",", 1)[0])
+        elif line == "#EXT-X-DISCONTINUITY":
+            discontinuity = True
+        elif line and not line.startswith("#"):
+            out.append((line, duration, discontinuity))
+            duration, discontinuity = 0.0, False
+    return out

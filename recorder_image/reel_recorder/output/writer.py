@@ -112,6 +112,7 @@ class ParticipantWriter:
         expect_video: bool = True,
         mp4: bool = False,
         on_mp4: Callable[[Mp4Info], None] | None = None,
+        first_index: int = 0,
     ):
         self.folder = folder
         self.dir = spool / folder
@@ -123,13 +124,13 @@ class ParticipantWriter:
         self.expect_video = expect_video
         self._lock = threading.Lock()
         self._seg: _Segment | None = None
-        self._index = 0
+        self._index = first_index  # a resumed recording continues the numbering of its earlier runs
         self._transcoder = OpusToAac()
         self._video_started = False  # a keyframe with parameter sets seen in this run
         self._parameter_sets = b""
         self._last_video_t: float | None = None
         self._last_video_dur = 1 / 30
-        self._pending_discontinuity = False
+        self._pending_discontinuity = first_index > 0  # ... after a discontinuity
         self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
         self.mp4 = ParticipantMp4(self.dir / "recording.mp4", audio_template=self._transcoder.template,
                                   expect_video=expect_video, expect_audio=expect_audio) if mp4 else None

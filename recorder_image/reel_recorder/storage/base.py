@@ -67,6 +67,11 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         """Whether an object exists under ``key``."""
 
+    @abstractmethod
+    def list_keys(self, prefix: str) -> list[str]:
+        """The keys of every object under ``prefix`` (a folder key ending in '/'), sorted (what a resumed
+        recording reads back)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -136,6 +136,26 @@ class Ledger:
         self.pending.append(seg)
         self.recorded_bytes += seg.size
 
+    def adopt(self, key: str, *, size: int, sha256: str, in_primary: bool, in_backup: bool, now: float) -> None:
+        """A segment stored by an earlier run of this recording (a resumed one): counted as recorded and stored
+        where it is, nothing to upload; a copy only in the backup is queued for backfill. Caller holds the
+        uploader's lock."""
+        if key in self.segments:
+            raise ValueError(f"segment {key!r} was already handed to the uploader")
+        if not (in_primary or in_backup):
+            raise ValueError(f"segment {key!r} is stored nowhere: nothing to adopt")
+        seg = Segment(key=key, path=Path(), size=int(size), sha256=sha256.lower(), closed_at=now,
+                      in_primary=in_primary, in_backup=in_backup, stored_at=now, spool_deleted=True)
+        self.segments[key] = seg
+        self.recorded_bytes += seg.size
+        self.stored_bytes += seg.size
+        if in_primary:
+            self.n_primary += 1
+        else:
+            self.n_backup_only += 1
+            self.backed_up = True
+            self.backfill.append(seg)
+
     def stored(self, seg: Segment, role: str, now: float) -> None:
         """A pending segment is stored in ``role``'s store (a backup copy is queued for backfill). Caller holds
         the uploader's lock."""

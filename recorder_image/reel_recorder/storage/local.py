@@ -187,6 +187,22 @@ class LocalStore(Store):
             raise
         return True
 
+    def list_keys(self, prefix: str) -> list[str]:
+        if prefix:
+            self.validate_key(prefix.rstrip("/"))
+        top = self.root / prefix
+        if not top.is_dir():
+            return []
+        keys = []
+        try:
+            for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+                dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))]
+                rel = Path(dirpath).relative_to(self.root).as_posix()
+                keys.extend(f"{rel}/{f}" for f in filenames if not (f.startswith(".") and f.endswith(".tmp")))
+        except OSError as e:
+            raise self._os_error(f"cannot list {prefix!r}", e) from None
+        return sorted(keys)
+
     def get_size(self, key: str) -> int:
         try:
             dfd, leaf = self._open_parent(key, create=False)

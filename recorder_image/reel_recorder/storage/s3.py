@@ -292,6 +292,23 @@ class S3Store(Store):
             raise err from None
         return True
 
+    def list_keys(self, prefix: str) -> list[str]:
+        if prefix:
+            self.validate_key(prefix.rstrip("/"))
+        keys: list[str] = []
+        token = None
+        try:
+            while True:  # no paginator: trim_botocore keeps only the S3 model itself
+                args = {"Bucket": self.bucket, "Prefix": prefix, **({"ContinuationToken": token} if token else {})}
+                resp = self._client.list_objects_v2(**args)
+                keys.extend(obj["Key"] for obj in resp.get("Contents") or [])
+                token = resp.get("NextContinuationToken")
+                if not resp.get("IsTruncated") or not token:
+                    break
+        except Exception as e:
+            raise self.translate(e, f"list {prefix!r}") from None
+        return sorted(keys)
+
     def head(self, key: str) -> dict:
         """The object's metadata (ContentType, ContentLength, ServerSideEncryption, ChecksumSHA256...)."""
         self.validate_key(key)

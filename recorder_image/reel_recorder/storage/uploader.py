@@ -158,6 +158,15 @@ class Uploader:
             self._changed = True
             self._cond.notify_all()
 
+    def adopt_stored(self, key: str, *, size: int, sha256: str, in_primary: bool, in_backup: bool) -> None:
+        """A segment an earlier run of this recording stored (resume): playlists may list it at once, progress
+        counts it, a copy only in the backup is backfilled."""
+        with self._cond:
+            self._ledger.adopt(key, size=size, sha256=sha256, in_primary=in_primary, in_backup=in_backup,
+                               now=self._clock())
+            self._changed = True
+            self._cond.notify_all()
+
     def playlist_updated(self, key: str, render: Callable[[Callable[[str], bool]], str]) -> None:
         with self._cond:
             self._docs.playlist_updated(key, render)

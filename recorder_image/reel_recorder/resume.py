@@ -1,0 +1,151 @@
+"""Resuming a recording whose recorder was lost: what the earlier runs stored, read back from the stores.
+
+A replacement recorder (started by the operator when a recorder pod ends before its session was stopped, or
+``reel-recorder --resume PREFIX`` by hand) continues the same recording: same recordingId and prefix, each
+participant's folder and playlist, segment numbering continuing after an ``#EXT-X-DISCONTINUITY``. The spool
+died with the old recorder, so what it knows comes from the stores only:
+
+- the keys under the prefix, in the primary and in the backup (``Store.list_keys``);
+- each participant's playlist in each store: the segments stored there, in order, with durations (a playlist
+  is re-published right after each stored segment, so it is the freshest list);
+- the manifest (stored every ~30 s and at start): display names, publisher ids, joins, pauses, each segment's
+  size, SHA-256, start and discontinuity.
+
+A listed segment the manifest does not know yet is read back once for its size and checksum. A segment the
+manifest lists but no store holds was in the dead recorder's spool: it is lost, and the interruption entry
+names it. Numbering continues after the highest segment number seen anywhere (stored, listed or lost), so
+no stored object is ever written over.
+
+Runs in a worker thread of the Recorder, before the room is joined; store errors propagate (StoreError).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field, replace
+
+from reel_api.vocabulary import InterruptionReason
+
+from .layout import manifest_key
+from .manifest import ManifestData, ParticipantRecord, SegmentRecord, manifest_from_json
+from .output.playlist import parse_playlist
+from .storage import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+PLAYLIST = "index.m3u8"
+_INDEX = re.compile(r"^seg_(\d+)\.[a-z0-9]+$")
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """Continue this recording (the operator's REEL_RESUME, or ``--resume PREFIX``)."""
+
+    prefix: str
+    recording_id: str | None = None  # None: the one in the stored manifest
+    reason: str = InterruptionReason.RECORDER_LOST  # why the earlier recorder ended (PodDeleted, Evicted, ...)
+    interrupted_at: str | None = None  # RFC 3339; None: where the stored media ends
+
+
+@dataclass(frozen=True)
+class StoredSegment:
+    key: str
+    size: int
+    sha256: str
+    in_primary: bool
+    in_backup: bool
+
+
+@dataclass
+class Previous:
+    """What earlier runs of a recording left in the stores."""
+
+    manifest: ManifestData | None  # the stored manifest (None: none was stored), participants rebuilt below
+    participants: list[ParticipantRecord]  # each folder with a playlist, its stored segments only, in order
+    stored: list[StoredSegment]  # every listed segment and where it is
+    lost: list[str]  # segment keys the manifest lists that no store holds
+    next_index: dict[str, int] = field(default_factory=dict)  # folder -> the next segment number
+
+    @property
+    def media_end(self) -> float:
+        """Recording time (s) where the stored media ends."""
+        return max((s.start + s.duration for p in self.participants for s in p.segments), default=0.0)
+
+
+def segment_index(name: str) -> int | None:
+    m = _INDEX.match(name)
+    return int(m.group(1)) if m else None
+
+
+def _keys(store: Store | None, prefix: str) -> set[str]:
+    return set(store.list_keys(prefix)) if store is not None else set()
+
+
+def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
+    keys_p = _keys(primary, prefix)
+    try:
+        keys_b = _keys(backup, prefix)
+    except StoreError as err:  # the backup may be down; what the primary holds is still worth continuing
+        log.warning("resume: cannot list the backup store: %s", err)
+        keys_b, backup = set(), None
+
+    def read(key: str) -> bytes | None:
+        for store, keys in ((primary, keys_p), (backup, keys_b)):
+            if store is not None and key in keys:
+                return store.get_bytes(key)
+        return None
+
+    raw = read(manifest_key(prefix))
+    manifest = manifest_from_json(raw) if raw is not None else None
+    known = {s.key: s for p in (manifest.participants if manifest else []) for s in p.segments}
+    records = {p.folder: p for p in (manifest.participants if manifest else [])}
+
+    folders = sorted({k[len(prefix):].split("/", 1)[0] for k in keys_p | keys_b if "/" in k[len(prefix):]})
+    participants: list[ParticipantRecord] = []
+    stored: list[StoredSegment] = []
+    next_index: dict[str, int] = {}
+    for folder in folders:
+        base = f"{prefix}{folder}/"
+        playlist_key = base + PLAYLIST
+        listed: dict[str, tuple[float, bool]] = {}
+        for store, keys in ((backup, keys_b), (primary, keys_p)):  # the primary's flags win
+            if store is not None and playlist_key in keys:
+                for uri, duration, disc in parse_playlist(store.get_bytes(playlist_key).decode()):
+                    listed[uri] = (duration, disc)
+        seen = [segment_index(k[len(base):]) for k in keys_p | keys_b if k.startswith(base)]
+        seen += [segment_index(s.name) for s in (records[folder].segments if folder in records else [])]
+        next_index[folder] = 1 + max((i for i in seen if i is not None), default=-1)
+        if not listed:
+            continue
+        record = records.get(folder)
+        if record is None:  # joined after the last manifest: the folder is "<display>_<publisher id>" (layout.py)
+            display, _, pub_id = folder.rpartition("_")
+            record = ParticipantRecord(display=display or folder, folder=folder, playlist=playlist_key,
+                                       ids=[int(pub_id) if pub_id.isdigit() else pub_id])
+        segments: list[SegmentRecord] = []
+        for name in sorted((n for n in listed if segment_index(n) is not None), key=segment_index):
+            key = base + name
+            in_p, in_b = key in keys_p, key in keys_b
+            if not (in_p or in_b):
+                continue  # a playlist never lists a segment its store lacks; be safe anyway
+            rec = known.get(key)
+            if rec is None:  # stored after the last manifest: read it back once
+                data = read(key)
+                duration, disc = listed[name]
+                start = segments[-1].start + segments[-1].duration if segments else 0.0
+                rec = SegmentRecord(name=name, key=key, start=start, duration=duration, bytes=len(data),
+                                    sha256=hashlib.sha256(data).hexdigest(), discontinuity=disc)
+            if segments and segment_index(name) != segment_index(segments[-1].name) + 1 and not rec.discontinuity:
+                rec = replace(rec, discontinuity=True)  # a segment is missing before it: the timeline jumps
+            segments.append(rec)
+            stored.append(StoredSegment(key, rec.bytes, rec.sha256, in_p, in_b))
+        record.segments = segments
+        participants.append(record)
+        for mp4 in [record.mp4 or {}, *record.more_mp4]:  # earlier runs' MP4s: stored objects the manifest names
+            key = mp4.get("key")
+            if key and (key in keys_p or key in keys_b):
+                stored.append(StoredSegment(key, int(mp4["bytes"]), mp4["sha256"], key in keys_p, key in keys_b))
+    lost = sorted(k for k in known if k not in keys_p and k not in keys_b)
+    return Previous(manifest, participants, stored, lost, next_index)
