@@ -88,7 +88,7 @@ def _secret_volume(name: str, secret: str, keys: tuple[str, ...] = ()) -> dict[s
 def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0,
               resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The recorder pod. ``restart``: its restart number (status.restarts); ``resume``: for a replacement that
-    continues a recording, the REEL_RESUME object (``status.resume_request``), None for a fresh start."""
+    continues a recording, the REEL_RESUME object (``interruptions.resume_request``), None for a fresh start."""
     spec = session.spec
     name = object_name(session.metadata.name)
     args = ["--spool", SPOOL_DIR, "--termination-log", TERMINATION_LOG,

@@ -30,12 +30,10 @@ from reel_api import (
     ConditionStatus,
     ConditionType,
     FailureReason,
-    InterruptionReason,
     Phase,
     StopReason,
     StorageLocation,
 )
-from reel_api.models import DEFAULT_MAX_RESTARTS
 
 from .podspec import CONTAINER, RESTART_ANNOTATION, VOLUME_FIELDS
 
@@ -66,10 +64,8 @@ PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"  # DisruptionTarget reasons
 DELETION_BY_TAINT_MANAGER = "DeletionByTaintManager"
 DELETION_BY_POD_GC = "DeletionByPodGC"  # its node is gone
 KILLED_EXIT_CODES = (137, 143)  # SIGKILL, SIGTERM
-MANIFEST_FILE = "manifest.json"  # the last part of status.manifest
 
 #: The backoff before starting the n-th replacement recorder: 2 s · 2^(n-1), at most 30 s.
-RESTART_BACKOFF_SECONDS, RESTART_BACKOFF_MAX_SECONDS = 2.0, 30.0
 
 #: Stop reasons after which the outcome is a normal end (not a failure).
 NORMAL_STOPS = frozenset({StopReason.REQUESTED, StopReason.NO_USERS, StopReason.MAX_DURATION, StopReason.DELETED})
@@ -317,149 +313,6 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
                        f"grace period{grace}; raise REEL_TERMINATION_GRACE_SECONDS")
     return _failed(FailureReason.RECORDER_ERROR,
                    f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Interruptions: a lost recorder, replaced by one that continues the recording
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Interruption:
-    """Why a recorder was lost (an InterruptionReason and a sentence), and what its final JSON said."""
-
-    reason: str
-    message: str
-    extra: Mapping[str, Any] = field(default_factory=dict)  # recordingId, manifest from the termination log
-
-
-def _node_lost(view: PodView) -> bool:
-    """The pod's node is gone or unreachable: its kubelet will never report the recorder's end."""
-    return (view.phase == POD_UNKNOWN or view.pod_reason == POD_NODE_LOST or view.disruption == DELETION_BY_POD_GC
-            or (view.disruption == DELETION_BY_TAINT_MANAGER and view.deleting and view.ready is False))
-
-
-def _cause(view: PodView) -> tuple[str, str] | None:
-    """What Kubernetes did to the pod (node lost, preempted, evicted, deleted), None if nothing."""
-    name = view.name
-    if _node_lost(view):
-        on = f" {view.node}" if view.node else ""
-        return InterruptionReason.NODE_LOST, f"the node{on} of the recorder pod {name} was lost"
-    if view.disruption == PREEMPTION_BY_SCHEDULER:
-        return InterruptionReason.PREEMPTED, f"the recorder pod {name} was preempted for a pod of higher priority"
-    if view.disruption or view.pod_reason == POD_EVICTED:
-        detail = (view.pod_message or view.disruption or "").strip()
-        return InterruptionReason.EVICTED, f"the recorder pod {name} was evicted{' (' + detail + ')' if detail else ''}"
-    if view.gone or view.deleting:
-        return InterruptionReason.POD_DELETED, f"the recorder pod {name} was deleted"
-    return None
-
-
-def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = False,
-                       deleting: bool = False) -> Interruption | None:
-    """Is this the loss of a recorder whose recording must go on (a replacement continues it)?
-
-    Yes when the session is not final, not stopping (spec.stop) and not being deleted, and the pod: is gone
-    (deleted, force-deleted, removed with its node), exited with the recorder's ``interrupted`` JSON (SIGTERM from
-    a drain, an eviction, ``kubectl delete pod``: exit code 3), was OOM-killed, exited non-zero or was killed
-    without a final report, runs on a lost node, or was evicted before it started. No (None: ``judge_pod``
-    decides, as before) when the recorder reported a final phase or exited 0, is still running (a pod being
-    deleted gracefully: its recorder is storing what it has), or cannot start (image, Secret, scheduling)."""
-    if is_terminal(phase) or stopping or deleting:
-        return None
-    term = view.terminated
-    if term is not None:
-        summary = termination_summary(term)
-        extra = {k: summary[k] for k in ("recordingId", "manifest") if summary and summary.get(k)}
-        cause = _cause(view)
-        if summary is not None and summary.get("interrupted"):
-            reason, what = cause or (InterruptionReason.TERMINATED,
-                                     f"the recorder of pod {view.name} got SIGTERM although its session was not "
-                                     "stopped")
-            return Interruption(reason, f"{what}; it stored what it had recorded", extra)
-        if summary is not None and summary.get("phase") in TERMINAL_PHASES:
-            return None  # its own end (a failure included): final
-        exit_code = term.get("exitCode")
-        if term.get("reason") == OOM_KILLED:
-            return Interruption(InterruptionReason.OUT_OF_MEMORY,
-                                "the recorder ran out of memory (OOMKilled); if it recurs, raise its memory limit "
-                                "(annotation reel.dev/recorder-resources or REEL_RECORDER_MEMORY_LIMIT)", extra)
-        if exit_code == 0:
-            return None
-        if cause is not None and exit_code in KILLED_EXIT_CODES:
-            return Interruption(cause[0], f"{cause[1]}; the recorder was killed (exit code {exit_code})", extra)
-        detail = (term.get("message") or "").strip() if summary is None else ""
-        tail = f": {detail[-300:]}" if detail else ""
-        return Interruption(InterruptionReason.RECORDER_CRASHED,
-                            f"the recorder exited with code {exit_code} ({term.get('reason')}) without a final "
-                            f"report{tail}", extra)
-    if view.gone or _node_lost(view):
-        reason, what = _cause(view) or (InterruptionReason.POD_DELETED, f"the recorder pod {view.name} was deleted")
-        return Interruption(reason, what)
-    if view.phase == POD_FAILED and not view.running and (view.disruption or view.pod_reason == POD_EVICTED):
-        reason, what = _cause(view) or (InterruptionReason.EVICTED, f"the recorder pod {view.name} was evicted")
-        return Interruption(reason, f"{what} before its recorder started")
-    return None
-
-
-def max_restarts(spec: Mapping[str, Any] | None) -> int:
-    """spec.recording.maxRestarts of a session (the API's default when absent)."""
-    value = ((spec or {}).get("recording") or {}).get("maxRestarts")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return DEFAULT_MAX_RESTARTS
-    return value
-
-
-def restart_delay(restarts: int) -> float:
-    """Seconds between seeing the recorder lost and starting replacement number ``restarts`` (1, 2, ...)."""
-    return min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_SECONDS * 2 ** min(max(restarts - 1, 0), 16))
-
-
-def interruption_record(cause: Interruption, *, restarts: int, limit: int, now: datetime) -> dict[str, Any]:
-    """status.interruption for replacement number ``restarts`` (of at most ``limit``)."""
-    return {"since": rfc3339(now), "reason": cause.reason,
-            "message": f"{cause.message}; resuming ({restarts} of {limit})"}
-
-
-def too_many_restarts_message(cause: Interruption, *, restarts: int, limit: int) -> str:
-    return (f"the recorder was lost again after {restarts} restart(s), the most spec.recording.maxRestarts "
-            f"({limit}) allows: {cause.message}. What was recorded until then is stored")
-
-
-def resume_request(status: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any] | None:
-    """REEL_RESUME for the replacement of a lost recorder: the same recordingId, the prefix of its manifest
-    (status.manifest without "manifest.json"), why and when it was lost. None when the lost recorder had not
-    reported a recording (no recordingId or manifest): the replacement starts afresh, nothing was recorded."""
-    recording_id, manifest = status.get("recordingId"), status.get("manifest")
-    if not recording_id or not manifest:
-        return None
-    if manifest.endswith(MANIFEST_FILE):
-        prefix = manifest[: -len(MANIFEST_FILE)]
-    else:
-        head, sep, _ = manifest.rpartition("/")
-        prefix = head + sep
-    interruption = status.get("interruption") or {}
-    return {"recordingId": recording_id, "prefix": prefix,
-            "reason": interruption.get("reason") or InterruptionReason.RECORDER_CRASHED,
-            "interruptedAt": interruption.get("since") or rfc3339(now or now_utc())}
-
-
-def interruption_over(status: Mapping[str, Any]) -> bool:
-    """The replacement recorder has taken over: it reports Recording/Paused and started after the loss."""
-    interruption = status.get("interruption")
-    if not interruption or status.get("phase") not in (Phase.RECORDING, Phase.PAUSED):
-        return False
-    started, since = parse_time(status.get("recorderStartedAt")), parse_time(interruption.get("since"))
-    return started is not None and since is not None and started > since
-
-
-def stopped_while_interrupted(status: Mapping[str, Any]) -> str | None:
-    """The message of a session stopped (or deleted) while its lost recorder was being replaced; None if not."""
-    interruption = status.get("interruption")
-    if not interruption:
-        return None
-    return (f"stopped while a lost recorder was being replaced ({interruption.get('reason')}): the recording ends "
-            "where that recorder stopped")
 
 
 # ---------------------------------------------------------------------------------------------------------

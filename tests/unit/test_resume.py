@@ -1,14 +1,14 @@
 """Resuming a recording after its recorder was lost: reading back what the stores hold (resume.read_back), and
 the Recorder continuing it (numbering, discontinuity, the interruption in the manifest), with real LocalStores,
-the real catalog and uploader; the room and the ingest are the fakes of test_recorder.py."""
+the real catalog and uploader; the room and the ingest are the fakes of tests/support/fake_room.py."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+from tests.support.fake_room import FakeRoom, make_recorder, publisher, run, until
 from tests.support.synthetic import SyntheticRecording, manifest_segments, playlist_entries
-from tests.unit.test_recorder import FakeRoom, make_recorder, publisher, run, until
 
 from reel_api.vocabulary import ConditionReason, Phase, StopReason
 from reel_recorder.layout import segment_name

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reel_api import RecordingSessionStatus
+from reel_operator import interruptions as irs
 from reel_operator import lock
 from reel_operator import status as st
 
@@ -240,7 +241,7 @@ DISRUPTION = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionB
 
 
 def lost(p, *, phase="Recording", **kw):
-    return st.judge_interruption(st.pod_view(p, gone=kw.pop("gone", False)), phase=phase, **kw)
+    return irs.judge_interruption(st.pod_view(p, gone=kw.pop("gone", False)), phase=phase, **kw)
 
 
 RUNNING = {"running": {"startedAt": CREATED}}
@@ -327,22 +328,22 @@ def test_pod_view_reads_restart_node_disruption_and_ready():
 
 
 def test_restart_budget_and_backoff():
-    assert [st.restart_delay(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [2, 4, 8, 16, 30, 30, 30]
-    assert st.max_restarts({}) == 3 == st.max_restarts(None) == st.max_restarts({"recording": {}})
-    assert st.max_restarts({"recording": {"maxRestarts": 0}}) == 0
-    assert st.max_restarts({"recording": {"maxRestarts": 7}}) == 7
+    assert [irs.restart_delay(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [2, 4, 8, 16, 30, 30, 30]
+    assert irs.max_restarts({}) == 3 == irs.max_restarts(None) == irs.max_restarts({"recording": {}})
+    assert irs.max_restarts({"recording": {"maxRestarts": 0}}) == 0
+    assert irs.max_restarts({"recording": {"maxRestarts": 7}}) == 7
 
 
 def test_resume_request():
     status = {"recordingId": "01JREC", "manifest": "2026-11-30/1234_101500_01JREC/manifest.json",
               "interruption": {"since": "2026-11-30T10:20:00Z", "reason": "Evicted", "message": "x"}}
-    assert st.resume_request(status) == {"recordingId": "01JREC", "prefix": "2026-11-30/1234_101500_01JREC/",
+    assert irs.resume_request(status) == {"recordingId": "01JREC", "prefix": "2026-11-30/1234_101500_01JREC/",
                                          "reason": "Evicted", "interruptedAt": "2026-11-30T10:20:00Z"}
-    assert st.resume_request({**status, "manifest": "manifest.json"})["prefix"] == ""
-    assert st.resume_request({**status, "manifest": "a/b/other.json"})["prefix"] == "a/b/"
-    assert st.resume_request({k: v for k, v in status.items() if k != "manifest"}) is None  # nothing recorded
-    assert st.resume_request({k: v for k, v in status.items() if k != "recordingId"}) is None
-    no_gap = st.resume_request({"recordingId": "r", "manifest": "p/manifest.json"}, now=NOW)
+    assert irs.resume_request({**status, "manifest": "manifest.json"})["prefix"] == ""
+    assert irs.resume_request({**status, "manifest": "a/b/other.json"})["prefix"] == "a/b/"
+    assert irs.resume_request({k: v for k, v in status.items() if k != "manifest"}) is None  # nothing recorded
+    assert irs.resume_request({k: v for k, v in status.items() if k != "recordingId"}) is None
+    no_gap = irs.resume_request({"recordingId": "r", "manifest": "p/manifest.json"}, now=NOW)
     assert no_gap["interruptedAt"] == "2026-11-25T12:00:00Z" and no_gap["reason"] == "RecorderCrashed"
 
 
@@ -350,8 +351,8 @@ def test_conditions_and_events_of_an_interruption():
     s = {"phase": "Recording", "recordingId": "01JREC", "activeParticipants": 2}
     s.update(st.status_patch(s, {}, generation=1, now=NOW))
     assert conds(s)["Ready"]["status"] == "True"
-    cause = st.Interruption("Evicted", "the recorder pod reel-rec-s was evicted")
-    gap = st.interruption_record(cause, restarts=1, limit=3, now=NOW)
+    cause = irs.Interruption("Evicted", "the recorder pod reel-rec-s was evicted")
+    gap = irs.interruption_record(cause, restarts=1, limit=3, now=NOW)
     assert gap == {"since": "2026-11-25T12:00:00Z", "reason": "Evicted",
                    "message": "the recorder pod reel-rec-s was evicted; resuming (1 of 3)"}
     p = st.status_patch(s, {"restarts": 1, "interruption": gap}, generation=1, now=NOW)
@@ -364,16 +365,16 @@ def test_conditions_and_events_of_an_interruption():
     RecordingSessionStatus.model_validate(s)  # the API model accepts what we write
     assert st.failure_reason(s) == "Failed"  # Interrupted is not a failure reason
     # a second loss before the replacement reported: Ready unchanged, but a new Event
-    gap2 = st.interruption_record(st.Interruption("OutOfMemory", "oom"), restarts=2, limit=3, now=NOW)
+    gap2 = irs.interruption_record(irs.Interruption("OutOfMemory", "oom"), restarts=2, limit=3, now=NOW)
     p2 = st.status_patch(s, {"restarts": 2, "interruption": gap2}, generation=1, now=NOW)
     assert st.transition(s, p2) == ("Warning", "Interrupted", "oom; resuming (2 of 3)")
 
     # the replacement reports: not yet over while its start time is before the loss (a late report of the old)
-    assert not st.interruption_over({**s, "recorderStartedAt": "2026-11-25T11:00:00Z"})
-    assert not st.interruption_over({**s, "phase": "Starting", "recorderStartedAt": "2026-11-25T12:00:05Z"})
-    assert not st.interruption_over({**s, "interruption": None, "recorderStartedAt": "2026-11-25T12:00:05Z"})
+    assert not irs.interruption_over({**s, "recorderStartedAt": "2026-11-25T11:00:00Z"})
+    assert not irs.interruption_over({**s, "phase": "Starting", "recorderStartedAt": "2026-11-25T12:00:05Z"})
+    assert not irs.interruption_over({**s, "interruption": None, "recorderStartedAt": "2026-11-25T12:00:05Z"})
     s = {**s, "recorderStartedAt": "2026-11-25T12:00:05.250Z"}
-    assert st.interruption_over(s) and st.interruption_over({**s, "phase": "Paused"})
+    assert irs.interruption_over(s) and irs.interruption_over({**s, "phase": "Paused"})
     p = st.status_patch(s, {"interruption": None}, generation=1, now=NOW)
     assert p["interruption"] is None and conds(p)["Ready"]["status"] == "True"
     event = st.transition(s, p)
@@ -384,5 +385,5 @@ def test_conditions_and_events_of_an_interruption():
                         reason="TooManyRestarts")
     assert p["interruption"] is None and conds(p)["Ready"]["reason"] == "TooManyRestarts"
     assert st.transition(s, p) == ("Warning", "TooManyRestarts", "Failed: x")
-    assert st.stopped_while_interrupted(s).startswith("stopped while a lost recorder was being replaced (Evicted)")
-    assert st.stopped_while_interrupted({"phase": "Recording"}) is None
+    assert irs.stopped_while_interrupted(s).startswith("stopped while a lost recorder was being replaced (Evicted)")
+    assert irs.stopped_while_interrupted({"phase": "Recording"}) is None

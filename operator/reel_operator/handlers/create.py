@@ -10,7 +10,7 @@ import kopf
 
 from reel_api import FailureReason, Phase, SessionError, StopReason
 
-from .. import lock, podspec, rbac
+from .. import interruptions, lock, podspec, rbac
 from .. import status as st
 from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
 from . import pods
@@ -88,7 +88,7 @@ def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> 
     if pod is not None:
         return
     view = st.PodView(name=name, gone=True, running=True, restart=status.get("restarts") or 0)
-    cause = st.judge_interruption(view, phase=status.get("phase"), stopping=stopping)
+    cause = interruptions.judge_interruption(view, phase=status.get("phase"), stopping=stopping)
     if cause is not None:
         pods.interrupted(ctx, body, None, view, cause)
         return
@@ -112,7 +112,8 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
         return
     restarts = status.get("restarts") or 0
     try:
-        pod_body = podspec.build_pod(session, ctx.settings, restart=restarts, resume=st.resume_request(status))
+        pod_body = podspec.build_pod(session, ctx.settings, restart=restarts,
+                                     resume=interruptions.resume_request(status))
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return

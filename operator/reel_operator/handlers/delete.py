@@ -12,7 +12,7 @@ import kopf
 
 from reel_api import ConditionReason, Phase, SessionError, StopReason
 
-from .. import lock
+from .. import interruptions, lock
 from .. import status as st
 from ..names import object_name, owned_by
 from . import pods
@@ -38,7 +38,7 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     if pod is None:
         if not st.is_terminal(phase):
             update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.DELETED, "message":
-                                      st.stopped_while_interrupted(status) or
+                                      interruptions.stopped_while_interrupted(status) or
                                       "deleted before the recorder started: nothing recorded"})
         return
     if view.terminated is not None or not view.running or st.is_terminal(phase):

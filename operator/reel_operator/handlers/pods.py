@@ -2,7 +2,7 @@
 
 The recorder reports its own progress; what only the pod can tell (image pull errors, a missing Secret, an
 unschedulable pod, exits without a report) comes from here. A recorder lost while its session was not
-stopped (pod deleted or evicted, OOM kill, crash, node gone: ``status.judge_interruption``) is an
+stopped (pod deleted or evicted, OOM kill, crash, node gone: ``interruptions.judge_interruption``) is an
 interruption: status.restarts + 1 and status.interruption are written, a Warning Event is posted and the lost
 pod removed; the timer of ``session_events.check_interruption`` then starts the replacement. After
 spec.recording.maxRestarts replacements the next loss fails the session (TooManyRestarts). A pod whose session
@@ -16,6 +16,7 @@ from typing import Any
 
 from reel_api import ConditionReason, FailureReason, Phase, StopReason
 
+from .. import interruptions
 from .. import status as st
 from ..names import owner_session
 from .common import Context, update_status
@@ -67,7 +68,7 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
             update_status(ctx, session, {"phase": phase}, reason=verdict.reason, fresh=False)
         remove_pod(ctx, pod, view)
         return
-    cause = st.judge_interruption(view, phase=phase, stopping=stopping, deleting=deleting)
+    cause = interruptions.judge_interruption(view, phase=phase, stopping=stopping, deleting=deleting)
     if cause is not None:
         interrupted(ctx, session, pod, view, cause, logger=logger)
         return
@@ -81,8 +82,8 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
         changes["stopReason"] = verdict.stop_reason
     if verdict.message:
         changes["message"] = verdict.message
-    if verdict.reason == ConditionReason.STOPPED_BEFORE_START and st.stopped_while_interrupted(status):
-        changes["message"] = st.stopped_while_interrupted(status)  # a replacement stopped before it started
+    if verdict.reason == ConditionReason.STOPPED_BEFORE_START and interruptions.stopped_while_interrupted(status):
+        changes["message"] = interruptions.stopped_while_interrupted(status)  # a replacement stopped before it started
     if verdict.terminal:
         changes.setdefault("stoppedAt", status.get("stoppedAt") or st.rfc3339(st.now_utc()))
         if status.get("activeParticipants"):
@@ -104,11 +105,11 @@ def judge(ctx: Context, view: st.PodView, namespace: str, *, stopping: bool, del
 
 
 def interrupted(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any] | None, view: st.PodView,
-                cause: st.Interruption, *, logger=None) -> None:
+                cause: interruptions.Interruption, *, logger=None) -> None:
     """The recorder of a session that goes on was lost: count a restart and mark the gap (the timer starts the
     replacement after the backoff), or, with spec.recording.maxRestarts used up, fail the session. Either way
     the lost pod goes at once."""
-    limit = st.max_restarts(session.get("spec"))
+    limit = interruptions.max_restarts(session.get("spec"))
     now = st.now_utc()
 
     def changes(status: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,10 +121,10 @@ def interrupted(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any]
             out["activeParticipants"] = 0  # nobody is being recorded during the gap
         if restarts >= limit:
             return {**out, "phase": Phase.FAILED, "stopReason": StopReason.ERROR,
-                    "message": st.too_many_restarts_message(cause, restarts=restarts, limit=limit),
+                    "message": interruptions.too_many_restarts_message(cause, restarts=restarts, limit=limit),
                     "stoppedAt": status.get("stoppedAt") or st.rfc3339(now)}
         return {**out, "restarts": restarts + 1,
-                "interruption": st.interruption_record(cause, restarts=restarts + 1, limit=limit, now=now)}
+                "interruption": interruptions.interruption_record(cause, restarts=restarts + 1, limit=limit, now=now)}
 
     # the reason applies only to the Failed of TooManyRestarts; an interruption posts the Warning Event
     # Interrupted (st.transition)

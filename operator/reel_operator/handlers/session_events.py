@@ -11,7 +11,7 @@ from typing import Any
 
 from reel_api import SessionError
 
-from .. import lock
+from .. import interruptions, lock
 from .. import status as st
 from ..names import object_name, owned_by
 from . import create, pods
@@ -28,7 +28,8 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
     if phase is None:
         return  # the create handler has not run yet
     # The replacement recorder reports: the gap is over (a Normal Event Resumed, st.transition).
-    update_status(ctx, body, lambda now: {"interruption": None} if st.interruption_over(now) else {}, fresh=False)
+    update_status(ctx, body, lambda now: {"interruption": None} if interruptions.interruption_over(now) else {},
+                  fresh=False)
     if not st.is_terminal(phase):
         return
     # Final: no recorder pod may stay, the room is free again.
@@ -52,7 +53,7 @@ def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
 
 def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     """Timer while status.interruption is set: remove what is left of the lost recorder's pod, wait for the
-    backoff (st.restart_delay) and start the replacement; then watch it start (start failures, start timeout)
+    backoff (interruptions.restart_delay) and start the replacement; then watch it start (start failures, start timeout)
     until it reports and on_session_change ends the interruption. A stop or a deletion meanwhile is stop.py's
     and delete.py's."""
     meta = body["metadata"]
@@ -74,6 +75,6 @@ def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) ->
             pods.observe(ctx, pod, session=body, logger=logger)  # the replacement: does it start?
         return
     since = st.parse_time(interruption.get("since")) or st.now_utc()
-    if (st.now_utc() - since).total_seconds() < st.restart_delay(restarts):
+    if (st.now_utc() - since).total_seconds() < interruptions.restart_delay(restarts):
         return
     create.replace(ctx, body, logger=logger)

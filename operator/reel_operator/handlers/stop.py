@@ -10,6 +10,7 @@ from typing import Any
 
 from reel_api import Phase, StopReason
 
+from .. import interruptions
 from .. import status as st
 from ..names import object_name, owned_by
 from . import pods
@@ -29,7 +30,7 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
         view = None
     if view is None:
         update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason, "message":
-                                  st.stopped_while_interrupted(status) or
+                                  interruptions.stopped_while_interrupted(status) or
                                   "stopped before the recorder started: nothing recorded"})
         return
     if not view.deleting:
