@@ -11,7 +11,7 @@
 - **Completed**, **BackedUp** or **Failed** (``final_phase``).
 
 The room client, the ingest (built by ``make_ingest`` once the room is joined) and the uploader are passed in, so
-the orchestration can run against fakes (tests/unit/test_recorder.py) as well as against Janus.
+the orchestration can run against fakes (tests/unit/test_recorder_lifecycle.py) as well as against Janus.
 
 Pausing (``spec.paused``, read through a PauseControl) stops the ingest of everyone, as if they had left,
 while presence is still followed; resuming starts it again for whoever is publishing then, so each
