@@ -215,9 +215,9 @@ class Kit:
         return r.stdout + (r.stderr if r.returncode else "")
 
     # -- sessions --------------------------------------------------------------------------------------------
-    def create_session(self, ns: str, name: str, spec: dict) -> dict:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession", "metadata": {"name": name},
-                "spec": spec}
+    def create_session(self, ns: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession",
+                "metadata": {"name": name, **({"annotations": annotations} if annotations else {})}, "spec": spec}
         return self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
 
     def session(self, ns: str, name: str) -> dict | None:

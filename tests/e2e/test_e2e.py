@@ -305,3 +305,21 @@ def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_pa
     obj, gap = _resumed_after(kit, ns, "evicted", 1008, evict, env)
     interruption = _check_resumed(env, obj["status"], tmp_path, "Evicted")
     print(f"eviction: resumed {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost")
+
+
+def test_a_recorder_that_keeps_running_out_of_memory_ends_failed_after_max_restarts(env):
+    """An OOM kill is an interruption (replaced), but not forever: after spec.recording.maxRestarts replacements
+    the next loss ends the session Failed/TooManyRestarts, naming the cause."""
+    kit, ns = env.kit, env.ns
+    tiny = '{"requests": {"memory": "16Mi"}, "limits": {"memory": "16Mi"}}'
+    kit.create_session(ns, "oom", session_spec(env.server, 1002, endpoint=env.endpoint,
+                                               recording={"maxRestarts": 1}),
+                       annotations={"reel.dev/recorder-resources": tiny})
+    t0 = time.monotonic()
+    obj = kit.wait_phase(ns, "oom", TERMINAL, 240)
+    status = obj["status"]
+    assert status["phase"] == "Failed" and status.get("restarts") == 1, status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "TooManyRestarts" and "memory" in ready["message"], ready
+    _no_recorder_pod(kit, ns, "oom")
+    print(f"OOM with maxRestarts 1: Failed/TooManyRestarts after {time.monotonic() - t0:.1f} s")
