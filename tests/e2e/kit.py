@@ -214,6 +214,18 @@ class Kit:
         r = self.kubectl(*args, check=False)
         return r.stdout + (r.stderr if r.returncode else "")
 
+    def signal_container(self, ns: str, pod: str, container: str, sig: str = "KILL") -> None:
+        """Send a signal to a container's main process from inside the kind node (as the kernel's OOM killer or
+        a crash would end it: no graceful stop, no Kubernetes involved)."""
+        provider = subprocess.run(["bash", "-c", f". {REPO}/hack/kind/lib.sh && detect_provider"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        cli = "docker" if provider == "docker" else "podman"
+        node = f"{os.environ.get('REEL_CLUSTER', 'reel')}-control-plane"
+        find = (f"crictl ps -q --name '^{container}$' --label io.kubernetes.pod.name={pod} "
+                f"--label io.kubernetes.pod.namespace={ns}")
+        script = f"kill -{sig} $(crictl inspect -o go-template --template '{{{{.info.pid}}}}' $({find}))"
+        self.run([cli, "exec", node, "sh", "-c", script])
+
     # -- sessions --------------------------------------------------------------------------------------------
     def create_session(self, ns: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
         body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession",

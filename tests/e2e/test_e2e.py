@@ -282,6 +282,11 @@ def _check_resumed(env, status: dict, tmp_path, reason: str) -> dict:
         assert len(discontinuities) == 1, p["segments"]  # the lost recorder: one gap, numbering goes on
         numbers = [int(s["name"][4:9]) for s in p["segments"]]
         assert numbers == sorted(set(numbers))
+        # the hole in the media: from the end of the last segment stored before the loss to the first after it
+        i = p["segments"].index(discontinuities[0])
+        before, after = p["segments"][i - 1], p["segments"][i]
+        interruption["mediaGap"] = after["start"] - (before["start"] + before["duration"])
+        assert 0 < interruption["mediaGap"] < 60, interruption
     return interruption
 
 
@@ -290,7 +295,17 @@ def test_a_force_deleted_recorder_pod_is_replaced_and_the_recording_continues(en
     obj, gap = _resumed_after(kit, ns, "forced", 1007, lambda pod: kit.kubectl(
         "delete", "pod", "-n", ns, pod, "--grace-period=0", "--force", "--wait=false"), env)
     interruption = _check_resumed(env, obj["status"], tmp_path, "PodDeleted")
-    print(f"force delete: resumed {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost")
+    print(f"force delete: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
+          f"{interruption['mediaGap']:.1f} s of media missing")
+
+
+def test_a_killed_recorder_container_is_replaced_and_the_recording_continues(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    obj, gap = _resumed_after(kit, ns, "killed", 1003, lambda pod: kit.signal_container(ns, pod, "recorder", "KILL"),
+                              env)
+    interruption = _check_resumed(env, obj["status"], tmp_path, "RecorderCrashed")
+    print(f"container SIGKILL: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
+          f"{interruption['mediaGap']:.1f} s of media missing")
 
 
 def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_path):
@@ -304,7 +319,8 @@ def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_pa
 
     obj, gap = _resumed_after(kit, ns, "evicted", 1008, evict, env)
     interruption = _check_resumed(env, obj["status"], tmp_path, "Evicted")
-    print(f"eviction: resumed {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost")
+    print(f"eviction: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
+          f"{interruption['mediaGap']:.1f} s of media missing")
 
 
 def test_a_recorder_that_keeps_running_out_of_memory_ends_failed_after_max_restarts(env):
