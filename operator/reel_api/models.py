@@ -56,6 +56,7 @@ DEFAULT_DISPLAY_NAME = "reel-recorder"
 DEFAULT_PREFIX = "{date}/{room}_{time}_{recordingId}/"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_RESTARTS = 3
+DEFAULT_RECORDER_SILENCE_SECONDS = 60
 
 # ---------------------------------------------------------------------------------------------------------
 # Patterns (RE2 subset, anchored; see rules.py) and the rules built on them
@@ -390,6 +391,14 @@ class Recording(ApiModel):
         "is replaced by a new one that continues the same recording (0 to 20); one more loss ends the session "
         f"{Phase.FAILED} with reason {FailureReason.TOO_MANY_RESTARTS}. 0: never replace.",
     )
+    recorder_silence_seconds: StrictInt = Field(
+        default=DEFAULT_RECORDER_SILENCE_SECONDS,
+        ge=15,
+        le=3600,
+        description="A recording recorder reports at least every 10 s (status.heartbeatAt); one silent this long "
+        "(15 to 3600 s: hung, frozen, cut off from the API server) is treated as lost: its pod is deleted and a "
+        f"new recorder continues the recording ({InterruptionReason.RECORDER_SILENT}; spec.recording.maxRestarts).",
+    )
 
 
 class LocalStorage(ApiModel):
@@ -583,6 +592,9 @@ class RecordingSessionStatus(StatusModel):
     pod: str | None = Field(default=None, description="Name of the current recorder pod.")
     recorder_started_at: AwareDatetime | None = Field(
         default=None, description="When the current recorder process started (the recorder writes it)."
+    )
+    heartbeat_at: AwareDatetime | None = Field(
+        default=None, description="The recorder's last report while recording (at least every 10 s)."
     )
     restarts: int | None = Field(
         default=None, ge=0, description="Replacement recorders started so far (spec.recording.maxRestarts)."

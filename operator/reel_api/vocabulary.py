@@ -133,6 +133,7 @@ class InterruptionReason(StrEnum):
     NODE_LOST = "NodeLost"  # the pod's node went away or stopped responding
     TERMINATED = "Terminated"  # the recorder got SIGTERM from something else than its session (e.g. node shutdown)
     RECORDER_CRASHED = "RecorderCrashed"  # the recorder exited with an error, or was killed, without a final report
+    RECORDER_SILENT = "RecorderSilent"  # the recorder reported nothing for spec.recording.recorderSilenceSeconds
     RECORDER_LOST = "RecorderLost"  # a replacement was started without a cause (the recorder cannot tell)
     RESUMED_BY_HAND = "ResumedByHand"  # reel-recorder --resume PREFIX: a person continued the recording
 

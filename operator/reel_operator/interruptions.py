@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from reel_api import TERMINAL_PHASES, InterruptionReason, Phase
-from reel_api.models import DEFAULT_MAX_RESTARTS
+from reel_api.models import DEFAULT_MAX_RESTARTS, DEFAULT_RECORDER_SILENCE_SECONDS
 
 from .status import (
     DELETION_BY_POD_GC,
@@ -116,6 +116,26 @@ def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = Fal
         reason, what = _cause(view) or (InterruptionReason.EVICTED, f"the recorder pod {view.name} was evicted")
         return Interruption(reason, f"{what} before its recorder started")
     return None
+
+
+def silence(status: Mapping[str, Any], spec: Mapping[str, Any] | None, now: datetime) -> Interruption | None:
+    """A recording recorder that has not reported for spec.recording.recorderSilenceSeconds (hung, frozen, cut
+    off from the API server) is lost like a killed one: its pod goes, a replacement continues. Only while
+    Recording/Paused and not already in a gap; a recorder that never sent a heartbeat is not judged."""
+    if status.get("phase") not in (Phase.RECORDING, Phase.PAUSED) or status.get("interruption"):
+        return None
+    last = parse_time(status.get("heartbeatAt"))
+    if last is None:
+        return None
+    value = ((spec or {}).get("recording") or {}).get("recorderSilenceSeconds")
+    limit = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else \
+        DEFAULT_RECORDER_SILENCE_SECONDS
+    silent = (now - last).total_seconds()
+    if silent < limit:
+        return None
+    return Interruption(InterruptionReason.RECORDER_SILENT,
+                        f"the recorder reported nothing for {silent:.0f} s (spec.recording.recorderSilenceSeconds: "
+                        f"{limit}): it is treated as lost")
 
 
 def max_restarts(spec: Mapping[str, Any] | None) -> int:

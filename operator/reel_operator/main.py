@@ -99,6 +99,14 @@ def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
     session_events.check_start(ctx_of(memo), body, logger=logger)
 
 
+@kopf.timer(*SESSIONS, interval=10, initial_delay=10,
+            when=lambda status, **_: status.get("phase") in (Phase.RECORDING, Phase.PAUSED)
+            and not status.get("interruption"))
+def on_recording_timer(body, memo: kopf.Memo, logger, **_) -> None:
+    """A recorder that stopped reporting (status.heartbeatAt) is treated as lost."""
+    session_events.check_silence(ctx_of(memo), body, logger=logger)
+
+
 @kopf.timer(*SESSIONS, interval=1, initial_delay=1,
             when=lambda status, **_: bool(status.get("interruption")) and status.get("phase") not in TERMINAL_PHASES)
 def on_interruption_timer(body, memo: kopf.Memo, logger, **_) -> None:

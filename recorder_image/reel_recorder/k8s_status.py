@@ -36,7 +36,8 @@ log = logging.getLogger("reel.recorder.status")
 #: The status fields the recorder owns (others in its reports, e.g. the detailed "reason", are not in the
 #: schema; the operator reads them from the termination message).
 FIELDS = ("phase", "recordingId", "startedAt", "stoppedAt", "stopReason", "message", "participants",
-          "activeParticipants", "upload", "playlists", "manifest", "recorderStartedAt")
+          "activeParticipants", "upload", "playlists", "manifest", "recorderStartedAt",
+          "heartbeatAt")
 
 
 def clean(value: Any) -> Any:

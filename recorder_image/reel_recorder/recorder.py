@@ -157,6 +157,7 @@ class Recorder:
             "playlists": [p["playlist"] for p in participants],
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
+            "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
         }
 
     def report(self, event: str) -> None:

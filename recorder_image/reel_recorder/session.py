@@ -58,6 +58,7 @@ class Recording:
     outputs: tuple[str, ...]
     segment_format: str
     max_restarts: int
+    recorder_silence_seconds: int
 
 
 @dataclass(frozen=True, slots=True)

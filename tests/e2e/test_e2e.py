@@ -243,11 +243,13 @@ def test_three_sessions_at_once_and_already_recording(env, tmp_path):
             assert any(k.startswith(f"{name}/") and k.endswith("manifest.json") for k in keys), keys
 
 
-def _resumed_after(kit, ns: str, name: str, room: int, fault, env, *, restarts: int = 1) -> tuple[dict, float]:
+def _resumed_after(kit, ns: str, name: str, room: int, fault, env, *, restarts: int = 1,
+                   recording: dict | None = None) -> tuple[dict, float]:
     """Record ``name`` with one participant, apply ``fault`` to its recorder pod mid-recording, wait for the
     replacement to record again, stop; returns the final status and the seconds from the fault to recording."""
     kit.create_session(ns, name, session_spec(env.server, room, endpoint=env.endpoint,
-                                              recording={"maxIdleSeconds": 60, "segmentSeconds": 2}))
+                                              recording={"maxIdleSeconds": 60, "segmentSeconds": 2,
+                                                         **(recording or {})}))
     pub = kit.start_publisher(ns, f"{name}-p", room, 70)
     kit.wait_published(ns, pub)
     wait_for(lambda: (kit.session(ns, name).get("status") or {}).get("activeParticipants") == 1, 120,
@@ -306,6 +308,15 @@ def test_a_killed_recorder_container_is_replaced_and_the_recording_continues(env
     interruption = _check_resumed(env, obj["status"], tmp_path, "RecorderCrashed")
     print(f"container SIGKILL: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
           f"{interruption['mediaGap']:.1f} s of media missing")
+
+
+def test_a_frozen_recorder_is_replaced_after_the_silence_timeout(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    obj, gap = _resumed_after(kit, ns, "frozen", 1004, lambda pod: kit.signal_container(ns, pod, "recorder", "STOP"),
+                              env, recording={"recorderSilenceSeconds": 15})
+    interruption = _check_resumed(env, obj["status"], tmp_path, "RecorderSilent")
+    print(f"SIGSTOP, recorderSilenceSeconds 15: recording again {gap:.1f} s later, "
+          f"{len(interruption['lostSegments'])} segment(s) lost, {interruption['mediaGap']:.1f} s of media missing")
 
 
 def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_path):

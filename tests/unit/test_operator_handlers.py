@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import kopf
 import pytest
 
-from reel_operator import names
+from reel_operator import interruptions, names
 from reel_operator import status as status_mod
 from reel_operator.handlers import common, create, delete, pods, session_events, stop
 from reel_operator.kube import Conflict
@@ -592,3 +592,33 @@ def test_stop_with_the_replacement_running_stops_it_gracefully(ctx, clock):
     stop.stop(ctx, ctx.kube.get_session("media", "a"))
     assert ctx.kube.deleted_pods[-1] == ("reel-rec-a", None)  # SIGTERM: the resumed recorder ends the recording
     assert status(ctx, "a")["phase"] == "Stopping"
+
+
+def test_a_silent_recorder_is_treated_as_lost_and_replaced(ctx, clock):
+    recording(ctx, recording={"recorderSilenceSeconds": 30})
+    report(ctx, heartbeatAt="2026-11-30T10:19:45Z")  # 15 s before the clock's now
+    session_events.check_silence(ctx, ctx.kube.get_session("media", "a"))
+    assert not status(ctx, "a").get("interruption") and pod_of(ctx) is not None  # 15 s: still fine
+    clock.advance(20)  # 35 s without a report (SIGSTOP, a hung loop, cut off from the API server)
+    session_events.check_silence(ctx, ctx.kube.get_session("media", "a"))
+    s = status(ctx, "a")
+    assert s["interruption"]["reason"] == "RecorderSilent" and s["restarts"] == 1
+    assert "35 s" in s["interruption"]["message"]
+    assert ctx.kube.deleted_pods == [("reel-rec-a", 0)] and pod_of(ctx) is None  # forced out: it may be frozen
+    clock.advance(2)
+    tick(ctx)
+    assert json.loads(env_of(pod_of(ctx))["REEL_RESUME"])["reason"] == "RecorderSilent"
+    session_events.check_silence(ctx, ctx.kube.get_session("media", "a"))  # during the gap: nothing more
+    assert status(ctx, "a")["restarts"] == 1
+
+
+def test_silence_is_judged_only_while_recording_with_a_heartbeat():
+    now = datetime(2026, 11, 30, 10, 20, tzinfo=UTC)
+    spec = {"recording": {"recorderSilenceSeconds": 60}}
+    old = {"phase": "Recording", "heartbeatAt": "2026-11-30T10:18:00Z"}
+    assert interruptions.silence(old, spec, now).reason == "RecorderSilent"
+    assert interruptions.silence({**old, "heartbeatAt": "2026-11-30T10:19:30Z"}, spec, now) is None
+    assert interruptions.silence({**old, "phase": "Paused"}, spec, now) is not None
+    for other in ({"phase": "Uploading"}, {"interruption": {"since": "2026-11-30T10:19:00Z"}}, {"heartbeatAt": None}):
+        assert interruptions.silence({**old, **other}, spec, now) is None
+    assert interruptions.silence(old, {}, now).message.endswith("it is treated as lost")  # default 60 s

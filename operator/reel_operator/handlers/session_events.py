@@ -51,6 +51,23 @@ def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
         pods.observe(ctx, pod, session=body, logger=logger)
 
 
+def check_silence(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
+    """Timer while recording: a recorder silent for spec.recording.recorderSilenceSeconds is lost (its pod is
+    removed, a replacement continues the recording), like one whose pod ended."""
+    meta = body["metadata"]
+    if (body.get("spec") or {}).get("stop") or meta.get("deletionTimestamp"):
+        return
+    cause = interruptions.silence(body.get("status") or {}, body.get("spec"), st.now_utc())
+    if cause is None:
+        return
+    pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
+    if pod is not None and not owned_by(pod, meta):
+        return
+    view = st.pod_view(pod) if pod is not None else \
+        st.PodView(name=object_name(meta["name"]), gone=True, restart=(body.get("status") or {}).get("restarts") or 0)
+    pods.interrupted(ctx, body, pod, view, cause, logger=logger)
+
+
 def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     """Timer while status.interruption is set: remove what is left of the lost recorder's pod, wait for the
     backoff (interruptions.restart_delay) and start the replacement; then watch it start (start failures, start timeout)
