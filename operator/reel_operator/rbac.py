@@ -46,3 +46,8 @@ def build_role_binding(session: RecordingSession) -> dict[str, Any]:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": session.metadata.namespace}],
     }
+
+
+def build_identity(session: RecordingSession) -> tuple[dict[str, Any], ...]:
+    """All three, in the order they are created: ServiceAccount, Role, RoleBinding."""
+    return build_service_account(session), build_role(session), build_role_binding(session)

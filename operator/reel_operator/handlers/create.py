@@ -65,7 +65,7 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
-    for obj in (rbac.build_service_account(session), rbac.build_role(session), rbac.build_role_binding(session)):
+    for obj in rbac.build_identity(session):
         ctx.kube.create(obj)
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, body["metadata"]):
@@ -117,7 +117,7 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return
-    for obj in (rbac.build_service_account(session), rbac.build_role(session), rbac.build_role_binding(session)):
+    for obj in rbac.build_identity(session):
         ctx.kube.create(obj)  # still there (owned by the session); created again if someone removed them
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, meta) or st.pod_view(pod).restart != restarts:

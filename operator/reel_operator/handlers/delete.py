@@ -14,7 +14,7 @@ from reel_api import ConditionReason, Phase, SessionError, StopReason
 
 from .. import interruptions, lock
 from .. import status as st
-from ..names import object_name, owned_by
+from ..names import object_name
 from . import pods
 from .common import Context, parse, post_event, update_status
 
@@ -26,15 +26,9 @@ def delete(ctx: Context, body: Mapping[str, Any], *, runtime_seconds: float, log
     with contextlib.suppress(SessionError):
         lock.release(ctx.kube, parse(body))
     pod_name = object_name(meta["name"])
-    pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-    if not owned_by(pod, meta):
-        pod = None
     status = body.get("status") or {}
     phase = status.get("phase")
-    view = st.pod_view(pod) if pod is not None else None
-    if view is not None and view.restart < (status.get("restarts") or 0):
-        pods.force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
-        pod = None
+    pod, view = pods.current_pod(ctx, body)
     if pod is None:
         if not st.is_terminal(phase):
             update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": StopReason.DELETED, "message":

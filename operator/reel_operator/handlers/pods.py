@@ -18,7 +18,7 @@ from reel_api import ConditionReason, FailureReason, Phase, StopReason
 
 from .. import interruptions
 from .. import status as st
-from ..names import owner_session
+from ..names import object_name, owned_by, owner_session
 from .common import Context, update_status
 
 
@@ -38,6 +38,20 @@ def force_remove(ctx: Context, pod: Mapping[str, Any] | None, view: st.PodView) 
         return
     ctx.kube.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"], grace_seconds=0,
                         uid=pod["metadata"].get("uid"))
+
+
+def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, st.PodView | None]:
+    """The session's recorder pod and its view, or (None, None): not there, another session's, or a lost
+    recorder's (an earlier restart number than status.restarts), which is force-deleted on the way."""
+    meta = body["metadata"]
+    pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
+    if not owned_by(pod, meta):
+        return None, None
+    view = st.pod_view(pod)
+    if view.restart < ((body.get("status") or {}).get("restarts") or 0):
+        force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
+        return None, None
+    return pod, view
 
 
 def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session: Mapping[str, Any] | None = None,

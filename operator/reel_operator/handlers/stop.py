@@ -12,7 +12,7 @@ from reel_api import Phase, StopReason
 
 from .. import interruptions
 from .. import status as st
-from ..names import object_name, owned_by
+from ..names import object_name
 from . import pods
 from .common import Context, update_status
 
@@ -23,11 +23,7 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
     if st.is_terminal(status.get("phase")):
         return
     pod_name = object_name(meta["name"])
-    pod = ctx.kube.get_pod(meta["namespace"], pod_name)
-    view = st.pod_view(pod) if owned_by(pod, meta) else None
-    if view is not None and view.restart < (status.get("restarts") or 0):
-        pods.force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
-        view = None
+    pod, view = pods.current_pod(ctx, body)
     if view is None:
         update_status(ctx, body, {"phase": Phase.COMPLETED, "stopReason": reason, "message":
                                   interruptions.stopped_while_interrupted(status) or
