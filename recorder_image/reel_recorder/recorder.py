@@ -188,14 +188,11 @@ class Recorder:
         message = outcome.message
         if result.status != "uploaded":
             message = f"{message}; {result.message}" if message else result.message
-        status = self.status()
         if outcome.interrupted:  # the phase stays: the recording goes on in a replacement recorder
-            status.update(interrupted=True, reason=outcome.reason, message=message)
-            return status
+            return {**self.status(), "interrupted": True, "reason": outcome.reason, "message": message}
         self.phase = final_phase(outcome, result.status)
-        status = self.status()
-        status.update(stopReason=outcome.reason, reason=outcome.error_reason or outcome.reason, message=message)
-        return status
+        return {**self.status(), "stopReason": outcome.reason, "reason": outcome.error_reason or outcome.reason,
+                "message": message}
 
     def _continue_from(self, previous: Previous, request: ResumeRequest) -> None:
         """Take over what earlier runs stored: their manifest, segments, playlists and numbering; the clock
