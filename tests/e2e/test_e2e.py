@@ -273,7 +273,8 @@ def _resumed_after(kit, ns: str, name: str, room: int, fault, env, *, restarts: 
     return obj, gap
 
 
-def _check_resumed(env, status: dict, tmp_path, reason: str) -> dict:
+def _check_resumed(env, status: dict, tmp_path, reason: str, *, fault: str, gap: float) -> dict:
+    """The resumed recording is whole but for one gap; prints the figures of the fault."""
     assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
     with env.kit.s3(env.ns) as s3:
         manifest = _check_recording(env, s3, status, 1, tmp_path)
@@ -289,6 +290,8 @@ def _check_resumed(env, status: dict, tmp_path, reason: str) -> dict:
         before, after = p["segments"][i - 1], p["segments"][i]
         interruption["mediaGap"] = after["start"] - (before["start"] + before["duration"])
         assert 0 < interruption["mediaGap"] < 60, interruption
+    print(f"{fault}: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
+          f"{interruption['mediaGap']:.1f} s of media missing")
     return interruption
 
 
@@ -296,27 +299,21 @@ def test_a_force_deleted_recorder_pod_is_replaced_and_the_recording_continues(en
     kit, ns = env.kit, env.ns
     obj, gap = _resumed_after(kit, ns, "forced", 1007, lambda pod: kit.kubectl(
         "delete", "pod", "-n", ns, pod, "--grace-period=0", "--force", "--wait=false"), env)
-    interruption = _check_resumed(env, obj["status"], tmp_path, "PodDeleted")
-    print(f"force delete: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
-          f"{interruption['mediaGap']:.1f} s of media missing")
+    _check_resumed(env, obj["status"], tmp_path, "PodDeleted", fault="force delete", gap=gap)
 
 
 def test_a_killed_recorder_container_is_replaced_and_the_recording_continues(env, tmp_path):
     kit, ns = env.kit, env.ns
     obj, gap = _resumed_after(kit, ns, "killed", 1003, lambda pod: kit.signal_container(ns, pod, "recorder", "KILL"),
                               env)
-    interruption = _check_resumed(env, obj["status"], tmp_path, "RecorderCrashed")
-    print(f"container SIGKILL: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
-          f"{interruption['mediaGap']:.1f} s of media missing")
+    _check_resumed(env, obj["status"], tmp_path, "RecorderCrashed", fault="container SIGKILL", gap=gap)
 
 
 def test_a_frozen_recorder_is_replaced_after_the_silence_timeout(env, tmp_path):
     kit, ns = env.kit, env.ns
     obj, gap = _resumed_after(kit, ns, "frozen", 1004, lambda pod: kit.signal_container(ns, pod, "recorder", "STOP"),
                               env, recording={"recorderSilenceSeconds": 15})
-    interruption = _check_resumed(env, obj["status"], tmp_path, "RecorderSilent")
-    print(f"SIGSTOP, recorderSilenceSeconds 15: recording again {gap:.1f} s later, "
-          f"{len(interruption['lostSegments'])} segment(s) lost, {interruption['mediaGap']:.1f} s of media missing")
+    _check_resumed(env, obj["status"], tmp_path, "RecorderSilent", fault="SIGSTOP, recorderSilenceSeconds 15", gap=gap)
 
 
 def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_path):
@@ -329,9 +326,7 @@ def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_pa
         kit.core.create_namespaced_pod_eviction(pod, ns, body)
 
     obj, gap = _resumed_after(kit, ns, "evicted", 1008, evict, env)
-    interruption = _check_resumed(env, obj["status"], tmp_path, "Evicted")
-    print(f"eviction: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
-          f"{interruption['mediaGap']:.1f} s of media missing")
+    _check_resumed(env, obj["status"], tmp_path, "Evicted", fault="eviction", gap=gap)
 
 
 def test_a_recorder_that_keeps_running_out_of_memory_ends_failed_after_max_restarts(env):
