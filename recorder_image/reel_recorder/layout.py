@@ -95,9 +95,9 @@ def playlist_key(prefix: str, folder: str) -> str:
     return folder_key(prefix, folder, "index.m3u8")
 
 
-def mp4_key(prefix: str, folder: str, run: int = 0) -> str:
-    """The participant's MP4; a resumed recording's later runs each get their own (``recording-1.mp4``, ...)."""
-    return folder_key(prefix, folder, f"recording-{run}.mp4" if run else "recording.mp4")
+def mp4_key(prefix: str, folder: str) -> str:
+    """The participant's MP4 (one per participant, covering every run of the recording)."""
+    return folder_key(prefix, folder, "recording.mp4")
 
 
 def manifest_key(prefix: str) -> str:

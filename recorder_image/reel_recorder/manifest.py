@@ -29,7 +29,6 @@ class ParticipantRecord:
     runs: list[dict] = field(default_factory=list)  # [{"joinedAt": iso, "leftAt": iso | None}]
     segments: list[SegmentRecord] = field(default_factory=list)
     mp4: dict | None = None  # {"key", "bytes", "sha256", "duration"} (outputs: mp4), or {"error": ...}
-    more_mp4: list[dict] = field(default_factory=list)  # the MP4s of later runs of a resumed recording
 
 
 @dataclass
@@ -48,6 +47,9 @@ class ManifestData:
     # a recorder lost mid-recording, and the run that continued it (resume.py):
     # [{"interruptedAt": iso, "reason": str, "resumedAt": iso, "lostSegments": [key, ...]}]
     interruptions: list[dict] = field(default_factory=list)
+    # the spool was full (storage/spool.py): new media not recorded, unstored segments kept:
+    # [{"since": iso, "until": iso | None, "droppedSegments": n, "droppedSeconds": s}]
+    disk_full: list[dict] = field(default_factory=list)
 
     def render(self, location_of: Callable[[str], str | None] = lambda _k: None) -> bytes:
         doc = {
@@ -63,6 +65,7 @@ class ManifestData:
             "message": self.message,
             "pauses": [dict(p) for p in self.pauses],
             "interruptions": [dict(i) for i in self.interruptions],
+            "diskFull": [dict(d) for d in self.disk_full],
             "participants": [
                 {
                     "id": p.ids[0] if p.ids else None,
@@ -73,8 +76,6 @@ class ManifestData:
                     "joins": list(p.runs),
                     **({"mp4": {**p.mp4, **({"location": location_of(p.mp4["key"])} if "key" in p.mp4 else {})}}
                        if p.mp4 else {}),
-                    **({"mp4Resumed": [{**m, "location": location_of(m["key"])} for m in p.more_mp4]}
-                       if p.more_mp4 else {}),
                     "segments": [
                         {"name": s.name, "key": s.key, "start": round(s.start, 3), "duration": round(s.duration, 3),
                          "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity,
@@ -98,9 +99,7 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
         record = ParticipantRecord(display=p["display"], folder=p["folder"], playlist=p["playlist"],
                                    ids=list(p.get("ids") or []), runs=[dict(r) for r in p.get("joins") or []],
                                    mp4=({k: v for k, v in p["mp4"].items() if k != "location"}
-                                        if p.get("mp4") else None),
-                                   more_mp4=[{k: v for k, v in m.items() if k != "location"}
-                                             for m in p.get("mp4Resumed") or []])
+                                        if p.get("mp4") else None))
         for s in p.get("segments") or []:
             record.segments.append(SegmentRecord(name=s["name"], key=s["key"], start=float(s["start"]),
                                                  duration=float(s["duration"]), bytes=int(s["bytes"]),
@@ -111,4 +110,5 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
                         stopped_at=doc.get("stoppedAt"), stop_reason=doc.get("stopReason"),
                         message=doc.get("message"), participants=participants,
                         pauses=[dict(x) for x in doc.get("pauses") or []],
-                        interruptions=[dict(x) for x in doc.get("interruptions") or []])
+                        interruptions=[dict(x) for x in doc.get("interruptions") or []],
+                        disk_full=[dict(x) for x in doc.get("diskFull") or []])

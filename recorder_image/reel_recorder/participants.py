@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 from .errors import RecorderError
 from .layout import participant_folder
 from .output.catalog import Catalog, CatalogEntry
+from .output.mp4 import mp4_from_segments
 from .output.writer import ParticipantWriter
 from .progress import now_iso
 from .room.presence import PublishedStream, Publisher
@@ -109,13 +111,28 @@ class Participants:
         for part in self:
             await asyncio.to_thread(self._end, part, final=True, end_playlist=not interrupted)
 
+    def rebuild_mp4s(self, spool: Path, read_segment: Callable[[str], bytes]) -> None:
+        """The MP4s of a resumed recording, built by the recorder that ends it from each participant's listed
+        segments (``read_segment``: spool or store), so each covers every run. Blocking: a worker thread."""
+        for part in self:
+            if not part.record.segments:
+                continue
+            folder = spool / part.record.folder
+            folder.mkdir(parents=True, exist_ok=True)
+            keys = [s.key for s in list(part.record.segments)]
+            info, error = mp4_from_segments(folder / "recording.mp4", (read_segment(k) for k in keys))
+            if info is not None:
+                self.catalog.mp4_closed(part.entry, info)
+            elif error is not None:
+                self.catalog.mp4_failed(part.entry, error)
+
     def _end(self, part: Participant, *, final: bool, end_playlist: bool = True) -> None:
         if part.active_id is not None:
             part.active_id = None
             part.record.runs[-1]["leftAt"] = now_iso()
         try:
             if part.writer is not None and final:
-                part.writer.close()
+                part.writer.close(hand_over_mp4=end_playlist)
             elif part.writer is not None:
                 part.writer.pause()
         except RecorderError as err:

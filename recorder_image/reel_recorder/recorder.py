@@ -18,6 +18,10 @@ while presence is still followed; resuming starts it again for whoever is publis
 playlist continues after an ``#EXT-X-DISCONTINUITY``. Paused time counts toward maxDurationSeconds, and an
 empty room still ends the recording after maxIdleSeconds.
 
+The spool (``spool_budget``, storage/spool.py): while recording, the loop measures it once a second; above its
+high-water mark the writers drop new media (the oldest unstored data is kept) until uploads bring it below the
+low-water mark. Each such stretch is a ``diskFull`` entry of the manifest, and status.spool says what it cost.
+
 Threads: ``run`` and everything it calls run on the event loop; blocking work (store checks, closing writers,
 the uploader's close) goes to worker threads through ``asyncio.to_thread``. Media reader threads (the ingest)
 feed the writers; the uploader has its own threads (storage/uploader.py).
@@ -51,11 +55,13 @@ from .resume import Previous, ResumeRequest
 from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
 from .session import Session
 from .storage import StoreError, Uploader
+from .storage.spool import SpoolBudget, SpoolState, episode_totals
 
 log = logging.getLogger(__name__)
 
 TICK = 0.25
 PROGRESS_EVERY = 5.0
+SPOOL_EVERY = 1.0  # how often the spool is measured while recording
 
 
 class Room(Protocol):
@@ -108,11 +114,12 @@ class Recorder:
                  spool: Path, progress: ProgressSink, pin: str | None = None, control: PauseControl | None = None,
                  clock: RecordingClock | None = None, upload_timeout: float = 600.0,
                  resume: ResumeRequest | None = None, read_back: Callable[[], Previous] | None = None,
-                 stop_cause: Callable[[], str | None] | None = None):
+                 stop_cause: Callable[[], str | None] | None = None, spool_budget: SpoolBudget | None = None):
         """``resume`` + ``read_back``: continue an earlier recorder's recording from what the stores hold.
         ``stop_cause``: asked (in a worker thread) when the stop event is set: StopReason.REQUESTED or DELETED,
         or None when nobody asked for the recording to stop (a drain, an eviction, a deleted pod): then this
-        recorder stores what it has and leaves the recording open for a replacement. Default: REQUESTED."""
+        recorder stores what it has and leaves the recording open for a replacement. Default: REQUESTED.
+        ``spool_budget``: keeps the spool below its limit (None: no limit, the run on its own)."""
         self.session = session
         self.spec = session.spec
         self.room = room
@@ -125,6 +132,9 @@ class Recorder:
         self.clock = clock or RecordingClock()
         self.upload_timeout = upload_timeout
         self.resume, self.read_back, self.stop_cause = resume, read_back, stop_cause
+        self.spool_budget = spool_budget
+        self._spool_full = False  # as last reported
+        self._disk_full_before: list[dict] = []  # the manifest's diskFull entries of earlier recorders (resume)
         self.recorder_started_at = now_iso()
         if resume is not None:
             self.recording_id, self.prefix = resume.recording_id or new_recording_id(), resume.prefix
@@ -158,6 +168,8 @@ class Recorder:
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
             "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
+            **({"spool": self.spool_budget.snapshot().as_status(episode_totals(self._disk_full_before))}
+               if self.spool_budget is not None else {}),
         }
 
     def report(self, event: str) -> None:
@@ -184,7 +196,11 @@ class Recorder:
         if not outcome.interrupted:
             self.phase = Phase.UPLOADING
             self.report("stopped")
+            if self.resume is not None and "mp4" in self.spec.recording.outputs:
+                await asyncio.to_thread(self.participants.rebuild_mp4s, self.spool, self.uploader.read_segment)
         result = await asyncio.to_thread(self.uploader.close, self.upload_timeout)
+        if self.spool_budget is not None:  # what the upload left in the spool (status.spool, DiskFull)
+            await asyncio.to_thread(self.spool_budget.measure)
         message = outcome.message
         if result.status != "uploaded":
             message = f"{message}; {result.message}" if message else result.message
@@ -200,6 +216,7 @@ class Recorder:
         m, earlier = self.manifest, previous.manifest
         if earlier is not None:
             m.started_at, m.pauses, m.interruptions = earlier.started_at, earlier.pauses, earlier.interruptions
+            m.disk_full = self._disk_full_before = list(earlier.disk_full)
             self.recording_id = m.recording_id = earlier.recording_id or self.recording_id
         started = _parse_time(m.started_at)
         interrupted_at = request.interrupted_at or _iso(started.timestamp() + previous.media_end)
@@ -252,6 +269,8 @@ class Recorder:
             finally:
                 await self.participants.finish(interrupted=outcome.interrupted)
                 await self.room.close()
+        if self.spool_budget is not None:  # no more media: a full stretch ends here
+            self._sync_disk_full(self.spool_budget.finish())
         if not outcome.interrupted:  # else the recording goes on: its replacement ends it
             self.manifest.stopped_at = now_iso()
             if self.manifest.pauses and self.manifest.pauses[-1]["resumedAt"] is None:
@@ -265,7 +284,7 @@ class Recorder:
         rec = self.spec.recording
         started = time.monotonic()
         idle_since: float | None = None if self._present(presence) else started
-        last_progress = started
+        last_progress = last_spool = started
         while True:
             try:
                 data = await asyncio.wait_for(self.room.events.get(), TICK)
@@ -292,9 +311,26 @@ class Recorder:
             self._raise_failures(ingest)
             if self.room.closed.is_set():
                 raise RecorderError(errors.JANUS_ERROR, f"lost the connection to Janus at {self.room.url}")
+            if self.spool_budget is not None and now - last_spool >= SPOOL_EVERY:
+                last_spool = now
+                await self._check_spool()
             if now - last_progress >= PROGRESS_EVERY:
                 last_progress = now
                 self.report("progress")
+
+    async def _check_spool(self) -> None:
+        """Measure the spool (the writers ask the budget before each segment); report when it fills or drains."""
+        state = await asyncio.to_thread(self.spool_budget.measure)
+        self._sync_disk_full(state)
+        if state.full != self._spool_full:
+            self._spool_full = state.full
+            self.catalog.publish_manifest()
+            self.report("spool")
+
+    def _sync_disk_full(self, state: SpoolState) -> None:
+        """The manifest's diskFull entries: earlier recorders' (resume), then this one's (fresh copies)."""
+        if state.episodes or self._disk_full_before:
+            self.manifest.disk_full = [*self._disk_full_before, *state.episodes]
 
     async def _stopped(self) -> Outcome:
         """The stop event (SIGTERM): a stop somebody asked for, or an interruption (drain, eviction, pod deleted)."""
@@ -379,8 +415,9 @@ class Recorder:
                               on_segment=lambda info: self.catalog.segment_closed(entry, info),
                               expect_audio=any(s.kind == "audio" for s in streams),
                               expect_video=any(s.kind == "video" for s in streams),
-                              mp4="mp4" in rec.outputs,
-                              on_mp4=lambda info: self.catalog.mp4_closed(entry, info))
+                              mp4="mp4" in rec.outputs and self.resume is None,  # resumed: rebuild_mp4s
+                              on_mp4=lambda info: self.catalog.mp4_closed(entry, info),
+                              spool_gate=self.spool_budget)
 
 
 def _parse_time(text: str) -> datetime:

@@ -11,10 +11,18 @@ died with the old recorder, so what it knows comes from the stores only:
 - the manifest (stored every ~30 s and at start): display names, publisher ids, joins, pauses, each segment's
   size, SHA-256, start and discontinuity.
 
-A listed segment the manifest does not know yet is read back once for its size and checksum. A segment the
-manifest lists but no store holds was in the dead recorder's spool: it is lost, and the interruption entry
-names it. Numbering continues after the highest segment number seen anywhere (stored, listed or lost), so
-no stored object is ever written over.
+A listed segment the manifest does not know yet is read back once for its size and checksum. A segment
+stored but never listed (the recorder died between storing it and re-publishing the playlist) is taken over
+too: its times come from the manifest, or from its own timestamps (TS segments carry the recording's
+timeline). A segment the manifest lists but no store holds was in the dead recorder's spool: it is lost, and
+the interruption entry names it. So is the segment each participant recorded at the moment of the loss (the
+open one, never closed; "recorded" as far as the last manifest knows, which may be ~30 s old). Numbering
+continues after the highest segment number seen anywhere (stored, listed, lost or open), so no stored
+object is ever written over — not even by the old recorder, if it is still storing its last segment while
+its replacement starts (a force-deleted pod's container lives on for its kill grace period).
+
+The MP4s of earlier runs are not taken over: the recorder that ends the recording builds each participant's
+MP4 from the stored segments (output/mp4.py ``mp4_from_segments``).
 
 Runs in a worker thread of the Recorder, before the room is joined; store errors propagate (StoreError).
 """
@@ -22,13 +30,16 @@ Runs in a worker thread of the Recorder, before the room is joined; store errors
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import re
 from dataclasses import dataclass, field, replace
 
+import av
+
 from reel_api.vocabulary import InterruptionReason
 
-from .layout import manifest_key
+from .layout import manifest_key, segment_name
 from .manifest import ManifestData, ParticipantRecord, SegmentRecord, manifest_from_json
 from .output.playlist import parse_playlist
 from .storage import Store, StoreError
@@ -101,6 +112,8 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
     manifest = manifest_from_json(raw) if raw is not None else None
     known = {s.key: s for p in (manifest.participants if manifest else []) for s in p.segments}
     records = {p.folder: p for p in (manifest.participants if manifest else [])}
+    paused = bool(manifest and manifest.pauses and manifest.pauses[-1].get("resumedAt") is None)
+    lost_open: list[str] = []
 
     folders = sorted({k[len(prefix):].split("/", 1)[0] for k in keys_p | keys_b if "/" in k[len(prefix):]})
     participants: list[ParticipantRecord] = []
@@ -114,18 +127,24 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             if store is not None and playlist_key in keys:
                 for uri, duration, disc in parse_playlist(store.get_bytes(playlist_key).decode()):
                     listed[uri] = (duration, disc)
-        seen = [segment_index(k[len(base):]) for k in keys_p | keys_b if k.startswith(base)]
+        names = {k[len(base):] for k in keys_p | keys_b if k.startswith(base)}
+        seen = [segment_index(n) for n in names]
         seen += [segment_index(s.name) for s in (records[folder].segments if folder in records else [])]
         next_index[folder] = 1 + max((i for i in seen if i is not None), default=-1)
-        if not listed:
-            continue
         record = records.get(folder)
+        if not paused and (record is None or (record.runs and record.runs[-1].get("leftAt") is None)):
+            # being recorded at the loss: the open segment died with the spool; its number is never reused
+            lost_open.append(base + segment_name(next_index[folder]))
+            next_index[folder] += 1
+        unlisted = {n for n in names if segment_index(n) is not None and n not in listed}
+        if not listed and not unlisted:
+            continue
         if record is None:  # joined after the last manifest: the folder is "<display>_<publisher id>" (layout.py)
             display, _, pub_id = folder.rpartition("_")
             record = ParticipantRecord(display=display or folder, folder=folder, playlist=playlist_key,
                                        ids=[int(pub_id) if pub_id.isdigit() else pub_id])
         segments: list[SegmentRecord] = []
-        for name in sorted((n for n in listed if segment_index(n) is not None), key=segment_index):
+        for name in sorted((n for n in listed.keys() | unlisted if segment_index(n) is not None), key=segment_index):
             key = base + name
             in_p, in_b = key in keys_p, key in keys_b
             if not (in_p or in_b):
@@ -133,8 +152,15 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             rec = known.get(key)
             if rec is None:  # stored after the last manifest: read it back once
                 data = read(key)
-                duration, disc = listed[name]
-                start = segments[-1].start + segments[-1].duration if segments else 0.0
+                if name in listed:
+                    duration, disc = listed[name]
+                    start = segments[-1].start + segments[-1].duration if segments else 0.0
+                else:  # never listed either: its own timestamps tell where it belongs
+                    times = ts_times(data)
+                    if times is None:
+                        log.warning("resume: %s is stored but neither listed nor readable: left out", key)
+                        continue
+                    (start, duration), disc = times, False
                 rec = SegmentRecord(name=name, key=key, start=start, duration=duration, bytes=len(data),
                                     sha256=hashlib.sha256(data).hexdigest(), discontinuity=disc)
             if segments and segment_index(name) != segment_index(segments[-1].name) + 1 and not rec.discontinuity:
@@ -142,10 +168,22 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             segments.append(rec)
             stored.append(StoredSegment(key, rec.bytes, rec.sha256, in_p, in_b))
         record.segments = segments
+        record.mp4 = None  # rebuilt from the segments by the recorder that ends the recording
         participants.append(record)
-        for mp4 in [record.mp4 or {}, *record.more_mp4]:  # earlier runs' MP4s: stored objects the manifest names
-            key = mp4.get("key")
-            if key and (key in keys_p or key in keys_b):
-                stored.append(StoredSegment(key, int(mp4["bytes"]), mp4["sha256"], key in keys_p, key in keys_b))
-    lost = sorted(k for k in known if k not in keys_p and k not in keys_b)
+    lost = sorted(k for k in known if k not in keys_p and k not in keys_b) + lost_open
     return Previous(manifest, participants, stored, lost, next_index)
+
+
+def ts_times(data: bytes) -> tuple[float, float] | None:
+    """(start, duration) in recording time of a TS segment written by output/writer.py (its timestamps are the
+    recording's timeline), or None when it cannot be read."""
+    try:
+        with av.open(io.BytesIO(data), "r", format="mpegts") as ts:
+            spans = [(float(p.pts * p.time_base), float((p.pts + (p.duration or 0)) * p.time_base))
+                     for p in ts.demux() if p.pts is not None and p.size]
+    except (av.FFmpegError, ValueError):
+        return None
+    if not spans:
+        return None
+    start = min(a for a, _ in spans)
+    return start, max(b for _, b in spans) - start

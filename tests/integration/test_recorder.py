@@ -461,8 +461,10 @@ def test_invalid_session_exits_2_with_every_problem(tmp_path):
 
 def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record, room, publisher):
     """SIGKILL (OOM, node lost): nothing flushed. A second recorder started with --resume continues the same
-    recording: same id and folder, numbering on, a discontinuity, the interruption and lost segments listed."""
-    first = record(room, recording={"segmentSeconds": 2, "maxIdleSeconds": 10})
+    recording: same id and folder, numbering on, a discontinuity, the interruption and lost segments listed; the
+    MP4, built by the replacement from the stored segments, covers both runs with the gap."""
+    recording = {"segmentSeconds": 2, "maxIdleSeconds": 10, "outputs": ["hls", "mp4"]}
+    first = record(room, recording=recording)
     _joined(first)
     alice = publisher(room, display="alice", duration=20)
     first.wait_event("progress", timeout=30, predicate=lambda e: e["status"]["upload"]["segments"] >= 3)
@@ -470,8 +472,7 @@ def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record,
     killed_at = time.monotonic()
     prefix = first.events[-1]["status"]["manifest"][: -len("manifest.json")]
     first_id = first.events[-1]["status"]["recordingId"]
-    second = record(room, recording={"segmentSeconds": 2, "maxIdleSeconds": 10}, output=first.output,
-                    extra_args=["--resume", prefix])
+    second = record(room, recording=recording, output=first.output, extra_args=["--resume", prefix])
     _joined(second)
     resumed_after = time.monotonic() - killed_at
     sent = alice.wait(90)
@@ -499,5 +500,18 @@ def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record,
     total = sum(d for _, d, _ in info.entries)
     missing = sent["video_frames"] / FPS - total
     assert 0 < missing < resumed_after + 6, (missing, resumed_after)
+    [p] = manifest["participants"]
+    mp4 = folder / "recording.mp4"
+    assert p["mp4"]["sha256"] == hashlib.sha256(mp4.read_bytes()).hexdigest()
+    assert p["mp4"]["bytes"] == mp4.stat().st_size
+    whole = decode_segments([mp4])
+    assert whole.decode_errors == 0 and abs(whole.video_frames - decoded.video_frames) <= 2, \
+        (whole.video_frames, decoded.video_frames)
+    assert abs(whole.audio_samples - decoded.audio_samples) <= 4096, (whole.audio_samples, decoded.audio_samples)
+    def widest_gap(times):
+        return max(b - a for a, b in itertools.pairwise(sorted(times)))
+    # the interruption is the same gap in the MP4 as in the playlist (where the kill and the resume fell)
+    assert widest_gap(whole.video_times) > 3 / FPS, widest_gap(whole.video_times)
+    assert abs(widest_gap(whole.video_times) - widest_gap(decoded.video_times)) < 0.1
     print(f"resume: {len(interruption['lostSegments'])} segment(s) lost, {missing:.1f} s of media missing, "
           f"replacement joined {resumed_after:.1f} s after the kill")

@@ -51,22 +51,76 @@ def test_read_back_lists_what_is_stored_and_names_what_is_lost(tmp_path):
     # discontinuity; the one stored after the last manifest is there too
     assert names == [segment_name(i) for i in (0, 1, 3, 4)]
     assert [s.discontinuity for s in alice.segments] == [False, False, True, False]
-    assert prev.lost == [rec.key("alice", segment_name(2))]
-    assert prev.next_index[folder] == 5  # after every number seen: stored, listed or lost
+    # lost: the one the manifest lists, and the one alice was being recorded into when the recorder died
+    assert prev.lost == [rec.key("alice", segment_name(2)), rec.key("alice", segment_name(5))]
+    assert prev.next_index[folder] == 6  # after every number seen: stored, listed, lost or open
     assert {s.key for s in prev.stored} == {rec.key("alice", n) for n in names}
     assert all(s.in_primary and not s.in_backup for s in prev.stored)
     assert prev.manifest.recording_id == "synthetic" and alice.display == "alice"
 
 
 def test_a_segment_listed_after_the_last_manifest_is_read_back_with_its_checksum(tmp_path):
-    store, _, folder = earlier_run(tmp_path, lose=())
+    store, rec, folder = earlier_run(tmp_path, lose=())
     prev = read_back(store, None, PREFIX)
     [alice] = prev.participants
     assert [s.name for s in alice.segments] == [segment_name(i) for i in range(5)]
     extra = alice.segments[-1]
     assert extra.bytes == 3000 and extra.sha256 == hashlib.sha256(b"\x47" * 3000).hexdigest()
     assert extra.duration == 1.5 and extra.start == 8.0  # after the four 2 s segments
-    assert prev.lost == [] and prev.next_index[folder] == 5
+    assert prev.lost == [rec.key("alice", segment_name(5))] and prev.next_index[folder] == 6  # 5 was open
+
+
+def _ts_segment(start: float, seconds: float) -> bytes:
+    """A real MPEG-TS segment of AAC audio on the recording's timeline, as output/writer.py writes them."""
+    import io
+
+    import av
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts", options={"mpegts_copyts": "1"}) as c:
+        stream = c.add_stream("aac", rate=48000, layout="mono")
+        pts = round(start * 48000)
+        for _ in range(int(seconds * 48000 / 1024)):
+            frame = av.AudioFrame(format="fltp", layout="mono", samples=1024)
+            frame.planes[0].update(bytes(frame.planes[0].buffer_size))
+            frame.sample_rate, frame.pts = 48000, pts
+            pts += 1024
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode(None):
+            c.mux(packet)
+    return buf.getvalue()
+
+
+def test_a_segment_stored_but_never_listed_is_taken_over_with_its_own_times(tmp_path):
+    """The recorder died between storing a segment and re-publishing the playlist: the segment is kept, placed
+    by its own timestamps; one neither listed nor readable is left out (numbering still skips it)."""
+    store, rec, folder = earlier_run(tmp_path, extra_unlisted=False, lose=())
+    data = _ts_segment(8.0, 2.0)
+    store.put_bytes(rec.key("alice", segment_name(4)), data)
+    store.put_bytes(rec.key("alice", segment_name(5)), b"not a segment")
+    prev = read_back(store, None, PREFIX)
+    [alice] = prev.participants
+    assert [s.name for s in alice.segments] == [segment_name(i) for i in range(5)]
+    unlisted = alice.segments[-1]
+    assert abs(unlisted.start - 8.0) < 0.05 and abs(unlisted.duration - 2.0) < 0.1, unlisted
+    assert unlisted.sha256 == hashlib.sha256(data).hexdigest() and not unlisted.discontinuity
+    assert rec.key("alice", segment_name(4)) in {s.key for s in prev.stored}
+    assert prev.next_index[folder] == 7 and prev.lost == [rec.key("alice", segment_name(6))]
+
+
+def test_a_participant_who_had_left_or_a_paused_recording_lost_no_open_segment(tmp_path):
+    store, _, folder = earlier_run(tmp_path, extra_unlisted=False, lose=())
+    manifest_path = tmp_path / "out" / PREFIX / "manifest.json"
+    doc = json.loads(manifest_path.read_text())
+    doc["participants"][0]["joins"][-1]["leftAt"] = "2026-11-30T10:15:10.000Z"
+    manifest_path.write_text(json.dumps(doc))
+    prev = read_back(store, None, PREFIX)
+    assert prev.lost == [] and prev.next_index[folder] == 4
+    doc["participants"][0]["joins"][-1]["leftAt"] = None
+    doc["pauses"] = [{"pausedAt": "2026-11-30T10:15:10.000Z", "resumedAt": None}]
+    manifest_path.write_text(json.dumps(doc))
+    prev = read_back(store, None, PREFIX)
+    assert prev.lost == [] and prev.next_index[folder] == 4
 
 
 def test_the_recorder_continues_the_recording_after_a_discontinuity(tmp_path):
@@ -85,11 +139,12 @@ def test_the_recorder_continues_the_recording_after_a_discontinuity(tmp_path):
     assert status["phase"] == Phase.COMPLETED and status["recordingId"] == "synthetic"
     assert recorder.prefix == PREFIX and status["manifest"] == PREFIX + "manifest.json"
     part = next(iter(recorder.participants))
-    assert part.record.folder == folder and part.writer is not None and part.writer._index == 5
+    assert part.record.folder == folder and part.writer is not None and part.writer._index == 6
     manifest = json.loads((tmp_path / "out" / PREFIX / "manifest.json").read_text())
     [interruption] = manifest["interruptions"]
     assert interruption["reason"] == "PodDeleted" and interruption["interruptedAt"] == "2026-11-30T10:15:20.000Z"
-    assert interruption["lostSegments"] == [rec.key("alice", segment_name(2))] and interruption["resumedAt"]
+    assert interruption["lostSegments"] == [rec.key("alice", segment_name(2)), rec.key("alice", segment_name(5))]
+    assert interruption["resumedAt"]
     assert [s["name"] for s in manifest_segments(manifest)] == [segment_name(i) for i in (0, 1, 3, 4)]
     assert all(s["location"] == "primary" for s in manifest_segments(manifest))
     [p] = manifest["participants"]

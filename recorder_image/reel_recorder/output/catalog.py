@@ -82,14 +82,10 @@ class Catalog:
         self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
 
     def mp4_closed(self, entry: CatalogEntry, info: Mp4Info) -> None:
-        """The participant's MP4 is complete: into the manifest (with its checksum) and to the uploader."""
-        earlier = entry.record.mp4 is not None and "key" in entry.record.mp4  # an earlier run's (resume)
-        key = mp4_key(self.prefix, entry.record.folder, run=len(entry.record.more_mp4) + 1 if earlier else 0)
-        mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256, "duration": round(info.duration, 3)}
-        if earlier:
-            entry.record.more_mp4.append(mp4)
-        else:
-            entry.record.mp4 = mp4
+        """The participant's MP4 is complete: into the manifest (with its checksum) and to the uploader. Called
+        once per participant, by the recorder that ends the recording (the writer's, or ``rebuild_mp4``'s)."""
+        key = mp4_key(self.prefix, entry.record.folder)
+        entry.record.mp4 = {"key": key, "bytes": info.size, "sha256": info.sha256, "duration": round(info.duration, 3)}
         self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
 
     def mp4_failed(self, entry: CatalogEntry, error: str) -> None:

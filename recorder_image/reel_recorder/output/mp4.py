@@ -9,18 +9,26 @@ when no keyframe came within ``AUDIO_HOLD`` seconds (a camera that stays off). T
 recording's timeline, shifted to start at 0: a pause or a rejoin is a gap in the file. The MP4 is written
 while recording and handed over when the participant's recording ends (``close``); a failure here is
 logged and leaves the HLS output alone.
+
+A resumed recording (resume.py) has no whole MP4 in any one recorder: the earlier runs' spools are gone. The
+recorder that ends it builds each participant's MP4 from the stored segments instead (``mp4_from_segments``:
+the same packets demuxed from each TS segment in playlist order, one segment in memory at a time), so the file
+covers every run, with the interruptions as gaps. A recorder that is interrupted itself hands over no MP4.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.bitstream
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +161,43 @@ class ParticipantMp4:
         if container is not None:
             with contextlib.suppress(Exception):  # already failing; the message above says why
                 container.close()
+
+
+def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | None, str | None]:
+    """One MP4 from a participant's TS segments (the bytes of each, in playlist order): (info, None), or
+    (None, error) when it failed, or (None, None) when the segments held no media. Timestamps are the segments'
+    (the recording's timeline), so a gap between runs stays a gap."""
+    from .audio import OpusToAac  # the same AAC parameters as the segments' audio
+
+    aac = OpusToAac()
+    mp4: ParticipantMp4 | None = None
+    try:
+        for data in segments:
+            with av.open(io.BytesIO(data), "r", format="mpegts") as ts:
+                if mp4 is None:
+                    mp4 = ParticipantMp4(path, audio_template=aac.template, expect_video=True,
+                                         expect_audio=any(s.type == "audio" for s in ts.streams))
+                # AAC in TS carries ADTS headers; MP4 wants raw frames (FFmpeg's aac_adtstoasc takes them off)
+                adts = {s.index: av.bitstream.BitStreamFilterContext("aac_adtstoasc", s)
+                        for s in ts.streams.audio}
+                for packet in ts.demux():
+                    if packet.pts is None or packet.size == 0 or packet.stream.type not in ("video", "audio"):
+                        continue
+                    kind, time_base = packet.stream.type, packet.time_base
+                    for out in adts[packet.stream.index].filter(packet) if kind == "audio" else [packet]:
+                        mp4.add(kind, out, time_base)
+            if mp4.error is not None:
+                break
+    except Exception as err:  # a segment that cannot be read (or fetched): no MP4 rather than a wrong one
+        if mp4 is not None:
+            mp4._give_up(f"{type(err).__name__}: {err}")
+        return None, f"{type(err).__name__}: {err}"
+    finally:
+        aac.close()
+    if mp4 is None:
+        return None, None
+    info = mp4.close()
+    return info, mp4.error
 
 
 def _picture_size(keyframe: bytes) -> tuple[int, int]:

@@ -8,6 +8,10 @@ lists it in the playlist and the manifest).
 
 MP4: every packet written to a segment also goes to the participant's ``ParticipantMp4`` (output/mp4.py): the
 same H.264 and AAC, a second muxer, no second encoder.
+
+Spool: before opening a segment the writer asks its ``spool`` gate (storage/spool.py SpoolBudget). While the
+spool is full it opens none and drops the participant's media (counted: segments it would have started, seconds);
+once the gate admits again, recording starts as a new run (a keyframe first, ``#EXT-X-DISCONTINUITY``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 
@@ -52,6 +57,13 @@ class SegmentInfo:
     discontinuity: bool
     has_video: bool
     has_audio: bool
+
+
+class SpoolGate(Protocol):
+    """What a writer asks before each new segment (storage/spool.py SpoolBudget); called with the writer's lock."""
+
+    def admit(self) -> bool: ...
+    def dropped(self, *, segments: int = 0, seconds: float = 0.0) -> None: ...
 
 
 class _HashingFile:
@@ -113,6 +125,7 @@ class ParticipantWriter:
         mp4: bool = False,
         on_mp4: Callable[[Mp4Info], None] | None = None,
         first_index: int = 0,
+        spool_gate: SpoolGate | None = None,
     ):
         self.folder = folder
         self.dir = spool / folder
@@ -132,6 +145,10 @@ class ParticipantWriter:
         self._last_video_dur = 1 / 30
         self._pending_discontinuity = first_index > 0  # ... after a discontinuity
         self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
+        self.spool_gate = spool_gate
+        self._dropping = False  # the spool gate refused a segment: media is dropped until it admits again
+        self._drop_start: float | None = None  # media time the segment we would be writing began
+        self._drop_last: float | None = None  # media time of the last dropped packet
         self.mp4 = ParticipantMp4(self.dir / "recording.mp4", audio_template=self._transcoder.template,
                                   expect_video=expect_video, expect_audio=expect_audio) if mp4 else None
         self.on_mp4 = on_mp4
@@ -142,6 +159,9 @@ class ParticipantWriter:
         data = bytes(packet)
         with self._lock:
             if self.closed:
+                return
+            if self._dropping and not self._readmitted():
+                self._drop(t)
                 return
             key = packet.is_keyframe and h264.is_idr(data)
             if key:
@@ -165,6 +185,9 @@ class ParticipantWriter:
             elif self._seg is not None and not key:
                 self._maybe_request_keyframe(t)
             if self._seg is None:
+                if not self._may_open():
+                    self._drop(t)
+                    return
                 self._open(min([t] + [pt for _, pt in self._audio_wait[:1]]))
                 self._release_audio_wait()
             if self._last_video_t is not None:
@@ -181,6 +204,9 @@ class ParticipantWriter:
         with self._lock:
             if self.closed:
                 return
+            if self._dropping and not self._readmitted():
+                self._drop(t)
+                return
             encoded = self._transcoder.encode(packet, t)
             for p in encoded:
                 pt = float(p.pts * AUDIO_TB)
@@ -188,12 +214,18 @@ class ParticipantWriter:
                     self._audio_wait.append((p, pt))
                     if pt - self._audio_wait[0][1] < VIDEO_WAIT:
                         continue  # give the first keyframe a moment, so the run starts with both tracks
+                    if not self._may_open():
+                        self._drop(pt)
+                        return
                     self._open(self._audio_wait[0][1])
                     self._release_audio_wait()
                     continue
                 if self._should_cut(pt, keyframe=False):
                     self._cut(pt)
                 if self._seg is None:
+                    if not self._may_open():
+                        self._drop(pt)
+                        return
                     self._open(pt)
                 self._write_audio(p, pt)
 
@@ -203,9 +235,12 @@ class ParticipantWriter:
         with self._lock:
             self._finish_run()
             self._pending_discontinuity = self._index > 0
+            self._drop_start = self._drop_last = None
 
-    def close(self) -> None:
-        """End of the recording for this participant: close the segment (and the MP4)."""
+    def close(self, *, hand_over_mp4: bool = True) -> None:
+        """End of the recording for this participant: close the segment (and the MP4). ``hand_over_mp4=False``:
+        this recorder is interrupted; its MP4 covers one run only and is dropped (the recorder that ends the
+        recording builds the whole one from the stored segments, output/mp4.py)."""
         with self._lock:
             if self.closed:
                 return
@@ -213,7 +248,7 @@ class ParticipantWriter:
             self.closed = True
             if self.mp4 is not None:
                 info = self.mp4.close()
-                if info is not None and self.on_mp4 is not None:
+                if info is not None and self.on_mp4 is not None and hand_over_mp4:
                     self.on_mp4(info)
 
     # -- internals (lock held) -----------------------------------------------------------------------------
@@ -234,6 +269,43 @@ class ParticipantWriter:
         seg = self._seg
         if t - seg.start >= self.segment_seconds - KEYFRAME_LEAD:
             self.request_keyframe()  # rate-limited by the requester
+
+    def _may_open(self) -> bool:
+        """Ask the spool gate before a new segment. Refused: from now on media is dropped (not even encoded) and
+        the run ends as after a pause; the next segment starts a new run (keyframe first, after a discontinuity)."""
+        if self.spool_gate is None or self.spool_gate.admit():
+            return True
+        log.warning("%s: the spool is full: not recording until uploads make room", self.folder)
+        self._dropping = True
+        self._audio_wait = []
+        self._transcoder = OpusToAac()  # what the encoder holds is dropped with the rest
+        self._video_started = False
+        self._last_video_t = None
+        self._pending_discontinuity = self._pending_discontinuity or self._index > 0
+        return False
+
+    def _readmitted(self) -> bool:
+        """While dropping: does the spool gate admit new segments again?"""
+        if not self.spool_gate.admit():
+            return False
+        log.info("%s: the spool has room again: recording resumes", self.folder)
+        self._dropping = False
+        self._drop_start = self._drop_last = None
+        return True
+
+    def _drop(self, t: float) -> None:
+        """Count media dropped for a full spool: a segment every ``segment_seconds`` of media time, and the time
+        it spans (a silence of more than VIDEO_STALL counts as VIDEO_STALL)."""
+        segments = 0
+        if self._drop_start is None or t - self._drop_start >= self.segment_seconds:
+            self._drop_start, segments = t, 1
+        seconds = 0.0
+        if self._drop_last is not None and t > self._drop_last:
+            seconds = min(t - self._drop_last, VIDEO_STALL)
+        if self._drop_last is None or t > self._drop_last:
+            self._drop_last = t
+        if segments or seconds:
+            self.spool_gate.dropped(segments=segments, seconds=seconds)
 
     def _open(self, t: float) -> None:
         name = segment_name(self._index)

@@ -167,6 +167,32 @@ class Uploader:
             self._changed = True
             self._cond.notify_all()
 
+    def read_segment(self, key: str) -> bytes:
+        """A segment's bytes, from the spool while it is there, else from a store that holds it (the MP4 of a
+        resumed recording is built from them). Any thread; blocks on the store. Raises StoreError when the
+        segment is neither in the spool nor stored."""
+        def where() -> tuple[Path | None, list[str]]:
+            with self._lock:
+                seg = self._ledger.segments.get(key)
+                if seg is None:
+                    return None, []
+                return (None if seg.spool_deleted else seg.path,
+                        [r for r, held in ((PRIMARY, seg.in_primary), (BACKUP, seg.in_backup)) if held])
+
+        local, roles = where()
+        if local is not None:
+            try:
+                return local.read_bytes()
+            except FileNotFoundError:  # stored (flags set first, under the lock), then deleted from the spool
+                _, roles = where()
+        last: StoreError | None = None
+        for role in roles:
+            try:
+                return self._health[role].store.get_bytes(key)
+            except StoreError as err:
+                last = err
+        raise last or StoreError("uploader", f"segment {key!r} is neither in the spool nor stored", kind="object")
+
     def playlist_updated(self, key: str, render: Callable[[Callable[[str], bool]], str]) -> None:
         with self._cond:
             self._docs.playlist_updated(key, render)
