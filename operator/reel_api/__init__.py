@@ -45,6 +45,7 @@ _MODELS = (
     "SecretRef",
     "SegmentFormat",
     "ServerSideEncryption",
+    "SpoolStatus",
     "Storage",
     "StorageLocation",
     "StreamTypes",

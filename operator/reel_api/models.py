@@ -151,6 +151,22 @@ OUTPUTS_HAVE_HLS = Rule(
     message="outputs must include hls: the HLS segments are what is uploaded while recording (mp4 comes in addition)",
     check=lambda value: Output.HLS in value,
 )
+EVEN = Rule(
+    rule="self % 2 == 0",
+    message="must be even: H.264 in 4:2:0 needs even picture sizes",
+    check=lambda v: v % 2 == 0,
+)
+COLOUR_PATTERN = r"^#[0-9a-fA-F]{6}$"
+COLOUR = Rule(
+    rule=cel_matches(COLOUR_PATTERN),
+    message='must be a colour written "#RRGGBB", e.g. "#000000" for black',
+    check=lambda v: re2_search(COLOUR_PATTERN, v),
+)
+BITRATE = Rule(
+    rule="self == 0 || self >= 100",
+    message="videoBitrate must be 0 (automatic) or 100 to 20000 kbit/s",
+    check=lambda v: v == 0 or v >= 100,
+)
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
     message="stop cannot go back from true to false: create a new RecordingSession to record again",
@@ -204,6 +220,15 @@ class Mode(StrEnum):
     """What is recorded."""
 
     INDIVIDUAL = "individual"
+    COMPOSITE = "composite"
+    BOTH = "both"
+
+
+class CompositeLayout(StrEnum):
+    """How the composite places the participants."""
+
+    GRID = "grid"
+    SPEAKER = "speaker"
 
 
 class StreamTypes(StrEnum):
@@ -320,6 +345,31 @@ class Room(ApiModel):
     )
 
 
+class Composite(ApiModel):
+    """The composite recording: the whole meeting as one picture and one mixed sound (mode composite or both)."""
+
+    width: Annotated[StrictInt, EVEN] = Field(default=1280, ge=160, le=1920,
+                                              description="Picture width in pixels (even, 160 to 1920).")
+    height: Annotated[StrictInt, EVEN] = Field(default=720, ge=120, le=1080,
+                                               description="Picture height in pixels (even, 120 to 1080).")
+    fps: StrictInt = Field(default=15, ge=1, le=30, description="Frames per second (1 to 30).")
+    video_bitrate: Annotated[StrictInt, BITRATE] = Field(
+        default=0,
+        ge=0,
+        le=20_000,
+        description="H.264 bitrate in kbit/s (100 to 20000); 0 chooses one from the size and frame rate "
+        "(about 0.1 bit per pixel: ~460 kbit/s at 640x480@15, ~1400 kbit/s at 1280x720@15).",
+    )
+    layout: CompositeLayout = Field(
+        default=CompositeLayout.GRID,
+        description="grid: equal tiles in join order (1 fills the picture, 2 side by side, 3-4 as 2x2, up to 16); "
+        "speaker: whoever was loudest in the last seconds large, the others in a strip.",
+    )
+    background: Annotated[StrictStr, COLOUR] = Field(default="#000000", max_length=7,
+                                                     description='Background colour, "#RRGGBB".')
+    show_names: StrictBool = Field(default=True, description="Draw each participant's display name on their tile.")
+
+
 class Recording(ApiModel):
     """What to record and how."""
 
@@ -332,7 +382,14 @@ class Recording(ApiModel):
     )
     mode: Mode = Field(
         default=Mode.INDIVIDUAL,
-        description="individual: one HLS stream per participant.",
+        description="individual: one HLS stream per participant; composite: one HLS stream of the whole meeting "
+        "(every participant's video in one picture, their audio mixed; records VP8 rooms too); both: each "
+        "participant's and the composite, from one join.",
+    )
+    composite: Composite = Field(
+        default_factory=Composite,
+        json_schema_extra={"default": {}},
+        description="The composite's picture and sound (mode composite or both).",
     )
     stream_types: StreamTypes = Field(
         default=StreamTypes.AUDIO_VIDEO,
@@ -522,6 +579,25 @@ class UploadStatus(StatusModel):
     )
 
 
+class SpoolStatus(StatusModel):
+    """The recorder's spool: segments not stored yet, on the pod's disk (an emptyDir with a size limit)."""
+
+    limit_bytes: int = Field(default=0, ge=0, description="The spool's size limit (the emptyDir's sizeLimit).")
+    used_bytes: int = Field(default=0, ge=0, description="Bytes in the spool when last measured.")
+    full: bool = Field(
+        default=False,
+        description=f"True while the spool is above 90 % of its limit (condition {ConditionType.DISK_FULL}): new "
+        "media is not recorded, segments not stored yet are kept and uploaded; recording resumes below 70 %.",
+    )
+    dropped_segments: int = Field(
+        default=0, ge=0, description="Segments (per participant) not recorded because the spool was full."
+    )
+    dropped_seconds: float = Field(
+        default=0.0, ge=0, description="Seconds of media (summed over participants) not recorded because the "
+        "spool was full; manifest.json lists each stretch (diskFull)."
+    )
+
+
 class Condition(StatusModel):
     """A condition in the Kubernetes API conventions (as metav1.Condition)."""
 
@@ -587,6 +663,9 @@ class RecordingSessionStatus(StatusModel):
         default=None, ge=0, description="Number of participants being recorded now."
     )
     upload: UploadStatus | None = Field(default=None, description="Upload progress.")
+    spool: SpoolStatus | None = Field(
+        default=None, description="The recorder's spool: its use, and what a full spool cost (in a pod)."
+    )
     playlists: list[str] = Field(default_factory=list, description="Object keys of the HLS playlists.")
     manifest: str | None = Field(default=None, description="Object key of the recording's manifest.")
     pod: str | None = Field(default=None, description="Name of the current recorder pod.")
@@ -688,6 +767,7 @@ __all__ = [
     "SecretRef",
     "SegmentFormat",
     "ServerSideEncryption",
+    "SpoolStatus",
     "StopReason",
     "Storage",
     "StorageLocation",

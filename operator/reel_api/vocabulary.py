@@ -91,6 +91,7 @@ class ConditionType(StrEnum):
     RECORDING = "Recording"  # True while the recorder is in the room recording (not paused)
     UPLOADED = "Uploaded"  # True when everything recorded is stored
     BACKED_UP = "BackedUp"  # True when some segments went to the backup storage
+    DISK_FULL = "DiskFull"  # True while the recorder's spool is full: new media is not recorded (also a Warning Event)
     READY = "Ready"  # the summary: True while recording or after a good end; reason = phase or FailureReason
 
 
@@ -120,6 +121,8 @@ class ConditionReason(StrEnum):
     DELETE_TIMEOUT = "DeleteTimeout"  # Warning Event: after deletion the recorder did not finish in time; killed
     INTERRUPTED = "Interrupted"  # Recording and Ready False, Warning Event: the recorder was lost, a new one resumes
     RESUMED = "Resumed"  # Normal Event: the replacement recorder reported; the recording goes on
+    SPOOL_FULL = "SpoolFull"  # DiskFull True: the stores lag, unstored segments fill the spool; new media is dropped
+    SPOOL_AVAILABLE = "SpoolAvailable"  # DiskFull False: the spool has room (Normal Event: uploads drained it)
 
 
 class InterruptionReason(StrEnum):
@@ -134,6 +137,7 @@ class InterruptionReason(StrEnum):
     TERMINATED = "Terminated"  # the recorder got SIGTERM from something else than its session (e.g. node shutdown)
     RECORDER_CRASHED = "RecorderCrashed"  # the recorder exited with an error, or was killed, without a final report
     RECORDER_SILENT = "RecorderSilent"  # the recorder reported nothing for spec.recording.recorderSilenceSeconds
+    RECORDER_UNRESPONSIVE = "RecorderUnresponsive"  # the kubelet stopped it: liveness probe failed (loop wedged)
     RECORDER_LOST = "RecorderLost"  # a replacement was started without a cause (the recorder cannot tell)
     RESUMED_BY_HAND = "ResumedByHand"  # reel-recorder --resume PREFIX: a person continued the recording
 

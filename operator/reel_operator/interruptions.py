@@ -2,15 +2,16 @@
 
 Pure decisions, called by the pod and session handlers (handlers/pods.py, handlers/session_events.py,
 handlers/create.py): whether a pod's end is such a loss and why (``judge_interruption``; ``status.judge_pod``
-decides everything else), how long to wait before replacement number n (``restart_delay``), what the
-replacement is told (``resume_request``: REEL_RESUME), and when the gap is over (``interruption_over``).
+decides everything else; ``liveness_failures`` reads the one cause only the pod's Events show: a failed
+liveness probe), how long to wait before replacement number n (``restart_delay``), what the replacement is
+told (``resume_request``: REEL_RESUME), and when the gap is over (``interruption_over``).
 The operator writes status.restarts and status.interruption; the recorder writes recorderStartedAt
 (docs/operator.md has the decision table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from reel_api import TERMINAL_PHASES, InterruptionReason, Phase
 from reel_api.models import DEFAULT_MAX_RESTARTS, DEFAULT_RECORDER_SILENCE_SECONDS
 
+from .podspec import LIVENESS_PROBE
 from .status import (
     DELETION_BY_POD_GC,
     DELETION_BY_TAINT_MANAGER,
@@ -38,6 +40,10 @@ from .status import (
 
 RESTART_BACKOFF_SECONDS, RESTART_BACKOFF_MAX_SECONDS = 2.0, 30.0
 MANIFEST_FILE = "manifest.json"  # the last part of status.manifest
+#: The kubelet's Event of a failed probe (Kubernetes' strings): reason Unhealthy, message "Liveness probe failed: ...".
+UNHEALTHY, LIVENESS_FAILED = "Unhealthy", "Liveness probe failed"
+#: Failures in a row that make the kubelet stop the recorder (podspec.LIVENESS_PROBE).
+LIVENESS_FAILURE_THRESHOLD: int = LIVENESS_PROBE["failureThreshold"]
 
 
 @dataclass(frozen=True)
@@ -71,16 +77,45 @@ def _cause(view: PodView) -> tuple[str, str] | None:
     return None
 
 
+def liveness_failures(events: Iterable[Mapping[str, Any]], uid: str | None) -> int:
+    """How often the kubelet's liveness probe of the pod ``uid`` failed, from the pod's ``Unhealthy`` Events (the
+    kubelet counts repeats of one message in ``count``). Events of an earlier pod of the same name do not count."""
+    total = 0
+    for ev in events:
+        if (ev.get("involvedObject") or {}).get("uid") == uid and ev.get("reason") == UNHEALTHY and \
+                (ev.get("message") or "").startswith(LIVENESS_FAILED):
+            total += ev.get("count") or 1
+    return total
+
+
+def may_be_unresponsive(view: PodView) -> bool:
+    """An end the kubelet's liveness probe may have caused (a SIGTERM the recorder handled, or a kill) with no
+    cause the pod itself shows: only then are its Events worth reading (``liveness_failures``)."""
+    term = view.terminated
+    if term is None or term.get("reason") == OOM_KILLED or _cause(view) is not None:
+        return False
+    summary = termination_summary(term)
+    if summary is not None:
+        return bool(summary.get("interrupted"))
+    return term.get("exitCode") in KILLED_EXIT_CODES
+
+
 def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = False,
-                       deleting: bool = False) -> Interruption | None:
+                       deleting: bool = False, liveness_failures: int = 0) -> Interruption | None:
     """Is this the loss of a recorder whose recording must go on (a replacement continues it)?
 
     Yes when the session is not final, not stopping (spec.stop) and not being deleted, and the pod: is gone
     (deleted, force-deleted, removed with its node), exited with the recorder's ``interrupted`` JSON (SIGTERM from
-    a drain, an eviction, ``kubectl delete pod``: exit code 3), was OOM-killed, exited non-zero or was killed
-    without a final report, runs on a lost node, or was evicted before it started. No (None: ``judge_pod``
-    decides, as before) when the recorder reported a final phase or exited 0, is still running (a pod being
-    deleted gracefully: its recorder is storing what it has), or cannot start (image, Secret, scheduling)."""
+    a drain, an eviction, ``kubectl delete pod``, a failed liveness probe: exit code 3), was OOM-killed, exited
+    non-zero or was killed without a final report, runs on a lost node, or was evicted before it started. No
+    (None: ``judge_pod`` decides, as before) when the recorder reported a final phase or exited 0, is still
+    running (a pod being deleted gracefully: its recorder is storing what it has), or cannot start (image,
+    Secret, scheduling).
+
+    ``liveness_failures`` (from the pod's Events): with restartPolicy Never a failed liveness probe stops the pod
+    like a deletion that leaves no trace on it (SIGTERM, then SIGKILL after the grace period; container reason
+    ``Error``, exit 3, 137 or 143). Without another cause, that many failures (the probe's failureThreshold)
+    make such an end ``RecorderUnresponsive`` instead of ``Terminated`` / ``RecorderCrashed``."""
     if is_terminal(phase) or stopping or deleting:
         return None
     term = view.terminated
@@ -88,6 +123,12 @@ def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = Fal
         summary = termination_summary(term)
         extra = {k: summary[k] for k in ("recordingId", "manifest") if summary and summary.get(k)}
         cause = _cause(view)
+        if cause is None and liveness_failures >= LIVENESS_FAILURE_THRESHOLD and may_be_unresponsive(view):
+            return Interruption(InterruptionReason.RECORDER_UNRESPONSIVE,
+                                f"the kubelet stopped the recorder of pod {view.name}: its liveness probe failed "
+                                f"{liveness_failures} times (its event loop did not run, or the process was "
+                                f"frozen); it exited with code {term.get('exitCode')}"
+                                + ("; it stored what it had recorded" if summary else ""), extra)
         if summary is not None and summary.get("interrupted"):
             reason, what = cause or (InterruptionReason.TERMINATED,
                                      f"the recorder of pod {view.name} got SIGTERM although its session was not "

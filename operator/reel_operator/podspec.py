@@ -10,6 +10,7 @@ Nothing here talks to the cluster; unit tests check every field.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,23 @@ GENERATION_ANNOTATION = "reel.dev/session-generation"
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 #: The replacement recorder's instructions (JSON: recordingId, prefix, reason, interruptedAt).
 RESUME_ENV = "REEL_RESUME"
+#: The recorder's liveness endpoint (reel_recorder/liveness.py): GET /healthz answers 200 while its event loop
+#: turns, 503 once the loop has not run for 10 s; a frozen process does not answer at all.
+LIVENESS_ENV, LIVENESS_PORT, LIVENESS_PORT_NAME, LIVENESS_PATH = "REEL_LIVENESS_PORT", 8086, "liveness", "/healthz"
+#: Probed every 10 s (the first after 10 s: validating the session and starting take a few); 3 failures in a row,
+#: a loop wedged for ~30-40 s, end the container. With restartPolicy Never the kubelet then stops the whole pod
+#: the way a deletion does (SIGTERM, SIGKILL after the pod's terminationGracePeriodSeconds; a probe-level
+#: grace period is not used on that path), and the operator replaces the recorder (interruptions.py:
+#: RecorderUnresponsive, or RecorderSilent when the heartbeat check comes first).
+LIVENESS_PROBE: dict[str, Any] = {
+    "httpGet": {"path": LIVENESS_PATH, "port": LIVENESS_PORT_NAME},
+    "initialDelaySeconds": 10,
+    "periodSeconds": 10,
+    "timeoutSeconds": 2,
+    "failureThreshold": 3,
+}
+#: The spool's sizeLimit, for the recorder: it stops recording new media before the kubelet would evict the pod.
+SPOOL_LIMIT_ENV = "REEL_SPOOL_LIMIT"
 
 #: Volume names; the status logic maps mount failures back to the spec field through them.
 VOLUME_FIELDS = {
@@ -134,8 +152,11 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         {"name": "REEL_MEDIA_ADDRESS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "REEL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "REEL_LOG_LEVEL", "value": settings.recorder_log_level},
+        {"name": LIVENESS_ENV, "value": str(LIVENESS_PORT)},
         {"name": "HOME", "value": TMP_DIR},
     ]
+    if settings.spool_size_limit:
+        env.append({"name": SPOOL_LIMIT_ENV, "value": settings.spool_size_limit})
     if resume is not None:
         env.append({"name": RESUME_ENV, "value": json.dumps(dict(resume), separators=(",", ":"), sort_keys=True)})
     container = {
@@ -147,6 +168,8 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         "env": env,
         "resources": resources(session, settings),
         "volumeMounts": mounts,
+        "ports": [{"name": LIVENESS_PORT_NAME, "containerPort": LIVENESS_PORT, "protocol": "TCP"}],
+        "livenessProbe": copy.deepcopy(LIVENESS_PROBE),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {

@@ -14,7 +14,8 @@ Recorder pods
   REEL_RECORDER_MEMORY_LIMIT           [512Mi]    ("" = no limit)
       A session may override these with the annotation reel.dev/recorder-resources holding a
       JSON {"requests": {...}, "limits": {...}} (merged over the defaults).
-  REEL_RECORDER_SPOOL_SIZE_LIMIT       sizeLimit of the spool emptyDir [2Gi]
+  REEL_RECORDER_SPOOL_SIZE_LIMIT       sizeLimit of the spool emptyDir, passed to the recorder too (REEL_SPOOL_LIMIT):
+                                       it records no new media above 90 % of it (DiskFull) [2Gi]
   REEL_RECORDER_UID                    runAsUser/runAsGroup/fsGroup of the recorder [10001]
   REEL_RECORDER_LOG_LEVEL              [INFO]
   REEL_RECORDER_NODE_SELECTOR          JSON object, e.g. {"reel.dev/media": "true"} [{}]

@@ -14,6 +14,10 @@ interruption (``judge_interruption``): the operator starts a replacement that co
 (``resume_request``), after a backoff (``restart_delay``), at most spec.recording.maxRestarts times; while the
 gap lasts status.interruption is set and the Recording and Ready conditions are False with reason Interrupted,
 until the replacement reports (``interruption_over``).
+
+A recorder whose spool fills up (the stores lag for long) stops recording new media rather than being evicted
+for its spool's size limit, and reports status.spool; from it the DiskFull condition (present once the recorder
+reports a spool) and its Events (``disk_full_event``: Warning DiskFull, Normal SpoolAvailable when it drains).
 """
 
 from __future__ import annotations
@@ -394,7 +398,44 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
         ready = _cond(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
     else:
         ready = _cond(ConditionType.READY, False, phase, message)
-    return [recording, uploaded, backed_up, ready]
+    spool = status.get("spool")
+    if not isinstance(spool, Mapping):
+        return [recording, uploaded, backed_up, ready]
+    return [recording, uploaded, backed_up, disk_full_condition(spool), ready]
+
+
+def disk_full_condition(spool: Mapping[str, Any]) -> dict[str, Any]:
+    """DiskFull from the recorder's status.spool. Its message changes only when a full spool drops media, not
+    with every measurement (each change is a status patch)."""
+    if spool.get("full"):
+        limit = f" (limit {spool['limitBytes'] / 2**20:.0f} MiB)" if spool.get("limitBytes") else ""
+        return _cond(ConditionType.DISK_FULL, True, ConditionReason.SPOOL_FULL,
+                     f"the recorder's spool is nearly full{limit}: the stores are not taking segments fast enough "
+                     "(see status.upload); segments not stored yet are kept, new media is not recorded until "
+                     "uploads make room (what it costs: status.spool)")
+    lost = spool.get("droppedSegments") or 0
+    return _cond(ConditionType.DISK_FULL, False, ConditionReason.SPOOL_AVAILABLE,
+                 f"{lost} segment(s), {float(spool.get('droppedSeconds') or 0):.0f} s of media were not recorded "
+                 "while the spool was full" if lost else "")
+
+
+def disk_full_event(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The Event for a DiskFull change in a status patch: Warning DiskFull when it becomes True, Normal
+    SpoolAvailable when it becomes False again; None otherwise."""
+    def disk_full(conds) -> Mapping[str, Any] | None:
+        return next((c for c in conds or [] if c.get("type") == ConditionType.DISK_FULL), None)
+
+    new = disk_full(patch.get("conditions"))
+    if new is None:
+        return None
+    old = disk_full(old_status.get("conditions"))
+    was_full = old is not None and old.get("status") == ConditionStatus.TRUE
+    if new.get("status") == ConditionStatus.TRUE and not was_full:
+        return WARNING, ConditionType.DISK_FULL, new.get("message") or ConditionType.DISK_FULL
+    if new.get("status") == ConditionStatus.FALSE and was_full:
+        message = "the recorder's spool has room again: recording goes on after a discontinuity"
+        return NORMAL, ConditionReason.SPOOL_AVAILABLE, message + (f"; {new['message']}" if new.get("message") else "")
+    return None
 
 
 def merge_conditions(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]], *, generation: int | None,

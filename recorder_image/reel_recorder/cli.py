@@ -36,6 +36,7 @@ from . import errors
 from .clock import RecordingClock
 from .control import PauseControl, poller_for, stop_cause_for
 from .ingest.forward import ForwardIngest
+from .liveness import Liveness
 from .progress import JsonLinesProgress, ProgressSink
 from .recorder import Recorder, failed_status
 from .resume import ResumeRequest, read_back
@@ -44,6 +45,7 @@ from .room.janus import JanusRoom
 from .session import Session, session_from_json, validated_manifest
 from .settings import VALIDATED_ENV, Settings, SettingsError
 from .storage import LocalStore, StoreError, Uploader, credentials_from_dir, open_store
+from .storage.spool import SpoolBudget, parse_quantity
 
 log = logging.getLogger("reel.recorder")
 
@@ -59,6 +61,9 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                         "holding the manifest text (how the operator passes it)")
     p.add_argument("--output", help="record into this local folder instead of spec.storage")
     p.add_argument("--spool", help="local spool folder for segments not stored yet (default: a temp folder)")
+    p.add_argument("--spool-limit", type=_size, default=settings.spool_limit, metavar="SIZE",
+                   help="the spool's size limit (2Gi, 500Mi, bytes): above 90%% of it new media is not recorded "
+                        "(status DiskFull) until uploads bring it below 70%%; default: REEL_SPOOL_LIMIT, else none")
     p.add_argument("--room-secrets", help="folder with the room credentials (pin, secret, adminKey, token)")
     p.add_argument("--storage-secrets", help="folder with the primary store's AWS_* credentials")
     p.add_argument("--backup-storage-secrets", help="folder with the backup store's AWS_* credentials")
@@ -76,6 +81,13 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                    help="write the final status here as JSON (e.g. /dev/termination-log)")
     p.add_argument("--log-level", default=settings.log_level)
     return p.parse_args(argv)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_quantity(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def open_stores(args, session: Session) -> tuple:
@@ -110,8 +122,12 @@ def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: R
     return make
 
 
-async def record(args, settings: Settings, session: Session, progress: ProgressSink) -> dict:
-    """Build the pieces (stores, uploader, room, ingest) and let the Recorder run the recording's life."""
+async def record(args, settings: Settings, session: Session, progress: ProgressSink,
+                 liveness: Liveness | None = None) -> dict:
+    """Build the pieces (stores, uploader, room, ingest) and let the Recorder run the recording's life.
+    ``liveness``: marked alive by a task of this loop, in every phase, until the loop ends (liveness.py)."""
+    if liveness is not None:
+        liveness.start_beat()
     stop = asyncio.Event()
     control = PauseControl(bool(session.spec.paused))
     loop = asyncio.get_running_loop()
@@ -131,13 +147,14 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     room = JanusRoom(session.spec.room.server, session.spec.room.id, token=credentials.token)
     clock = RecordingClock()
     spool = Path(args.spool) if args.spool else Path(tempfile.mkdtemp(prefix="reel-spool-"))
+    spool_budget = SpoolBudget(spool, args.spool_limit) if args.spool_limit else None
     resume = ResumeRequest(prefix=args.resume, reason=InterruptionReason.RESUMED_BY_HAND) if args.resume \
         else settings.resume
     recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
                         uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
                         clock=clock, upload_timeout=args.upload_timeout, resume=resume,
                         read_back=(lambda: read_back(primary, backup, resume.prefix)) if resume else None,
-                        stop_cause=stop_cause_for(settings))
+                        stop_cause=stop_cause_for(settings), spool_budget=spool_budget)
     poller = poller_for(settings, control)  # in a pod: follows spec.paused of the session
     try:
         return await recorder.run(stop)
@@ -155,6 +172,18 @@ def make_progress(settings: Settings) -> ProgressSink:
 
         progress = FanOut(progress, KubeStatusSink.for_pod(settings))
     return progress
+
+
+def start_liveness(settings: Settings) -> Liveness | None:
+    """The liveness endpoint on REEL_LIVENESS_PORT (in a pod); it lives until the process exits. A port that
+    cannot be bound is logged, and the recording goes on without it."""
+    if settings.liveness_port is None:
+        return None
+    try:
+        return Liveness().serve(settings.liveness_port)
+    except OSError as err:
+        log.error("cannot serve the liveness endpoint on port %d: %s", settings.liveness_port, err)
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-m", "reel_recorder.cli", *(sys.argv[1:] if argv is None else argv)])
     session = session_from_json(settings.validated_session)
     progress = make_progress(settings)
-    status = asyncio.run(record(args, settings, session, progress))
+    status = asyncio.run(record(args, settings, session, progress, liveness=start_liveness(settings)))
     _finish(args, progress, status)
     if status["phase"] == Phase.FAILED:
         print(f"reel-recorder: failed ({status.get('reason')}): {status.get('message')}", file=sys.stderr)

@@ -79,6 +79,11 @@ def participant_folder(display: str, publisher_id: object) -> str:
     return f"{sanitize(display, fallback='participant', max_len=48)}_{sanitize(publisher_id)}"
 
 
+#: The composite's folder (mode composite or both). No participant folder can have this name: theirs always
+#: end with ``_<publisher id>``.
+COMPOSITE_FOLDER = "composite"
+
+
 # -- the keys of one recording (``prefix`` from render_prefix, ``folder`` from participant_folder) ------------
 
 def segment_name(index: int, extension: str = "ts") -> str:

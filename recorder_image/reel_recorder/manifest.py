@@ -50,6 +50,8 @@ class ManifestData:
     # the spool was full (storage/spool.py): new media not recorded, unstored segments kept:
     # [{"since": iso, "until": iso | None, "droppedSegments": n, "droppedSeconds": s}]
     disk_full: list[dict] = field(default_factory=list)
+    composite: ParticipantRecord | None = None  # the whole meeting (mode composite or both): folder "composite"
+    composite_stats: dict = field(default_factory=dict)  # {"frames", "droppedFrames"} of the composite's encoder
 
     def render(self, location_of: Callable[[str], str | None] = lambda _k: None) -> bytes:
         doc = {
@@ -74,19 +76,28 @@ class ManifestData:
                     "folder": p.folder,
                     "playlist": p.playlist,
                     "joins": list(p.runs),
-                    **({"mp4": {**p.mp4, **({"location": location_of(p.mp4["key"])} if "key" in p.mp4 else {})}}
-                       if p.mp4 else {}),
-                    "segments": [
-                        {"name": s.name, "key": s.key, "start": round(s.start, 3), "duration": round(s.duration, 3),
-                         "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity,
-                         "location": location_of(s.key)}
-                        for s in list(p.segments)
-                    ],
+                    **_media(p, location_of),
                 }
                 for p in list(self.participants)
             ],
         }
+        if self.composite is not None:
+            doc["composite"] = {"folder": self.composite.folder, "playlist": self.composite.playlist,
+                                **dict(self.composite_stats), **_media(self.composite, location_of)}
         return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def _media(p: ParticipantRecord, location_of: Callable[[str], str | None]) -> dict:
+    """A folder's MP4 and segments, each with where it is stored."""
+    return {
+        **({"mp4": {**p.mp4, **({"location": location_of(p.mp4["key"])} if "key" in p.mp4 else {})}}
+           if p.mp4 else {}),
+        "segments": [
+            {"name": s.name, "key": s.key, "start": round(s.start, 3), "duration": round(s.duration, 3),
+             "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity, "location": location_of(s.key)}
+            for s in list(p.segments)
+        ],
+    }
 
 
 def manifest_from_json(data: bytes | str) -> ManifestData:
@@ -94,21 +105,25 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
     doc = json.loads(data)
     if not isinstance(doc, dict) or doc.get("formatVersion") != FORMAT_VERSION:
         raise ValueError(f"not a Reel manifest of format version {FORMAT_VERSION}")
-    participants = []
-    for p in doc.get("participants") or []:
-        record = ParticipantRecord(display=p["display"], folder=p["folder"], playlist=p["playlist"],
-                                   ids=list(p.get("ids") or []), runs=[dict(r) for r in p.get("joins") or []],
-                                   mp4=({k: v for k, v in p["mp4"].items() if k != "location"}
-                                        if p.get("mp4") else None))
+    def record(p: dict, display: str) -> ParticipantRecord:
+        r = ParticipantRecord(display=display, folder=p["folder"], playlist=p["playlist"],
+                              ids=list(p.get("ids") or []), runs=[dict(r) for r in p.get("joins") or []],
+                              mp4=({k: v for k, v in p["mp4"].items() if k != "location"} if p.get("mp4") else None))
         for s in p.get("segments") or []:
-            record.segments.append(SegmentRecord(name=s["name"], key=s["key"], start=float(s["start"]),
-                                                 duration=float(s["duration"]), bytes=int(s["bytes"]),
-                                                 sha256=s["sha256"], discontinuity=bool(s.get("discontinuity"))))
-        participants.append(record)
+            r.segments.append(SegmentRecord(name=s["name"], key=s["key"], start=float(s["start"]),
+                                            duration=float(s["duration"]), bytes=int(s["bytes"]),
+                                            sha256=s["sha256"], discontinuity=bool(s.get("discontinuity"))))
+        return r
+
+    participants = [record(p, p["display"]) for p in doc.get("participants") or []]
+    composite = doc.get("composite")
     return ManifestData(session=doc.get("session") or {}, tag=doc.get("tag"), room=doc.get("room") or {},
                         recording_id=doc["recordingId"], prefix=doc["prefix"], started_at=doc["startedAt"],
                         stopped_at=doc.get("stoppedAt"), stop_reason=doc.get("stopReason"),
                         message=doc.get("message"), participants=participants,
                         pauses=[dict(x) for x in doc.get("pauses") or []],
                         interruptions=[dict(x) for x in doc.get("interruptions") or []],
-                        disk_full=[dict(x) for x in doc.get("diskFull") or []])
+                        disk_full=[dict(x) for x in doc.get("diskFull") or []],
+                        composite=record(composite, "composite") if composite else None,
+                        composite_stats={k: composite[k] for k in ("frames", "droppedFrames") if k in composite}
+                        if composite else {})

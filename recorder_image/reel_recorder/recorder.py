@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 TICK = 0.25
 PROGRESS_EVERY = 5.0
-SPOOL_EVERY = 1.0  # how often the spool is measured while recording
+SPOOL_EVERY = 1.0  # how often the spool is measured while recording (every TICK when it is nearly full)
 
 
 class Room(Protocol):
@@ -285,6 +285,7 @@ class Recorder:
         started = time.monotonic()
         idle_since: float | None = None if self._present(presence) else started
         last_progress = last_spool = started
+        spool_every = SPOOL_EVERY
         while True:
             try:
                 data = await asyncio.wait_for(self.room.events.get(), TICK)
@@ -311,21 +312,22 @@ class Recorder:
             self._raise_failures(ingest)
             if self.room.closed.is_set():
                 raise RecorderError(errors.JANUS_ERROR, f"lost the connection to Janus at {self.room.url}")
-            if self.spool_budget is not None and now - last_spool >= SPOOL_EVERY:
+            if self.spool_budget is not None and now - last_spool >= spool_every:
                 last_spool = now
-                await self._check_spool()
+                spool_every = TICK if (await self._check_spool()).near else SPOOL_EVERY
             if now - last_progress >= PROGRESS_EVERY:
                 last_progress = now
                 self.report("progress")
 
-    async def _check_spool(self) -> None:
-        """Measure the spool (the writers ask the budget before each segment); report when it fills or drains."""
+    async def _check_spool(self) -> SpoolState:
+        """Measure the spool (the writers ask the budget with every packet); report when it fills or drains."""
         state = await asyncio.to_thread(self.spool_budget.measure)
         self._sync_disk_full(state)
         if state.full != self._spool_full:
             self._spool_full = state.full
             self.catalog.publish_manifest()
             self.report("spool")
+        return state
 
     def _sync_disk_full(self, state: SpoolState) -> None:
         """The manifest's diskFull entries: earlier recorders' (resume), then this one's (fresh copies)."""

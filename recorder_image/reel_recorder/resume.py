@@ -39,7 +39,7 @@ import av
 
 from reel_api.vocabulary import InterruptionReason
 
-from .layout import manifest_key, segment_name
+from .layout import COMPOSITE_FOLDER, manifest_key, segment_name
 from .manifest import ManifestData, ParticipantRecord, SegmentRecord, manifest_from_json
 from .output.playlist import parse_playlist
 from .storage import Store, StoreError
@@ -78,11 +78,13 @@ class Previous:
     stored: list[StoredSegment]  # every listed segment and where it is
     lost: list[str]  # segment keys the manifest lists that no store holds
     next_index: dict[str, int] = field(default_factory=dict)  # folder -> the next segment number
+    composite: ParticipantRecord | None = None  # the composite's folder (mode composite or both), as participants
 
     @property
     def media_end(self) -> float:
         """Recording time (s) where the stored media ends."""
-        return max((s.start + s.duration for p in self.participants for s in p.segments), default=0.0)
+        folders = self.participants + ([self.composite] if self.composite else [])
+        return max((s.start + s.duration for p in folders for s in p.segments), default=0.0)
 
 
 def segment_index(name: str) -> int | None:
@@ -110,13 +112,26 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
 
     raw = read(manifest_key(prefix))
     manifest = manifest_from_json(raw) if raw is not None else None
-    known = {s.key: s for p in (manifest.participants if manifest else []) for s in p.segments}
     records = {p.folder: p for p in (manifest.participants if manifest else [])}
+    if manifest is not None and manifest.composite is not None:
+        records[COMPOSITE_FOLDER] = manifest.composite
+    known = {s.key: s for p in records.values() for s in p.segments}
     paused = bool(manifest and manifest.pauses and manifest.pauses[-1].get("resumedAt") is None)
     lost_open: list[str] = []
 
     folders = sorted({k[len(prefix):].split("/", 1)[0] for k in keys_p | keys_b if "/" in k[len(prefix):]})
+
+    def recording_at_loss(folder: str) -> bool:
+        """As far as the last manifest knows (a folder it does not know yet was started after it)."""
+        if paused:
+            return False
+        if folder == COMPOSITE_FOLDER:  # the composite runs while anyone is recorded
+            return any(recording_at_loss(f) for f in folders if f != COMPOSITE_FOLDER)
+        record = records.get(folder)
+        return record is None or bool(record.runs and record.runs[-1].get("leftAt") is None)
+
     participants: list[ParticipantRecord] = []
+    composite: ParticipantRecord | None = None
     stored: list[StoredSegment] = []
     next_index: dict[str, int] = {}
     for folder in folders:
@@ -132,14 +147,16 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
         seen += [segment_index(s.name) for s in (records[folder].segments if folder in records else [])]
         next_index[folder] = 1 + max((i for i in seen if i is not None), default=-1)
         record = records.get(folder)
-        if not paused and (record is None or (record.runs and record.runs[-1].get("leftAt") is None)):
+        if recording_at_loss(folder):
             # being recorded at the loss: the open segment died with the spool; its number is never reused
             lost_open.append(base + segment_name(next_index[folder]))
             next_index[folder] += 1
         unlisted = {n for n in names if segment_index(n) is not None and n not in listed}
         if not listed and not unlisted:
             continue
-        if record is None:  # joined after the last manifest: the folder is "<display>_<publisher id>" (layout.py)
+        if record is None and folder == COMPOSITE_FOLDER:
+            record = ParticipantRecord(display=COMPOSITE_FOLDER, folder=folder, playlist=playlist_key)
+        elif record is None:  # joined after the last manifest: the folder is "<display>_<publisher id>" (layout.py)
             display, _, pub_id = folder.rpartition("_")
             record = ParticipantRecord(display=display or folder, folder=folder, playlist=playlist_key,
                                        ids=[int(pub_id) if pub_id.isdigit() else pub_id])
@@ -169,9 +186,12 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             stored.append(StoredSegment(key, rec.bytes, rec.sha256, in_p, in_b))
         record.segments = segments
         record.mp4 = None  # rebuilt from the segments by the recorder that ends the recording
-        participants.append(record)
+        if folder == COMPOSITE_FOLDER:
+            composite = record
+        else:
+            participants.append(record)
     lost = sorted(k for k in known if k not in keys_p and k not in keys_b) + lost_open
-    return Previous(manifest, participants, stored, lost, next_index)
+    return Previous(manifest, participants, stored, lost, next_index, composite)
 
 
 def ts_times(data: bytes) -> tuple[float, float] | None:

@@ -46,9 +46,21 @@ class Room:
 
 
 @dataclass(frozen=True, slots=True)
+class Composite:
+    width: int
+    height: int
+    fps: int
+    video_bitrate: int  # kbit/s; 0: automatic
+    layout: str
+    background: str  # "#RRGGBB"
+    show_names: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Recording:
     ingest: str
     mode: str
+    composite: Composite
     stream_types: str
     subscribe: tuple[str, ...]
     unsubscribe: tuple[str, ...]
@@ -98,6 +110,7 @@ class Session:
 #: Which nested fields are views themselves.
 _NESTED: dict[tuple[type, str], type] = {
     (Spec, "room"): Room, (Spec, "recording"): Recording, (Spec, "storage"): Storage,
+    (Recording, "composite"): Composite,
     (Spec, "backup_storage"): Storage, (Room, "credentials_secret_ref"): SecretRef,
     (Storage, "credentials_secret_ref"): SecretRef, (Storage, "local"): LocalStorage,
 }

@@ -19,12 +19,18 @@ In a recorder pod
   REEL_SPEC_POLL_SECONDS     how often spec.paused is read [2]
   REEL_RESUME                JSON {"recordingId", "prefix", "reason", "interruptedAt"}: continue that recording,
                              whose earlier recorder was lost (the operator sets it on a replacement pod; resume.py)
+  REEL_SPOOL_LIMIT           the spool's size limit (a quantity: 2Gi, 500Mi, bytes; the pod's emptyDir sizeLimit):
+                             above 90 % of it new media is not recorded until uploads bring it below 70 %
+                             (storage/spool.py) [unset: no limit; --spool-limit]
   KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT   the API server (set by Kubernetes) [kubernetes.default.svc, 443]
+  REEL_LIVENESS_PORT         serve GET /healthz on this port for the kubelet's liveness probe: 200 while the event
+                             loop turns, 503 when it is wedged (liveness.py) [unset: no endpoint; the operator
+                             sets 8086]
 Process
   REEL_LOG_LEVEL             DEBUG | INFO | WARNING | ERROR [INFO]
 
-A value that cannot work (a target without a namespace, a poll interval that is not a positive number, an
-unknown log level) is a ``SettingsError`` at start, naming the variable.
+A value that cannot work (a target without a namespace, a poll interval that is not a positive number, a port
+that is not one, an unknown log level) is a ``SettingsError`` at start, naming the variable.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from reel_api.vocabulary import InterruptionReason
 
 from .resume import ResumeRequest
 from .room.credentials import RoomCredentials
+from .storage.spool import parse_quantity
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 VALIDATED_ENV = "REEL_VALIDATED_SESSION"
@@ -63,6 +70,8 @@ class Settings:
     api_port: str = "443"
     log_level: str = "INFO"
     resume: ResumeRequest | None = None
+    liveness_port: int | None = None
+    spool_limit: int | None = None  # bytes
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +94,12 @@ class Settings:
             poll_seconds = -1.0
         if not poll_seconds > 0:
             raise SettingsError(f"REEL_SPEC_POLL_SECONDS={poll!r}: must be a positive number of seconds")
+        liveness_port = None
+        if get("REEL_LIVENESS_PORT"):
+            raw = get("REEL_LIVENESS_PORT")
+            liveness_port = int(raw) if raw.isdigit() else 0
+            if not 1 <= liveness_port <= 65535:
+                raise SettingsError(f"REEL_LIVENESS_PORT={raw!r}: must be a TCP port (1-65535)")
         level = (get("REEL_LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
             raise SettingsError(f"REEL_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
@@ -97,8 +112,15 @@ class Settings:
                                        interrupted_at=doc.get("interruptedAt") or None)
             except (ValueError, KeyError, TypeError) as err:
                 raise SettingsError(f"REEL_RESUME: expected JSON with at least a prefix: {err}") from None
+        spool_limit = None
+        if get("REEL_SPOOL_LIMIT"):
+            try:
+                spool_limit = parse_quantity(get("REEL_SPOOL_LIMIT"))
+            except ValueError as err:
+                raise SettingsError(f"REEL_SPOOL_LIMIT: {err}") from None
         return cls(
             resume=resume,
+            spool_limit=spool_limit,
             session=get("REEL_SESSION"),
             validated_session=get(VALIDATED_ENV),
             media_address=get("REEL_MEDIA_ADDRESS"),
@@ -111,6 +133,7 @@ class Settings:
             api_host=get("KUBERNETES_SERVICE_HOST") or "kubernetes.default.svc",
             api_port=get("KUBERNETES_SERVICE_PORT") or "443",
             log_level=level,
+            liveness_port=liveness_port,
         )
 
     @property

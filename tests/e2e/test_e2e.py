@@ -273,13 +273,14 @@ def _resumed_after(kit, ns: str, name: str, room: int, fault, env, *, restarts: 
     return obj, gap
 
 
-def _check_resumed(env, status: dict, tmp_path, reason: str, *, fault: str, gap: float) -> dict:
-    """The resumed recording is whole but for one gap; prints the figures of the fault."""
+def _check_resumed(env, status: dict, tmp_path, reason: str | set[str], *, fault: str, gap: float) -> dict:
+    """The resumed recording is whole but for one gap; prints the figures of the fault. ``reason``: the
+    interruption reason, or the set of those that may be true (the print says which one it was)."""
     assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
     with env.kit.s3(env.ns) as s3:
         manifest = _check_recording(env, s3, status, 1, tmp_path)
         [interruption] = manifest["interruptions"]
-        assert interruption["reason"] == reason, interruption
+        assert interruption["reason"] in ({reason} if isinstance(reason, str) else reason), interruption
         [p] = manifest["participants"]
         discontinuities = [s for s in p["segments"] if s["discontinuity"]]
         assert len(discontinuities) == 1, p["segments"]  # the lost recorder: one gap, numbering goes on
@@ -290,8 +291,8 @@ def _check_resumed(env, status: dict, tmp_path, reason: str, *, fault: str, gap:
         before, after = p["segments"][i - 1], p["segments"][i]
         interruption["mediaGap"] = after["start"] - (before["start"] + before["duration"])
         assert 0 < interruption["mediaGap"] < 60, interruption
-    print(f"{fault}: recording again {gap:.1f} s later, {len(interruption['lostSegments'])} segment(s) lost, "
-          f"{interruption['mediaGap']:.1f} s of media missing")
+    print(f"{fault} ({interruption['reason']}): recording again {gap:.1f} s later, "
+          f"{len(interruption['lostSegments'])} segment(s) lost, {interruption['mediaGap']:.1f} s of media missing")
     return interruption
 
 
@@ -309,11 +310,51 @@ def test_a_killed_recorder_container_is_replaced_and_the_recording_continues(env
     _check_resumed(env, obj["status"], tmp_path, "RecorderCrashed", fault="container SIGKILL", gap=gap)
 
 
+def _liveness_failures(kit, ns: str, pod: str) -> dict[str, int]:
+    """Failed liveness probes of the pods named ``pod`` (a replacement has the same name), by pod uid, from the
+    kubelet's Unhealthy Events."""
+    events = kit.core.list_namespaced_event(
+        ns, field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}").items
+    failures: dict[str, int] = {}
+    for e in events:
+        if e.reason == "Unhealthy" and (e.message or "").startswith("Liveness probe failed"):
+            failures[e.involved_object.uid] = failures.get(e.involved_object.uid, 0) + (e.count or 1)
+    return failures
+
+
 def test_a_frozen_recorder_is_replaced_after_the_silence_timeout(env, tmp_path):
+    """SIGSTOP: the recorder stops reporting and its liveness endpoint stops answering; two mechanisms notice.
+    The operator's silence check (recorderSilenceSeconds 15, a 10 s timer, heartbeats every 5 s) replaces it at
+    most ~30 s later: RecorderSilent. The kubelet's liveness probe fails after ~20-32 s, but with restartPolicy
+    Never its kill is a SIGTERM, which a frozen process never acts on, and a SIGKILL only after the pod's
+    terminationGracePeriodSeconds: the pod ends that way (RecorderUnresponsive) only when that comes first. The
+    test expects what these settings allow and prints which one fired; the replacement's probe never fails."""
     kit, ns = env.kit, env.ns
-    obj, gap = _resumed_after(kit, ns, "frozen", 1004, lambda pod: kit.signal_container(ns, pod, "recorder", "STOP"),
-                              env, recording={"recorderSilenceSeconds": 15})
-    _check_resumed(env, obj["status"], tmp_path, "RecorderSilent", fault="SIGSTOP, recorderSilenceSeconds 15", gap=gap)
+    silence = 15
+    frozen = {}
+
+    def freeze(pod):
+        frozen["pod"] = kit.core.read_namespaced_pod(pod, ns)
+        kit.signal_container(ns, pod, "recorder", "STOP")
+
+    obj, gap = _resumed_after(kit, ns, "frozen", 1004, freeze, env, recording={"recorderSilenceSeconds": silence})
+    pod = frozen["pod"]
+    probe = pod.spec.containers[0].liveness_probe
+    assert probe.http_get.path == "/healthz" and probe.failure_threshold == 3, probe
+    # the latest the silence check replaces it: the silence, a heartbeat interval (5 s), the timer (10 s), slack
+    silence_latest = silence + 5 + 10 + 10
+    # the earliest a liveness kill ends the pod: the last of the failed probes, then the grace period
+    liveness_earliest = (probe.failure_threshold - 1) * probe.period_seconds + pod.spec.termination_grace_period_seconds
+    expected = {"RecorderSilent"} if liveness_earliest > silence_latest else {"RecorderSilent", "RecorderUnresponsive"}
+    interruption = _check_resumed(env, obj["status"], tmp_path, expected, gap=gap,
+                                  fault=f"SIGSTOP, recorderSilenceSeconds {silence}")
+    failures = _liveness_failures(kit, ns, pod.metadata.name)
+    frozen_failures = failures.pop(pod.metadata.uid, 0)
+    print(f"SIGSTOP: {interruption['reason']} fired; the kubelet's liveness probe of the frozen recorder failed "
+          f"{frozen_failures} time(s) before it was replaced")
+    if interruption["reason"] == "RecorderUnresponsive":
+        assert frozen_failures >= probe.failure_threshold, failures
+    assert not failures, f"the liveness probe of a healthy replacement failed: {failures}"
 
 
 def test_an_evicted_recorder_is_replaced_and_the_recording_continues(env, tmp_path):

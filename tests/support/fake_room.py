@@ -84,7 +84,7 @@ class Reports:
 
 
 def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, resume=None, read_back=None,
-                  stop_cause=None, **overrides):
+                  stop_cause=None, spool_budget=None, **overrides):
     manifest = validated_manifest(yaml.safe_dump(session_manifest(SERVER, 1234, recording=recording, paused=paused)))
     manifest["spec"]["recording"].update(overrides)  # below the API's minimums, to keep the tests short
     session = session_from_manifest(manifest)
@@ -97,7 +97,7 @@ def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, r
     control = PauseControl(paused)
     recorder = Recorder(session, room=room, make_ingest=lambda: ingest, uploader=uploader, spool=tmp_path / "spool",
                         progress=reports, pin="1234", control=control, upload_timeout=10, resume=resume,
-                        read_back=read_back, stop_cause=stop_cause)
+                        read_back=read_back, stop_cause=stop_cause, spool_budget=spool_budget)
     return recorder, ingest, reports, control
 
 

@@ -173,7 +173,8 @@ def test_schema_details():
     assert _node(s, "status.participants.[].id")["x-kubernetes-int-or-string"] is True
     assert _node(s, "spec.recording")["default"] == {}
     assert _node(s, "spec.recording.ingest")["enum"] == ["forward", "auto"]
-    assert _node(s, "spec.recording.mode")["enum"] == ["individual"]
+    assert _node(s, "spec.recording.mode")["enum"] == ["individual", "composite", "both"]
+    assert _node(s, "spec.recording.composite.layout")["enum"] == ["grid", "speaker"]
     assert _node(s, "spec.recording.outputs")["default"] == ["hls"]
     idle = _node(s, "spec.recording.maxIdleSeconds")
     assert (idle["minimum"], idle["maximum"], idle["default"]) == (5, 2592000, 30)

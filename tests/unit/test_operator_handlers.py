@@ -358,6 +358,32 @@ def warnings(ctx, reason):
     return [m for t, r, m in ctx.posted if (t, r) == ("Warning", reason)]
 
 
+def test_a_recorder_killed_after_its_liveness_probe_failed_is_unresponsive(ctx, clock):
+    """restartPolicy Never: the kubelet stops the pod (SIGKILL after the grace period: 137, reason Error); only
+    the pod's Unhealthy Events say why, and the operator reads them for such an end only."""
+    recording(ctx)
+    reads = []
+    events = ctx.kube.pod_events
+    ctx.kube.pod_events = lambda ns, name: reads.append(name) or events(ns, name)
+    uid = pod_of(ctx)["metadata"]["uid"]
+    ctx.kube.events["reel-rec-a"] = [
+        {"reason": "Unhealthy", "type": "Warning", "count": 3, "involvedObject": {"kind": "Pod", "uid": uid},
+         "message": 'Liveness probe failed: Get "http://10.244.0.7:8086/healthz": context deadline exceeded'},
+        {"reason": "Killing", "type": "Normal", "message": "Stopping container recorder",
+         "involvedObject": {"kind": "Pod", "uid": uid}}]
+    pods.observe(ctx, set_pod_state(ctx, "a", {"running": {}}))
+    assert reads == []  # a running recorder: nothing to read
+    pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))
+    assert reads == ["reel-rec-a"]
+    s = status(ctx, "a")
+    assert s["restarts"] == 1 and s["interruption"]["reason"] == "RecorderUnresponsive", s
+    (msg,) = warnings(ctx, "Interrupted")
+    assert "liveness probe failed 3 times" in msg and msg.endswith("resuming (1 of 3)")
+    clock.advance(2.5)
+    tick(ctx)
+    assert json.loads(env_of(pod_of(ctx))["REEL_RESUME"])["reason"] == "RecorderUnresponsive"
+
+
 def test_killed_recorder_is_replaced_and_the_recording_resumes(ctx, clock):
     recording(ctx)
     pods.observe(ctx, set_pod_state(ctx, "a", {"terminated": {"exitCode": 137, "reason": "Error"}}, "Failed"))

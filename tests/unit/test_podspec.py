@@ -263,3 +263,24 @@ def test_replacement_pod_resumes_the_recording():
     assert json.loads(env_of(pod)["REEL_RESUME"]["value"]) == resume
     fresh = podspec.build_pod(session(), Settings(), restart=1)  # lost before it reported a recording
     assert fresh["metadata"]["annotations"]["reel.dev/restart"] == "1" and "REEL_RESUME" not in env_of(fresh)
+
+
+def test_liveness_probe_asks_the_recorders_event_loop():
+    """The probe and the recorder agree on the port and path; it tolerates the start and kills a loop wedged for
+    ~30 s (3 failures, 10 s apart), which the recorder's endpoint reports after 10 s without a beat."""
+    from reel_recorder import liveness
+    from reel_recorder.settings import Settings as RecorderSettings
+
+    c = container(podspec.build_pod(session(), Settings()))
+    probe = c["livenessProbe"]
+    assert probe["httpGet"] == {"path": liveness.PATH, "port": "liveness"}
+    assert c["ports"] == [{"name": "liveness", "containerPort": 8086, "protocol": "TCP"}]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert RecorderSettings.from_env(env).liveness_port == 8086
+    assert (probe["periodSeconds"], probe["failureThreshold"], probe["timeoutSeconds"]) == (10, 3, 2)
+    assert probe["initialDelaySeconds"] >= 10 and probe["timeoutSeconds"] < probe["periodSeconds"]
+    assert probe["periodSeconds"] >= liveness.STALE_AFTER > liveness.BEAT
+    # with restartPolicy Never the kubelet ignores a probe-level grace period: none is set, none pretended
+    assert "terminationGracePeriodSeconds" not in probe
+    probe["periodSeconds"] = 1  # each pod gets its own copy
+    assert container(podspec.build_pod(session(), Settings()))["livenessProbe"]["periodSeconds"] == 10

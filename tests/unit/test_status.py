@@ -308,6 +308,57 @@ def test_not_interruptions(p, gone):
     assert lost(p, gone=gone) is None
 
 
+def _unhealthy(uid="u-1", count=1, message="Liveness probe failed: HTTP probe failed with statuscode: 503"):
+    return {"reason": "Unhealthy", "type": "Warning", "message": message, "count": count,
+            "involvedObject": {"kind": "Pod", "name": "reel-rec-s", "uid": uid,
+                               "fieldPath": "spec.containers{recorder}"}}
+
+
+def test_liveness_failures_are_counted_from_this_pods_unhealthy_events():
+    timeout = "Liveness probe failed: Get \"http://10.244.0.7:8086/healthz\": context deadline exceeded"
+    events = [_unhealthy(count=2), _unhealthy(message=timeout),
+              _unhealthy(uid="u-0", count=5),  # an earlier pod of the same name
+              _unhealthy(message="Readiness probe failed: nope"),
+              {"reason": "Killing", "message": "Stopping container recorder", "involvedObject": {"uid": "u-1"}}]
+    assert irs.liveness_failures(events, "u-1") == 3
+    assert irs.liveness_failures(events, "u-2") == 0 and irs.liveness_failures([], "u-1") == 0
+
+
+@pytest.mark.parametrize(("p", "words"), [
+    # the loop never came back: SIGKILL after the grace period
+    (pod(phase="Failed", state=terminated(137, "", "Error")), "exited with code 137"),
+    # it came back in time for the SIGTERM: stored what it had, exit 3
+    (pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error")), "stored what it had"),
+])
+def test_a_liveness_kill_is_recorder_unresponsive(p, words):
+    """restartPolicy Never: the kubelet stops the pod like a deletion that leaves no trace on it; the pod's
+    Events (failureThreshold liveness failures) are what tell."""
+    view = st.pod_view(p)
+    assert irs.may_be_unresponsive(view)
+    cause = lost(p, liveness_failures=3)
+    assert cause.reason == "RecorderUnresponsive" and "liveness probe failed 3 times" in cause.message, cause
+    assert words in cause.message
+    assert lost(p, liveness_failures=2).reason in ("RecorderCrashed", "Terminated")  # fewer: not the probe
+    assert lost(p, liveness_failures=3, stopping=True) is None
+    assert lost(p, liveness_failures=3, phase="Completed") is None
+    if "interrupted" in p["status"]["containerStatuses"][0]["state"]["terminated"]["message"]:
+        assert cause.extra["recordingId"] == "01JREC"  # what it recorded is taken over
+
+
+@pytest.mark.parametrize("p", [
+    pod(phase="Failed", state=terminated(137, "", "OOMKilled")),  # the kernel, not the kubelet
+    pod(phase="Failed", state=terminated(1, "Traceback ...\nBoom", "Error")),  # its own crash
+    pod(phase="Failed", state=terminated(143, "", "Error"), deleting=True),  # deleted
+    pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error"), reason="Evicted"),  # evicted
+    pod(phase="Succeeded", state=terminated(0, json.dumps({"phase": "Completed", "stopReason": "NoUsers"}))),
+    pod(phase="Running", state=RUNNING),
+])
+def test_other_ends_are_not_taken_for_a_liveness_kill(p):
+    assert not irs.may_be_unresponsive(st.pod_view(p))
+    cause = lost(p, liveness_failures=9)
+    assert cause is None or cause.reason != "RecorderUnresponsive"
+
+
 def test_interrupted_summary_while_stopping_ends_the_session():
     p = pod(phase="Failed", state=terminated(3, SUMMARY_INTERRUPTED, "Error"))
     v = judge(p, stopping=True)

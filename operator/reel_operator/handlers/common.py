@@ -82,9 +82,9 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Changes
                 return None
         except Conflict:
             continue
-        event = st.transition(old, patch)
-        if event:
-            post_event(body, *event)
+        for event in (st.transition(old, patch), st.disk_full_event(old, patch)):
+            if event:
+                post_event(body, *event)
         return patch
     raise kopf.TemporaryError(f"status of {namespace}/{name} keeps changing; will retry", delay=1)
 

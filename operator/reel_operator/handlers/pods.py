@@ -2,9 +2,10 @@
 
 The recorder reports its own progress; what only the pod can tell (image pull errors, a missing Secret, an
 unschedulable pod, exits without a report) comes from here. A recorder lost while its session was not
-stopped (pod deleted or evicted, OOM kill, crash, node gone: ``interruptions.judge_interruption``) is an
-interruption: status.restarts + 1 and status.interruption are written, a Warning Event is posted and the lost
-pod removed; the timer of ``session_events.check_interruption`` then starts the replacement. After
+stopped (pod deleted or evicted, OOM kill, crash, failed liveness probe, node gone:
+``interruptions.judge_interruption``; a liveness kill shows only in the pod's Events, read when the end could be
+one) is an interruption: status.restarts + 1 and status.interruption are written, a Warning Event is posted and
+the lost pod removed; the timer of ``session_events.check_interruption`` then starts the replacement. After
 spec.recording.maxRestarts replacements the next loss fails the session (TooManyRestarts). A pod whose session
 has ended is deleted.
 """
@@ -82,7 +83,12 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
             update_status(ctx, session, {"phase": phase}, reason=verdict.reason, fresh=False)
         remove_pod(ctx, pod, view)
         return
-    cause = interruptions.judge_interruption(view, phase=phase, stopping=stopping, deleting=deleting)
+    failures = 0
+    if not (stopping or deleting) and interruptions.may_be_unresponsive(view):  # a liveness kill shows in Events
+        failures = interruptions.liveness_failures(ctx.kube.pod_events(namespace, view.name),
+                                                   pod["metadata"].get("uid"))
+    cause = interruptions.judge_interruption(view, phase=phase, stopping=stopping, deleting=deleting,
+                                             liveness_failures=failures)
     if cause is not None:
         interrupted(ctx, session, pod, view, cause, logger=logger)
         return

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from ..layout import folder_key, manifest_key, mp4_key, playlist_key
+from ..layout import COMPOSITE_FOLDER, folder_key, manifest_key, mp4_key, playlist_key
 from ..manifest import ManifestData, ParticipantRecord, SegmentRecord
 from .playlist import Playlist, PlaylistEntry
 
@@ -60,13 +60,27 @@ class Catalog:
         self.uploader.playlist_updated(record.playlist, entry.playlist.render)
         return entry
 
+    def add_composite(self) -> CatalogEntry:
+        """The composite's folder (mode composite or both): a playlist and a manifest entry like a participant's,
+        kept apart from the participants (``manifest.composite``)."""
+        record = ParticipantRecord(display=COMPOSITE_FOLDER, folder=COMPOSITE_FOLDER,
+                                   playlist=playlist_key(self.prefix, COMPOSITE_FOLDER))
+        entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
+        self.manifest.composite = record
+        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        return entry
+
     def restore(self, record: ParticipantRecord) -> CatalogEntry:
-        """A participant of an earlier run (resume.py): their record (stored segments only) back in the manifest
-        and their playlist rebuilt from it; the uploader already knows those segments as stored."""
+        """A participant (or the composite) of an earlier run (resume.py): their record (stored segments only)
+        back in the manifest and their playlist rebuilt from it; the uploader already knows those segments as
+        stored."""
         entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
         for s in record.segments:
             entry.playlist.add(PlaylistEntry(uri=s.name, key=s.key, duration=s.duration, discontinuity=s.discontinuity))
-        self.manifest.participants.append(record)
+        if record.folder == COMPOSITE_FOLDER:
+            self.manifest.composite = record
+        else:
+            self.manifest.participants.append(record)
         self.uploader.playlist_updated(record.playlist, entry.playlist.render)
         return entry
 

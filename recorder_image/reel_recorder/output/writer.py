@@ -9,9 +9,10 @@ lists it in the playlist and the manifest).
 MP4: every packet written to a segment also goes to the participant's ``ParticipantMp4`` (output/mp4.py): the
 same H.264 and AAC, a second muxer, no second encoder.
 
-Spool: before opening a segment the writer asks its ``spool`` gate (storage/spool.py SpoolBudget). While the
-spool is full it opens none and drops the participant's media (counted: segments it would have started, seconds);
-once the gate admits again, recording starts as a new run (a keyframe first, ``#EXT-X-DISCONTINUITY``).
+Spool: with every packet the writer asks its ``spool_gate`` (storage/spool.py SpoolBudget). When the spool is
+full, it closes the open segment at once and drops the participant's media (counted: the segments it would have
+written, seconds); once the gate admits again, recording starts as a new run (a keyframe first, after an
+``#EXT-X-DISCONTINUITY``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class SegmentInfo:
 
 
 class SpoolGate(Protocol):
-    """What a writer asks before each new segment (storage/spool.py SpoolBudget); called with the writer's lock."""
+    """What a writer asks with every packet (storage/spool.py SpoolBudget); called with the writer's lock held."""
 
     def admit(self) -> bool: ...
     def dropped(self, *, segments: int = 0, seconds: float = 0.0) -> None: ...
@@ -160,8 +161,7 @@ class ParticipantWriter:
         with self._lock:
             if self.closed:
                 return
-            if self._dropping and not self._readmitted():
-                self._drop(t)
+            if self._spool_refuses(t):
                 return
             key = packet.is_keyframe and h264.is_idr(data)
             if key:
@@ -185,9 +185,6 @@ class ParticipantWriter:
             elif self._seg is not None and not key:
                 self._maybe_request_keyframe(t)
             if self._seg is None:
-                if not self._may_open():
-                    self._drop(t)
-                    return
                 self._open(min([t] + [pt for _, pt in self._audio_wait[:1]]))
                 self._release_audio_wait()
             if self._last_video_t is not None:
@@ -204,8 +201,7 @@ class ParticipantWriter:
         with self._lock:
             if self.closed:
                 return
-            if self._dropping and not self._readmitted():
-                self._drop(t)
+            if self._spool_refuses(t):
                 return
             encoded = self._transcoder.encode(packet, t)
             for p in encoded:
@@ -214,18 +210,12 @@ class ParticipantWriter:
                     self._audio_wait.append((p, pt))
                     if pt - self._audio_wait[0][1] < VIDEO_WAIT:
                         continue  # give the first keyframe a moment, so the run starts with both tracks
-                    if not self._may_open():
-                        self._drop(pt)
-                        return
                     self._open(self._audio_wait[0][1])
                     self._release_audio_wait()
                     continue
                 if self._should_cut(pt, keyframe=False):
                     self._cut(pt)
                 if self._seg is None:
-                    if not self._may_open():
-                        self._drop(pt)
-                        return
                     self._open(pt)
                 self._write_audio(p, pt)
 
@@ -270,27 +260,30 @@ class ParticipantWriter:
         if t - seg.start >= self.segment_seconds - KEYFRAME_LEAD:
             self.request_keyframe()  # rate-limited by the requester
 
-    def _may_open(self) -> bool:
-        """Ask the spool gate before a new segment. Refused: from now on media is dropped (not even encoded) and
-        the run ends as after a pause; the next segment starts a new run (keyframe first, after a discontinuity)."""
-        if self.spool_gate is None or self.spool_gate.admit():
-            return True
-        log.warning("%s: the spool is full: not recording until uploads make room", self.folder)
-        self._dropping = True
-        self._audio_wait = []
-        self._transcoder = OpusToAac()  # what the encoder holds is dropped with the rest
-        self._video_started = False
-        self._last_video_t = None
-        self._pending_discontinuity = self._pending_discontinuity or self._index > 0
-        return False
-
-    def _readmitted(self) -> bool:
-        """While dropping: does the spool gate admit new segments again?"""
-        if not self.spool_gate.admit():
+    def _spool_refuses(self, t: float) -> bool:
+        """Ask the spool gate (every packet). Refused: the open segment ends here, the media is dropped (not even
+        encoded) as after a pause; once the gate admits again, the next segment starts a new run (keyframe first,
+        after a discontinuity). True when this packet is to be dropped."""
+        gate = self.spool_gate
+        if gate is None:
             return False
-        log.info("%s: the spool has room again: recording resumes", self.folder)
-        self._dropping = False
-        self._drop_start = self._drop_last = None
+        if gate.admit():
+            if self._dropping:
+                log.info("%s: the spool has room again: recording resumes", self.folder)
+                self._dropping = False
+                self._drop_start = self._drop_last = None
+            return False
+        if not self._dropping:
+            log.warning("%s: the spool is full: not recording until uploads make room", self.folder)
+            self._dropping = True
+            if self._seg is not None:
+                self._cut(t)
+            self._audio_wait = []
+            self._transcoder = OpusToAac()  # what the encoder holds is dropped with the rest
+            self._video_started = False
+            self._last_video_t = None
+            self._pending_discontinuity = self._pending_discontinuity or self._index > 0
+        self._drop(t)
         return True
 
     def _drop(self, t: float) -> None:

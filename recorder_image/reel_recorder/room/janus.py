@@ -2,6 +2,23 @@
 
 One WebSocket, one Janus session, one plugin handle joined to the room as a publisher that never publishes
 (that is how presence events arrive), plus the synchronous VideoRoom requests for RTP forwarding.
+
+Two keepalives, for two different things:
+
+- WebSocket pings (``PING_INTERVAL``, ``PING_TIMEOUT``) notice a dead peer. A half-open TCP connection (Janus's
+  host or pod gone without a FIN, a NAT or firewall that forgot the flow) shows nothing on a socket we mostly
+  read: without pings the recorder would wait for events that never come, and TCP itself gives up only after
+  ~15 min of retransmissions. Janus's WebSocket transport (libwebsockets) answers a ping with a pong by itself,
+  in its service thread, whatever the Janus core is doing, so 10 s without a pong means the peer or the path is
+  gone, not a busy Janus. After a missed pong the socket is closed (``CLOSE_TIMEOUT`` for a close handshake
+  that cannot complete) and ``closed`` is set, at most PING_INTERVAL + PING_TIMEOUT + CLOSE_TIMEOUT (25 s)
+  after the connection died; the recorder then ends as for any lost Janus connection (``JanusError``). Shorter
+  intervals would buy little (what a dead connection loses first is presence: joins and leaves go unseen) and
+  risk a false alarm on a congested link; a ping costs a few bytes. tests/integration/test_janus_client.py
+  checks that Janus answers the pings and that a silently dropped connection closes.
+- The Janus ``keepalive`` request (every ``KEEPALIVE_SECONDS``) keeps the Janus *session* alive: Janus destroys
+  a session that sent nothing for its ``session_timeout`` (60 s by default), pings or not (they never reach the
+  Janus core).
 """
 
 from __future__ import annotations
@@ -34,6 +51,11 @@ ERR_UNAUTHORIZED = 433
 ERR_CORE_UNAUTHORIZED = 403
 ERR_CORE_UNAUTHORIZED_PLUGIN = 405
 
+PING_INTERVAL = 10.0  # seconds between WebSocket pings (see the module docstring)
+PING_TIMEOUT = 10.0  # seconds to wait for the pong before the connection is taken for dead
+CLOSE_TIMEOUT = 5.0  # seconds for the close handshake; a dead peer never answers it
+KEEPALIVE_SECONDS = 20.0  # Janus session keepalive; well within Janus's default session_timeout (60 s)
+
 
 class JanusRequestError(Exception):
     def __init__(self, code: int | None, reason: str):
@@ -45,11 +67,14 @@ class JanusRequestError(Exception):
 class JanusRoom:
     """Connection to one VideoRoom room. Use ``connect()``, then ``join()``; events arrive on ``events``."""
 
-    def __init__(self, url: str, room: int | str, *, token: str | None = None, request_timeout: float = 10.0):
+    def __init__(self, url: str, room: int | str, *, token: str | None = None, request_timeout: float = 10.0,
+                 ping_interval: float = PING_INTERVAL, ping_timeout: float = PING_TIMEOUT,
+                 close_timeout: float = CLOSE_TIMEOUT):
         self.url = url
         self.room = room
         self.token = token
         self.request_timeout = request_timeout
+        self.ping_interval, self.ping_timeout, self.close_timeout = ping_interval, ping_timeout, close_timeout
         self.events: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = asyncio.Event()
         self._ws = None
@@ -64,7 +89,8 @@ class JanusRoom:
         try:
             self._ws = await asyncio.wait_for(
                 websockets.connect(self.url, subprotocols=["janus-protocol"], max_size=None,
-                                   ping_interval=None, open_timeout=timeout),
+                                   ping_interval=self.ping_interval, ping_timeout=self.ping_timeout,
+                                   close_timeout=self.close_timeout, open_timeout=timeout),
                 timeout)
         except (OSError, TimeoutError, websockets.InvalidURI, websockets.InvalidHandshake) as err:
             raise RecorderError(JANUS_UNREACHABLE, f"cannot reach the Janus server at {self.url}: {err or 'timeout'}"
@@ -97,7 +123,7 @@ class JanusRoom:
 
     async def _keepalive(self) -> None:
         while True:
-            await asyncio.sleep(20)
+            await asyncio.sleep(KEEPALIVE_SECONDS)
             with contextlib.suppress(JanusRequestError, TimeoutError):
                 await self._request({"janus": "keepalive"})
 
@@ -146,8 +172,8 @@ class JanusRoom:
                 elif msg.get("janus") in ("timeout", "detached"):
                     log.warning("Janus ended the session: %s", msg)
                     break
-        except websockets.ConnectionClosed:
-            pass
+        except websockets.ConnectionClosed as err:  # Janus closed it, or a missed pong did (a dead peer)
+            log.warning("the connection to Janus at %s closed: %s", self.url, err)
         finally:
             self.closed.set()
             for fut, _ in self._pending.values():
