@@ -598,6 +598,19 @@ class SpoolStatus(StatusModel):
     )
 
 
+class CompositeStatus(StatusModel):
+    """The composite recording (mode composite or both)."""
+
+    playlist: str = Field(description="Object key of the composite's HLS playlist (composite/index.m3u8).")
+    frames: int = Field(default=0, ge=0, description="Pictures composed and encoded so far.")
+    dropped_frames: int = Field(
+        default=0, ge=0, description="Pictures not composed because the encoder could not keep up (the sound and "
+        "the participants' own recordings never are)."
+    )
+    error: str | None = Field(default=None, description="Why the composite stopped while the participants' "
+                              "recordings went on (mode both).")
+
+
 class Condition(StatusModel):
     """A condition in the Kubernetes API conventions (as metav1.Condition)."""
 
@@ -666,6 +679,8 @@ class RecordingSessionStatus(StatusModel):
     spool: SpoolStatus | None = Field(
         default=None, description="The recorder's spool: its use, and what a full spool cost (in a pod)."
     )
+    composite: CompositeStatus | None = Field(default=None, description="The composite recording (mode composite "
+                                              "or both): its playlist and frame counts.")
     playlists: list[str] = Field(default_factory=list, description="Object keys of the HLS playlists.")
     manifest: str | None = Field(default=None, description="Object key of the recording's manifest.")
     pod: str | None = Field(default=None, description="Name of the current recorder pod.")

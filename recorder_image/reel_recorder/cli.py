@@ -111,14 +111,16 @@ def local_address_towards(host: str, port: int) -> str:
         return s.getsockname()[0]
 
 
-def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: RecordingClock):
+def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: RecordingClock, *,
+                   composite_only: bool = False):
     """Builds the forward ingest once the room is joined (Janus's address is known to resolve by then)."""
     def make() -> ForwardIngest:
         url = urlparse(room.url)
         janus_addr = args.janus_media_address or socket.gethostbyname(url.hostname)
         local = args.media_address or local_address_towards(janus_addr, url.port or 8188)
         return ForwardIngest(room, local_addr=local, janus_addr=janus_addr, clock=clock,
-                             secret=credentials.secret, admin_key=credentials.admin_key)
+                             secret=credentials.secret, admin_key=credentials.admin_key,
+                             composite_only=composite_only)
     return make
 
 
@@ -150,7 +152,9 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     spool_budget = SpoolBudget(spool, args.spool_limit) if args.spool_limit else None
     resume = ResumeRequest(prefix=args.resume, reason=InterruptionReason.RESUMED_BY_HAND) if args.resume \
         else settings.resume
-    recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
+    recorder = Recorder(session, room=room, make_ingest=forward_ingest(
+                            room, args, credentials, clock,
+                            composite_only=session.spec.recording.mode == "composite"),
                         uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
                         clock=clock, upload_timeout=args.upload_timeout, resume=resume,
                         read_back=(lambda: read_back(primary, backup, resume.prefix)) if resume else None,

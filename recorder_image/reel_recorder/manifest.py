@@ -24,7 +24,7 @@ class SegmentRecord:
 class ParticipantRecord:
     display: str
     folder: str
-    playlist: str  # object key
+    playlist: str | None  # object key; None: no media of their own (mode composite)
     ids: list = field(default_factory=list)
     runs: list[dict] = field(default_factory=list)  # [{"joinedAt": iso, "leftAt": iso | None}]
     segments: list[SegmentRecord] = field(default_factory=list)

@@ -41,9 +41,12 @@ class Participant:
 
 
 class Participants:
-    def __init__(self, catalog: Catalog, make_writer: WriterFactory):
+    def __init__(self, catalog: Catalog, make_writer: WriterFactory, *, media: bool = True):
+        """``media=False`` (mode composite): participants have no folder or playlist of their own, and
+        ``make_writer`` gives None; their runs are still followed (the manifest says who was there when)."""
         self.catalog = catalog
         self.make_writer = make_writer
+        self.media = media
         self._by_key: dict[str, Participant] = {}  # by display name (or name + id for a second one)
         self._by_id: dict[object, str] = {}  # publisher id being recorded -> key
         self._restored_ids: dict[object, str] = {}  # publisher ids of earlier runs (resume) -> key
@@ -86,7 +89,7 @@ class Participants:
         part = self._by_key.get(key)
         if part is None:
             folder = participant_folder(pub.display, pub.id)
-            entry = self.catalog.add_participant(pub.display, folder)
+            entry = self.catalog.add_participant(pub.display, folder, media=self.media)
             part = Participant(entry, self.next_index.get(folder, 0))
             self._by_key[key] = part
         if part.writer is None:
@@ -111,20 +114,22 @@ class Participants:
         for part in self:
             await asyncio.to_thread(self._end, part, final=True, end_playlist=not interrupted)
 
-    def rebuild_mp4s(self, spool: Path, read_segment: Callable[[str], bytes]) -> None:
-        """The MP4s of a resumed recording, built by the recorder that ends it from each participant's listed
-        segments (``read_segment``: spool or store), so each covers every run. Blocking: a worker thread."""
-        for part in self:
-            if not part.record.segments:
+    def rebuild_mp4s(self, spool: Path, read_segment: Callable[[str], bytes],
+                     more: tuple[CatalogEntry, ...] = ()) -> None:
+        """The MP4s of a resumed recording, built by the recorder that ends it from each participant's (and
+        ``more``: the composite's) listed segments (``read_segment``: spool or store), so each covers every
+        run. Blocking: a worker thread."""
+        for entry in [part.entry for part in self] + list(more):
+            if not entry.record.segments:
                 continue
-            folder = spool / part.record.folder
+            folder = spool / entry.record.folder
             folder.mkdir(parents=True, exist_ok=True)
-            keys = [s.key for s in list(part.record.segments)]
+            keys = [s.key for s in list(entry.record.segments)]
             info, error = mp4_from_segments(folder / "recording.mp4", (read_segment(k) for k in keys))
             if info is not None:
-                self.catalog.mp4_closed(part.entry, info)
+                self.catalog.mp4_closed(entry, info)
             elif error is not None:
-                self.catalog.mp4_failed(part.entry, error)
+                self.catalog.mp4_failed(entry, error)
 
     def _end(self, part: Participant, *, final: bool, end_playlist: bool = True) -> None:
         if part.active_id is not None:

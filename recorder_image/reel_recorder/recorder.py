@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from reel_api.vocabulary import ConditionReason, Phase, StopReason
 
@@ -45,8 +45,8 @@ from .clock import RecordingClock
 from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
-from .layout import render_prefix
-from .manifest import ManifestData
+from .layout import COMPOSITE_FOLDER, render_prefix
+from .manifest import ManifestData, ParticipantRecord
 from .output.catalog import Catalog, CatalogEntry
 from .output.writer import ParticipantWriter
 from .participants import Participants
@@ -56,6 +56,9 @@ from .room.presence import Down, Presence, PublishedStream, Publisher, Up, selec
 from .session import Session
 from .storage import StoreError, Uploader
 from .storage.spool import SpoolBudget, SpoolState, episode_totals
+
+if TYPE_CHECKING:
+    from .composite.recording import CompositeRecording
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,9 @@ class Recorder:
             tag=self.spec.tag, room={"server": self.spec.room.server, "id": self.spec.room.id},
             recording_id=self.recording_id, prefix=self.prefix, started_at=now_iso())
         self.catalog = Catalog(self.manifest, uploader, segment_seconds=self.spec.recording.segment_seconds)
-        self.participants = Participants(self.catalog, self._make_writer)
+        self.composite: CompositeRecording | None = None  # mode composite or both (composite/recording.py)
+        self._composite_from: tuple[ParticipantRecord, int] | None = None  # an earlier run's composite (resume)
+        self.participants = Participants(self.catalog, self._make_writer, media=self.spec.recording.mode != "composite")
         self.phase = Phase.STARTING
         self.paused = False
 
@@ -164,7 +169,9 @@ class Recorder:
             "participants": participants,
             "activeParticipants": self.participants.active_count(),
             "upload": self.uploader.progress().as_status(),
-            "playlists": [p["playlist"] for p in participants],
+            "playlists": [p["playlist"] for p in participants if p["playlist"]] + (
+                [self.composite.entry.record.playlist] if self.composite else []),
+            **({"composite": self.composite.status()} if self.composite else {}),
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
             "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
@@ -197,7 +204,8 @@ class Recorder:
             self.phase = Phase.UPLOADING
             self.report("stopped")
             if self.resume is not None and "mp4" in self.spec.recording.outputs:
-                await asyncio.to_thread(self.participants.rebuild_mp4s, self.spool, self.uploader.read_segment)
+                await asyncio.to_thread(self.participants.rebuild_mp4s, self.spool, self.uploader.read_segment,
+                                        (self.composite.entry,) if self.composite else ())
         result = await asyncio.to_thread(self.uploader.close, self.upload_timeout)
         if self.spool_budget is not None:  # what the upload left in the spool (status.spool, DiskFull)
             await asyncio.to_thread(self.spool_budget.measure)
@@ -231,6 +239,8 @@ class Recorder:
                     run["leftAt"] = interrupted_at
             self.participants.restore(self.catalog.restore(record), previous.next_index.get(record.folder, 0))
         self.participants.next_index.update(previous.next_index)
+        if previous.composite is not None:
+            self._composite_from = (previous.composite, previous.next_index.get(COMPOSITE_FOLDER, 0))
         m.interruptions.append({"interruptedAt": interrupted_at, "reason": request.reason,
                                 "resumedAt": now_iso(), "lostSegments": list(previous.lost)})
         # recording time (segment starts, TS timestamps) continues the earlier runs' timeline
@@ -248,6 +258,8 @@ class Recorder:
             await self.room.connect()
             joined = await self.room.join(self.spec.room.display_name, pin=self.pin)
             ingest = self.make_ingest()
+            if self.spec.recording.mode != "individual":
+                self.composite = self._make_composite()
             presence = Presence(own_id=joined.get("id"))
             self.phase = Phase.RECORDING
             if self.control.paused:
@@ -266,6 +278,9 @@ class Recorder:
             try:
                 if ingest is not None:
                     await ingest.close()
+                if self.composite is not None:  # after the ingest: nothing more comes in
+                    await asyncio.to_thread(self.composite.close, interrupted=outcome.interrupted)
+                    self.manifest.composite_stats = self.composite.stats()
             finally:
                 await self.participants.finish(interrupted=outcome.interrupted)
                 await self.room.close()
@@ -353,6 +368,8 @@ class Recorder:
         fatal = self.uploader.fatal_error
         if fatal is not None:
             raise RecorderError(errors.STORAGE_FAILED, str(fatal))
+        if self.composite is not None and self.composite.error is not None and not self.participants.media:
+            raise RecorderError(errors.INTERNAL, f"the composite failed: {self.composite.error!r}")  # mode both: on
 
     # -- presence and pausing --------------------------------------------------------------------------------
     def _present(self, presence: Presence) -> bool:
@@ -372,6 +389,8 @@ class Recorder:
         self.phase = Phase.PAUSED
         self.manifest.pauses.append({"pausedAt": now_iso(), "resumedAt": None})
         await ingest.close()  # everyone's streams end at the same instant
+        if self.composite is not None:
+            self.composite.pause()
         for pub_id in self.participants.recorded_ids():
             await self.participants.end_run(pub_id)
         log.info("paused")
@@ -382,6 +401,8 @@ class Recorder:
         self.paused = False
         self.phase = Phase.RECORDING
         self.manifest.pauses[-1]["resumedAt"] = now_iso()
+        if self.composite is not None:
+            self.composite.resume()
         log.info("resumed")
         await self._apply([Up(p) for p in list(presence.publishers.values())], ingest)
         self.report("resumed")
@@ -395,7 +416,9 @@ class Recorder:
                 streams = self._streams_of(change.publisher)
                 if streams:
                     part = self.participants.start_run(change.publisher, streams)
-                    await ingest.update(change.publisher, streams, part.writer)
+                    sink = part.writer if self.composite is None else self.composite.sink(change.publisher, streams,
+                                                                                           part.writer)
+                    await ingest.update(change.publisher, streams, sink)
                     changed = True
                 elif self.participants.is_recorded(change.publisher.id):
                     await self._leave(change.publisher.id, ingest)
@@ -408,11 +431,30 @@ class Recorder:
 
     async def _leave(self, pub_id, ingest: Ingest) -> None:
         await ingest.remove(pub_id)
+        if self.composite is not None:
+            self.composite.leave(pub_id)
         await self.participants.end_run(pub_id)
 
+    def _make_composite(self) -> CompositeRecording:
+        """The composite (mode composite or both): a new folder, or the one an earlier run left (resume)."""
+        from .composite.recording import CompositeRecording  # numpy and the encoders only when asked for
+
+        if self._composite_from is not None:
+            record, first_index = self._composite_from
+            entry = self.catalog.restore(record)
+        else:
+            entry, first_index = self.catalog.add_composite(), 0
+        composite = CompositeRecording(self.spec.recording, clock=self.clock, catalog=self.catalog, entry=entry,
+                                       spool=self.spool, first_index=first_index, spool_gate=self.spool_budget,
+                                       mp4="mp4" in self.spec.recording.outputs and self.resume is None)
+        composite.start()
+        return composite
+
     def _make_writer(self, folder: str, streams: list[PublishedStream], entry: CatalogEntry,
-                     first_index: int) -> ParticipantWriter:
+                     first_index: int) -> ParticipantWriter | None:
         rec = self.spec.recording
+        if not self.participants.media:
+            return None  # mode composite: their media goes into the composite only
         return ParticipantWriter(folder, self.spool, segment_seconds=rec.segment_seconds, first_index=first_index,
                               on_segment=lambda info: self.catalog.segment_closed(entry, info),
                               expect_audio=any(s.kind == "audio" for s in streams),

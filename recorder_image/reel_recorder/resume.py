@@ -190,6 +190,15 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             composite = record
         else:
             participants.append(record)
+    for folder, record in records.items():  # in the manifest, nothing stored: every segment lost, or none made
+        if folder not in folders:  # (mode composite: participants have no folder; the manifest says who was there)
+            seen = [segment_index(s.name) for s in record.segments]
+            next_index[folder] = 1 + max((i for i in seen if i is not None), default=-1)
+            record.segments, record.mp4 = [], None
+            if folder == COMPOSITE_FOLDER:
+                composite = record
+            else:
+                participants.append(record)
     lost = sorted(k for k in known if k not in keys_p and k not in keys_b) + lost_open
     return Previous(manifest, participants, stored, lost, next_index, composite)
 

@@ -16,6 +16,8 @@ Fixtures:
   Janus URL).  Killed at teardown.
 - ``wait_for_publishers(janus, room_id, n, timeout=30, exact=False)``: poll ``listparticipants`` until ``n``
   participants publish; returns them.
+- ``record`` (function): ``record(room, recording={...}, ...) -> RecorderRun``: a ``reel-recorder`` process in
+  ``test_network`` recording ``room`` into a folder (``run.output``); killed at teardown, described on failure.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ if str(REPO_ROOT) not in sys.path:
 from tests.harness.janus import Janus, janus_available  # noqa: E402
 from tests.harness.netns import TestNetwork  # noqa: E402
 from tests.harness.procs import PublisherProcess, publisher_argv  # noqa: E402
+from tests.support.recorder_proc import RecorderRun, session_manifest  # noqa: E402
 
 _HERE = Path(__file__).resolve().parent
 
@@ -159,3 +162,34 @@ def wait_publishers(janus):
         rid = room.id if isinstance(room, Room) else room
         return wait_for_publishers(janus, rid, n, timeout, exact)
     return _wait
+
+
+@pytest.fixture
+def record(test_network, janus, tmp_path, request):
+    runs: list[RecorderRun] = []
+
+    def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
+               room_id=None, display: str | None = None, name: str = "test", paused: bool = False,
+               output: Path | None = None, extra_args: list[str] | None = None) -> RecorderRun:
+        rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
+        manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
+                                    recording=rec, display=display, name=name, paused=paused)
+        creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key}
+        if getattr(room, "secret", None):
+            creds["REEL_ROOM_SECRET"] = room.secret
+        if getattr(room, "pin", None):
+            creds["REEL_ROOM_PIN"] = room.pin
+        args = (["--output", str(output)] if output else []) + (extra_args or [])
+        run = RecorderRun(test_network.popen, manifest, tmp_path / f"rec{len(runs)}", env={**creds, **(env or {})},
+                          output=output is None, extra_args=args)
+        if output is not None:
+            run.output = output
+        runs.append(run)
+        return run
+
+    yield _start
+    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+    for run in runs:
+        if failed:
+            print(run.describe())
+        run.kill()

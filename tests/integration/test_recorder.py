@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import av
-import pytest
 from tests.support.analyze import (
     audio_gaps,
     av_offsets,
@@ -21,40 +20,9 @@ from tests.support.analyze import (
     read_participant,
     recording_folders,
 )
-from tests.support.recorder_proc import RecorderRun, session_manifest
+from tests.support.recorder_proc import RecorderRun
 
 FPS = 30
-
-
-@pytest.fixture
-def record(test_network, janus, tmp_path, request):
-    runs: list[RecorderRun] = []
-
-    def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
-               room_id=None, display: str | None = None, name: str = "test", paused: bool = False,
-               output: Path | None = None, extra_args: list[str] | None = None) -> RecorderRun:
-        rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
-        manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
-                                    recording=rec, display=display, name=name, paused=paused)
-        creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key}
-        if getattr(room, "secret", None):
-            creds["REEL_ROOM_SECRET"] = room.secret
-        if getattr(room, "pin", None):
-            creds["REEL_ROOM_PIN"] = room.pin
-        args = (["--output", str(output)] if output else []) + (extra_args or [])
-        run = RecorderRun(test_network.popen, manifest, tmp_path / f"rec{len(runs)}", env={**creds, **(env or {})},
-                          output=output is None, extra_args=args)
-        if output is not None:
-            run.output = output
-        runs.append(run)
-        return run
-
-    yield _start
-    failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
-    for run in runs:
-        if failed:
-            print(run.describe())
-        run.kill()
 
 
 def _joined(run: RecorderRun) -> dict:

@@ -230,17 +230,16 @@ def test_tee_feeds_the_writer_first_and_keeps_composite_failures_to_itself():
     assert writer.request_keyframe is ask and composite.request_keyframe is ask
 
 
-def test_packets_record_through_a_participant_writer(media, tmp_path, monkeypatch):
+def test_packets_record_through_a_participant_writer(media, tmp_path):
     """The wiring the engine's docstring describes: a ParticipantWriter for "composite" fed the engine's
-    packets, its Opus->AAC transcoder replaced by AacPassthrough. (The writer has no parameter for that yet:
-    this test swaps the class it builds; the wiring adds the parameter.)"""
-    from reel_recorder.output import writer as writer_module
+    packets, its Opus->AAC transcoder replaced by AacPassthrough."""
+    from reel_recorder.output.writer import ParticipantWriter
 
     out = Out()
     engine = engine_for(out)
-    monkeypatch.setattr(writer_module, "OpusToAac", lambda: AacPassthrough(engine.audio_template))
     segments = []
-    writer = writer_module.ParticipantWriter("composite", tmp_path, segment_seconds=1.0, on_segment=segments.append)
+    writer = ParticipantWriter("composite", tmp_path, segment_seconds=1.0, on_segment=segments.append,
+                               audio_transcoder=lambda: AacPassthrough(engine.audio_template))
     engine.on_packet = lambda kind, p, t: getattr(writer, kind)(p, t)
     engine.on_run_end = writer.pause
     engine.add("a", "Alice", 0.0)

@@ -24,9 +24,12 @@ from .rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
 log = logging.getLogger(__name__)
 
 # Payload types we ask Janus to use on the forward leg, so our SDP never depends on the publisher's offer.
-PAYLOAD_TYPES = {"h264": 96, "opus": 111}
+PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "opus": 111}
 FMTP = {"h264": "packetization-mode=1"}
+#: What each kind of recording can take: a participant's own HLS copies H.264 as it comes (MPEG-TS cannot carry
+#: VP8); the composite decodes, so VP8 is fine there.
 RECORDABLE = {"video": {"h264"}, "audio": {"opus"}}
+COMPOSITE_ONLY = {"video": {"h264", "vp8"}, "audio": {"opus"}}
 
 
 class MediaSink:
@@ -63,7 +66,9 @@ class _Forwarded:
 
 class ForwardIngest:
     def __init__(self, room: JanusRoom, *, local_addr: str, janus_addr: str, clock: RecordingClock,
-                 secret: str | None, admin_key: str | None, ports: PortAllocator | None = None):
+                 secret: str | None, admin_key: str | None, ports: PortAllocator | None = None,
+                 composite_only: bool = False):
+        """``composite_only`` (mode composite): VP8 video is taken too (the composite decodes it)."""
         self.room = room
         self.local_addr = local_addr
         self.janus_addr = janus_addr
@@ -71,17 +76,19 @@ class ForwardIngest:
         self.secret = secret
         self.admin_key = admin_key
         self.ports = ports or PortAllocator(local_addr)
+        self.recordable = COMPOSITE_ONLY if composite_only else RECORDABLE
         self._streams: dict[object, dict[str, _Forwarded]] = {}
 
-    @staticmethod
-    def check_codecs(pub: Publisher, streams: list[PublishedStream]) -> None:
+    def check_codecs(self, pub: Publisher, streams: list[PublishedStream]) -> None:
         for s in streams:
-            if (s.codec or "").lower() not in RECORDABLE[s.kind]:
+            if (s.codec or "").lower() not in self.recordable[s.kind]:
+                composite = "VP8 in mode composite, " if self.recordable is RECORDABLE else ""
                 raise RecorderError(
                     CODEC_UNSUPPORTED,
-                    f"participant {pub.display!r} publishes {s.kind} as {s.codec}; Reel records H.264 video and "
-                    "Opus audio (HLS/MPEG-TS cannot carry VP8/VP9/AV1 without re-encoding): create the room "
-                    "with videocodec=h264, or record audio only (spec.recording.streamTypes: audio)")
+                    f"participant {pub.display!r} publishes {s.kind} as {s.codec}; Reel records H.264 video "
+                    f"({composite}which re-encodes) and Opus audio (HLS/MPEG-TS cannot carry VP8/VP9/AV1 as they "
+                    "come): create the room with videocodec=h264, record the room with spec.recording.mode: "
+                    "composite, or record audio only (spec.recording.streamTypes: audio)")
 
     async def update(self, pub: Publisher, streams: list[PublishedStream], sink: MediaSink) -> None:
         """Forward exactly ``streams`` of ``pub`` into ``sink``; starts new ones, stops dropped ones."""

@@ -25,7 +25,7 @@ from ..clock import RecordingClock, StreamAligner
 log = logging.getLogger(__name__)
 
 # Codecs the forward ingest can record, as Janus names them, with their RTP clock rate and channels.
-RTP_CODECS = {"h264": ("H264", 90000, None), "opus": ("opus", 48000, 2)}
+RTP_CODECS = {"h264": ("H264", 90000, None), "vp8": ("VP8", 90000, None), "opus": ("opus", 48000, 2)}
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,14 @@ class Catalog:
         self.manifest_key = manifest_key(self.prefix)
         self.target_duration = int(segment_seconds) + 1
 
-    def add_participant(self, display: str, folder: str) -> CatalogEntry:
-        """A new participant folder: an empty playlist (stored once it lists a segment) and a manifest entry."""
-        record = ParticipantRecord(display=display, folder=folder, playlist=playlist_key(self.prefix, folder))
+    def add_participant(self, display: str, folder: str, *, media: bool = True) -> CatalogEntry:
+        """A new participant folder: an empty playlist (stored once it lists a segment) and a manifest entry.
+        ``media=False`` (mode composite): a manifest entry only (who, when); their media is in the composite."""
+        record = ParticipantRecord(display=display, folder=folder,
+                                   playlist=playlist_key(self.prefix, folder) if media else None)
         entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
         self.manifest.participants.append(record)
-        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        self._publish(entry)
         return entry
 
     def add_composite(self) -> CatalogEntry:
@@ -67,7 +69,7 @@ class Catalog:
                                    playlist=playlist_key(self.prefix, COMPOSITE_FOLDER))
         entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
         self.manifest.composite = record
-        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        self._publish(entry)
         return entry
 
     def restore(self, record: ParticipantRecord) -> CatalogEntry:
@@ -81,7 +83,7 @@ class Catalog:
             self.manifest.composite = record
         else:
             self.manifest.participants.append(record)
-        self.uploader.playlist_updated(record.playlist, entry.playlist.render)
+        self._publish(entry)
         return entry
 
     def segment_closed(self, entry: CatalogEntry, info: SegmentInfo) -> None:
@@ -93,7 +95,7 @@ class Catalog:
                                                    bytes=info.size, sha256=info.sha256,
                                                    discontinuity=info.discontinuity))
         self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
-        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+        self._publish(entry)
 
     def mp4_closed(self, entry: CatalogEntry, info: Mp4Info) -> None:
         """The participant's MP4 is complete: into the manifest (with its checksum) and to the uploader. Called
@@ -107,12 +109,16 @@ class Catalog:
 
     def run_ended(self, entry: CatalogEntry) -> None:
         """The participant left (or the recording paused): their playlist is re-published as it stands."""
-        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+        self._publish(entry)
 
     def participant_ended(self, entry: CatalogEntry) -> None:
         """The recording ended for this participant: their playlist gets ``#EXT-X-ENDLIST``."""
         entry.playlist.ended = True
-        self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
+        self._publish(entry)
+
+    def _publish(self, entry: CatalogEntry) -> None:
+        if entry.record.playlist is not None:
+            self.uploader.playlist_updated(entry.record.playlist, entry.playlist.render)
 
     def publish_manifest(self) -> None:
         """The manifest changed (start, stop): the uploader stores its next version."""

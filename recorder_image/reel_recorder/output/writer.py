@@ -127,7 +127,10 @@ class ParticipantWriter:
         on_mp4: Callable[[Mp4Info], None] | None = None,
         first_index: int = 0,
         spool_gate: SpoolGate | None = None,
+        audio_transcoder: Callable[[], OpusToAac] = OpusToAac,
     ):
+        """``audio_transcoder`` makes what turns the audio packets given to ``audio`` into AAC (one per run):
+        Opus from the ingest by default; the composite's AAC passes through (composite/encoder.py)."""
         self.folder = folder
         self.dir = spool / folder
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +142,8 @@ class ParticipantWriter:
         self._lock = threading.Lock()
         self._seg: _Segment | None = None
         self._index = first_index  # a resumed recording continues the numbering of its earlier runs
-        self._transcoder = OpusToAac()
+        self._new_transcoder = audio_transcoder
+        self._transcoder = audio_transcoder()
         self._video_started = False  # a keyframe with parameter sets seen in this run
         self._parameter_sets = b""
         self._last_video_t: float | None = None
@@ -279,7 +283,7 @@ class ParticipantWriter:
             if self._seg is not None:
                 self._cut(t)
             self._audio_wait = []
-            self._transcoder = OpusToAac()  # what the encoder holds is dropped with the rest
+            self._transcoder = self._new_transcoder()  # what the encoder holds is dropped with the rest
             self._video_started = False
             self._last_video_t = None
             self._pending_discontinuity = self._pending_discontinuity or self._index > 0
@@ -341,7 +345,7 @@ class ParticipantWriter:
         # Drain the AAC encoder completely: what it holds belongs to this run, not to the next one.
         tail = [(p, float(p.pts * AUDIO_TB)) for p in self._transcoder.close()]
         if not final:
-            self._transcoder = OpusToAac()
+            self._transcoder = self._new_transcoder()
         if self._seg is None and (self._audio_wait or tail):
             self._open((self._audio_wait or tail)[0][1])
         if self._seg is not None:
