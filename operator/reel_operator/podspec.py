@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from reel_api import RecordingSession
+from reel_api import Mode, RecordingSession
 
 from .names import BuildError, object_meta, object_name
 from .settings import RESOURCES_ANNOTATION, Settings
@@ -72,8 +72,12 @@ def session_manifest(session: RecordingSession) -> str:
 
 
 def resources(session: RecordingSession, settings: Settings) -> dict[str, dict[str, str]]:
-    """The defaults from settings, overridden by the session's reel.dev/recorder-resources annotation."""
-    out = {"requests": dict(settings.requests), "limits": dict(settings.limits)}
+    """The defaults from settings (a composite recording's own: it decodes, composes and encodes), overridden by
+    the session's reel.dev/recorder-resources annotation."""
+    if session.spec.recording.mode == Mode.INDIVIDUAL:
+        out = {"requests": dict(settings.requests), "limits": dict(settings.limits)}
+    else:
+        out = {"requests": dict(settings.composite_requests), "limits": dict(settings.composite_limits)}
     raw = session.metadata.annotations.get(RESOURCES_ANNOTATION)
     if raw:
         try:

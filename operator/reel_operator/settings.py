@@ -12,6 +12,10 @@ Recorder pods
   REEL_RECORDER_MEMORY_REQUEST         [128Mi]
   REEL_RECORDER_CPU_LIMIT              [1]        ("" = no limit)
   REEL_RECORDER_MEMORY_LIMIT           [512Mi]    ("" = no limit)
+  REEL_COMPOSITE_CPU_REQUEST           the same four for sessions with spec.recording.mode composite or both,
+  REEL_COMPOSITE_MEMORY_REQUEST        which decode, compose and encode: [300m] [256Mi] [2] [768Mi]
+  REEL_COMPOSITE_CPU_LIMIT             (benchmarks/composite_cpu.py: 4 participants at 1280x720@15 take
+  REEL_COMPOSITE_MEMORY_LIMIT          ~0.2 vCPU and ~140 MiB for the composite alone)
       A session may override these with the annotation reel.dev/recorder-resources holding a
       JSON {"requests": {...}, "limits": {...}} (merged over the defaults).
   REEL_RECORDER_SPOOL_SIZE_LIMIT       sizeLimit of the spool emptyDir, passed to the recorder too (REEL_SPOOL_LIMIT):
@@ -73,6 +77,8 @@ class Settings:
     image_pull_secrets: tuple[str, ...] = ()
     requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "100m", "memory": "128Mi"})
     limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
+    composite_requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "300m", "memory": "256Mi"})
+    composite_limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "768Mi"})
     spool_size_limit: str = "2Gi"
     recorder_uid: int = 10001
     recorder_log_level: str = "INFO"
@@ -115,6 +121,10 @@ class Settings:
                                  memory=r.str("REEL_RECORDER_MEMORY_REQUEST", "128Mi")),
             limits=_quantities(cpu=r.str("REEL_RECORDER_CPU_LIMIT", "1"),
                                memory=r.str("REEL_RECORDER_MEMORY_LIMIT", "512Mi")),
+            composite_requests=_quantities(cpu=r.str("REEL_COMPOSITE_CPU_REQUEST", "300m"),
+                                           memory=r.str("REEL_COMPOSITE_MEMORY_REQUEST", "256Mi")),
+            composite_limits=_quantities(cpu=r.str("REEL_COMPOSITE_CPU_LIMIT", "2"),
+                                         memory=r.str("REEL_COMPOSITE_MEMORY_LIMIT", "768Mi")),
             spool_size_limit=r.str("REEL_RECORDER_SPOOL_SIZE_LIMIT", "2Gi"),
             recorder_uid=r.int("REEL_RECORDER_UID", 10001, minimum=1),
             recorder_log_level=r.str("REEL_RECORDER_LOG_LEVEL", "INFO"),

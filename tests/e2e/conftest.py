@@ -18,7 +18,7 @@ import pytest
 from .kit import REPO, Kit, kubeconfig_path
 
 HERE = Path(__file__).resolve().parent
-ROOMS = [1001, 1002, 1003, 1004, 1005, 1007, 1008]
+ROOMS = [1001, 1002, 1003, 1004, 1005, 1007, 1008, 1009]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -116,6 +116,46 @@ def test_two_participants_stop_with_spec_stop(env, tmp_path):
           f"{int(rss) / 1024:.1f} MiB" if rss else "(RSS not readable)")
 
 
+def test_mode_both_stores_each_participant_and_the_composite(env, tmp_path):
+    """spec.recording.mode both: both participants' playlists and the composite's, all stored in MinIO with
+    matching checksums, all playable to the end; the composite's MP4 too."""
+    import hashlib
+
+    kit, ns = env.kit, env.ns
+    kit.create_session(ns, "meeting", session_spec(
+        env.server, 1009, endpoint=env.endpoint,
+        recording={"mode": "both", "outputs": ["hls", "mp4"], "composite": {"width": 640, "height": 360}}))
+    pubs = [kit.start_publisher(ns, f"meeting-{who}", 1009) for who in ("alice", "bob")]
+    for p in pubs:
+        kit.wait_published(ns, p)
+    wait_for(lambda: (kit.session(ns, "meeting").get("status") or {}).get("activeParticipants") == 2, 120,
+             "two participants recorded")
+    time.sleep(12)
+    pod = kit.recorder_pods(ns, "meeting")[0]
+    assert pod.spec.containers[0].resources.limits["cpu"] == "2"  # the composite's own defaults (chart values)
+    kit.stop_session(ns, "meeting")
+    status = kit.wait_phase(ns, "meeting", TERMINAL, 240)["status"]
+    assert status["phase"] == "Completed", status
+    assert status["composite"]["frames"] > 12 * 15 and status["composite"]["droppedFrames"] == 0, status["composite"]
+    with kit.s3(ns) as s3:
+        manifest = _check_recording(env, s3, status, 2, tmp_path)
+        composite = manifest["composite"]
+        assert status["composite"]["playlist"] == composite["playlist"] and composite["playlist"] in status["playlists"]
+        playlist = parse_playlist(s3.get_object(Bucket=env.bucket, Key=composite["playlist"])["Body"].read().decode())
+        assert playlist.ended and [u for u, _, _ in playlist.entries] == [s["name"] for s in composite["segments"]]
+        keys = [s["key"] for s in composite["segments"]] + [composite["mp4"]["key"]]
+        paths = download(s3, env.bucket, keys, tmp_path / "composite")
+        for path, s in zip(paths, [*composite["segments"], composite["mp4"]], strict=True):
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == s["sha256"] and s["location"] == "primary"
+        hls, mp4 = decode_segments(paths[:-1]), decode_segments(paths[-1:])
+        total = sum(d for _, d, _ in playlist.entries)
+        assert hls.decode_errors == 0 and hls.sizes == {(640, 360)} and abs(hls.video_frames / 15 - total) < 1.0
+        assert mp4.decode_errors == 0 and abs(mp4.video_frames - hls.video_frames) <= 2
+        assert abs(hls.audio_samples / 48000 - total) < 0.3, (hls.audio_samples / 48000, total)
+    print(f"mode both: composite {total:.1f} s, {status['composite']['frames']} frames, "
+          f"{status['composite']['droppedFrames']} dropped")
+
+
 def test_pause_and_resume_with_spec_paused(env, tmp_path):
     kit, ns = env.kit, env.ns
     kit.create_session(ns, "paused", session_spec(env.server, 1005, endpoint=env.endpoint,

@@ -165,6 +165,19 @@ def test_resources_defaults_and_override():
         "requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
 
 
+def test_composite_sessions_get_their_own_resources():
+    settings = Settings.from_env({})
+    for mode in ("composite", "both"):
+        s = session({"recording": {"mode": mode}})
+        assert container(podspec.build_pod(s, settings))["resources"] == {
+            "requests": {"cpu": "300m", "memory": "256Mi"}, "limits": {"cpu": "2", "memory": "768Mi"}}
+    s = session({"recording": {"mode": "composite"}},
+                annotations={RESOURCES_ANNOTATION: json.dumps({"limits": {"cpu": "4"}})})
+    assert container(podspec.build_pod(s, settings))["resources"]["limits"] == {"cpu": "4", "memory": "768Mi"}
+    env = Settings.from_env({"REEL_COMPOSITE_CPU_LIMIT": "", "REEL_COMPOSITE_MEMORY_REQUEST": "1Gi"})
+    assert env.composite_limits == {"memory": "768Mi"} and env.composite_requests == {"cpu": "300m", "memory": "1Gi"}
+
+
 @pytest.mark.parametrize("raw", ["{not json", '["x"]', '{"limit": {}}', '{"limits": {"memory": [1]}}'])
 def test_resources_override_errors(raw):
     with pytest.raises(names.BuildError, match=RESOURCES_ANNOTATION):
