@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from reel_api import Mode, RecordingSession
 
 from .names import BuildError, object_meta, object_name
@@ -159,8 +161,12 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         {"name": LIVENESS_ENV, "value": str(LIVENESS_PORT)},
         {"name": "HOME", "value": TMP_DIR},
     ]
-    if settings.spool_size_limit:
-        env.append({"name": SPOOL_LIMIT_ENV, "value": settings.spool_size_limit})
+    if settings.spool_size_limit:  # the same limit, in bytes (the Kubernetes client parses the quantity)
+        try:
+            limit = int(parse_quantity(settings.spool_size_limit))
+        except ValueError as err:
+            raise BuildError(f"REEL_RECORDER_SPOOL_SIZE_LIMIT {settings.spool_size_limit!r}: {err}") from None
+        env.append({"name": SPOOL_LIMIT_ENV, "value": str(limit)})
     if resume is not None:
         env.append({"name": RESUME_ENV, "value": json.dumps(dict(resume), separators=(",", ":"), sort_keys=True)})
     container = {

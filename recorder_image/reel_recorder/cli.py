@@ -45,7 +45,7 @@ from .room.janus import JanusRoom
 from .session import Session, session_from_json, validated_manifest
 from .settings import VALIDATED_ENV, Settings, SettingsError
 from .storage import LocalStore, StoreError, Uploader, credentials_from_dir, open_store
-from .storage.spool import SpoolBudget, parse_quantity
+from .storage.spool import SpoolBudget, parse_size
 
 log = logging.getLogger("reel.recorder")
 
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
                         "holding the manifest text (how the operator passes it)")
     p.add_argument("--output", help="record into this local folder instead of spec.storage")
     p.add_argument("--spool", help="local spool folder for segments not stored yet (default: a temp folder)")
-    p.add_argument("--spool-limit", type=_size, default=settings.spool_limit, metavar="SIZE",
+    p.add_argument("--spool-limit", type=_size, default=settings.spool_limit, metavar="BYTES",
                    help="the spool's size limit (2Gi, 500Mi, bytes): above 90%% of it new media is not recorded "
                         "(status DiskFull) until uploads bring it below 70%%; default: REEL_SPOOL_LIMIT, else none")
     p.add_argument("--room-secrets", help="folder with the room credentials (pin, secret, adminKey, token)")
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
 
 def _size(text: str) -> int:
     try:
-        return parse_quantity(text)
+        return parse_size(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 

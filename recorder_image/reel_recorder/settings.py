@@ -19,7 +19,7 @@ In a recorder pod
   REEL_SPEC_POLL_SECONDS     how often spec.paused is read [2]
   REEL_RESUME                JSON {"recordingId", "prefix", "reason", "interruptedAt"}: continue that recording,
                              whose earlier recorder was lost (the operator sets it on a replacement pod; resume.py)
-  REEL_SPOOL_LIMIT           the spool's size limit (a quantity: 2Gi, 500Mi, bytes; the pod's emptyDir sizeLimit):
+  REEL_SPOOL_LIMIT           the spool's size limit in bytes (the pod's emptyDir sizeLimit, from the operator):
                              above 90 % of it new media is not recorded until uploads bring it below 70 %
                              (storage/spool.py) [unset: no limit; --spool-limit]
   KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT   the API server (set by Kubernetes) [kubernetes.default.svc, 443]
@@ -44,7 +44,7 @@ from reel_api.vocabulary import InterruptionReason
 
 from .resume import ResumeRequest
 from .room.credentials import RoomCredentials
-from .storage.spool import parse_quantity
+from .storage.spool import parse_size
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 VALIDATED_ENV = "REEL_VALIDATED_SESSION"
@@ -115,7 +115,7 @@ class Settings:
         spool_limit = None
         if get("REEL_SPOOL_LIMIT"):
             try:
-                spool_limit = parse_quantity(get("REEL_SPOOL_LIMIT"))
+                spool_limit = parse_size(get("REEL_SPOOL_LIMIT"))
             except ValueError as err:
                 raise SettingsError(f"REEL_SPOOL_LIMIT: {err}") from None
         return cls(

@@ -1,7 +1,7 @@
 """The spool budget: how much of the recorder's spool is used, and whether new media may still go into it.
 
 In a pod the spool is an emptyDir with a ``sizeLimit`` (the operator's REEL_RECORDER_SPOOL_SIZE_LIMIT, passed to
-the recorder as REEL_SPOOL_LIMIT). The kubelet evicts the pod when the volume grows beyond it, and everything
+the recorder in bytes as REEL_SPOOL_LIMIT). The kubelet evicts the pod when the volume grows beyond it, and everything
 not stored yet is lost with the pod. The spool grows when the stores take segments more slowly than the writers
 close them (a store down for long), so the recorder keeps below the limit itself:
 
@@ -29,11 +29,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from ..progress import now_iso
@@ -43,29 +41,13 @@ log = logging.getLogger("reel.spool")
 HIGH_WATER = 0.90  # of the limit: the spool is full, new media is dropped
 LOW_WATER = 0.70  # of the limit: uploads drained it, recording into the spool resumes
 
-_QUANTITY = re.compile(r"^\+?(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$")
-_SUFFIX = {"Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
-           "Pi": Decimal(2**50), "Ei": Decimal(2**60), "n": Decimal("1e-9"), "u": Decimal("1e-6"),
-           "m": Decimal("1e-3"), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
-           "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18)}
-
-
-def parse_quantity(text: str) -> int:
-    """A Kubernetes quantity of bytes (``2Gi``, ``500M``, ``1e9``, ``123``) as a whole number of bytes.
-    Raises ValueError for anything else, or for a size that is not positive."""
-    match = _QUANTITY.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a size (e.g. 2Gi, 500Mi, 1G or a number of bytes)")
-    number, suffix = match.groups()
+def parse_size(text: str) -> int:
+    """A spool limit in bytes: a positive whole number (the operator turns the emptyDir's sizeLimit, a Kubernetes
+    quantity, into bytes with the Kubernetes client's own parser). Raises ValueError for anything else."""
     try:
-        value = Decimal(number)
-        if suffix and suffix[0] in "eE" and suffix not in _SUFFIX:
-            value = value.scaleb(int(suffix[1:]))
-        elif suffix:
-            value *= _SUFFIX[suffix]
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a size") from None
-    size = int(value)
+        size = int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of bytes") from None
     if size <= 0:
         raise ValueError(f"{text!r}: the size must be at least one byte")
     return size
