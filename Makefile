@@ -11,8 +11,10 @@ help:
 deps: ## install system packages and Python dependencies (Debian 12)
 	./hack/deps.sh
 
-lint: ## ruff
+lint: ## ruff, and test module basenames unique across tests/ (pytest's default import mode needs it)
 	$(PYTHON) -m ruff check operator recorder_image tests benchmarks hack
+	@dups=$$(find tests -name 'test_*.py' -printf '%f\n' | sort | uniq -d); \
+	if [ -n "$$dups" ]; then echo "test modules with the same basename in two folders: $$dups" >&2; exit 1; fi
 
 test: lint crds-check ## everything CI runs: lint, CRD freshness, unit, integration, then the kind cluster tests
 	$(PYTHON) -m pytest tests -m "not cluster"
