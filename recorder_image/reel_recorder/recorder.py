@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from reel_api.vocabulary import ConditionReason, Phase, StopReason
 
@@ -46,19 +46,15 @@ from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
 from .layout import COMPOSITE_FOLDER, render_prefix
-from .manifest import ManifestData, ParticipantRecord
-from .output.catalog import Catalog, CatalogEntry
-from .output.writer import ParticipantWriter
-from .participants import Participants
+from .manifest import ManifestData
+from .output.catalog import Catalog
+from .outputs import Ingest, Outputs
 from .progress import ProgressSink, now_iso
 from .resume import Previous, ResumeRequest
-from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
+from .room.presence import Presence, Up
 from .session import Session
 from .storage import StoreError, Uploader
 from .storage.spool import SpoolBudget, SpoolState, episode_totals
-
-if TYPE_CHECKING:
-    from .composite.recording import CompositeRecording
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +73,6 @@ class Room(Protocol):
     async def connect(self) -> None: ...
     async def join(self, display: str, pin: str | None = None) -> dict: ...
     async def close(self) -> None: ...
-
-
-class Ingest(Protocol):
-    """Gets each recorded publisher's media into their writer (ingest/forward.py ForwardIngest)."""
-
-    async def update(self, pub: Publisher, streams: list[PublishedStream], sink) -> None: ...
-    async def remove(self, pub_id) -> None: ...
-    async def close(self) -> None: ...
-    def failures(self) -> list[BaseException]: ...
 
 
 @dataclass
@@ -152,26 +139,21 @@ class Recorder:
             tag=self.spec.tag, room={"server": self.spec.room.server, "id": self.spec.room.id},
             recording_id=self.recording_id, prefix=self.prefix, started_at=now_iso())
         self.catalog = Catalog(self.manifest, uploader, segment_seconds=self.spec.recording.segment_seconds)
-        self.composite: CompositeRecording | None = None  # mode composite or both (composite/recording.py)
-        self._composite_from: tuple[ParticipantRecord, int] | None = None  # an earlier run's composite (resume)
-        self.participants = Participants(self.catalog, self._make_writer, media=self.spec.recording.mode != "composite")
+        self.outputs = Outputs(self.spec.recording, catalog=self.catalog, spool=spool, clock=self.clock,
+                               spool_gate=spool_budget, resumed=resume is not None)
+        self.participants = self.outputs.participants
         self.phase = Phase.STARTING
         self.paused = False
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        participants = self.participants.status()
         return {
             "phase": self.phase,
             "recordingId": self.recording_id,
             "startedAt": self.manifest.started_at,
             "stoppedAt": self.manifest.stopped_at,
-            "participants": participants,
-            "activeParticipants": self.participants.active_count(),
+            **self.outputs.status(),  # participants, activeParticipants, playlists, composite
             "upload": self.uploader.progress().as_status(),
-            "playlists": [p["playlist"] for p in participants if p["playlist"]] + (
-                [self.composite.entry.record.playlist] if self.composite else []),
-            **({"composite": self.composite.status()} if self.composite else {}),
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
             "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
@@ -204,8 +186,7 @@ class Recorder:
             self.phase = Phase.UPLOADING
             self.report("stopped")
             if self.resume is not None and "mp4" in self.spec.recording.outputs:
-                await asyncio.to_thread(self.participants.rebuild_mp4s, self.spool, self.uploader.read_segment,
-                                        (self.composite.entry,) if self.composite else ())
+                await asyncio.to_thread(self.outputs.rebuild_mp4s, self.uploader.read_segment)
         result = await asyncio.to_thread(self.uploader.close, self.upload_timeout)
         if self.spool_budget is not None:  # what the upload left in the spool (status.spool, DiskFull)
             await asyncio.to_thread(self.spool_budget.measure)
@@ -240,7 +221,7 @@ class Recorder:
             self.participants.restore(self.catalog.restore(record), previous.next_index.get(record.folder, 0))
         self.participants.next_index.update(previous.next_index)
         if previous.composite is not None:
-            self._composite_from = (previous.composite, previous.next_index.get(COMPOSITE_FOLDER, 0))
+            self.outputs.composite_from = (previous.composite, previous.next_index.get(COMPOSITE_FOLDER, 0))
         m.interruptions.append({"interruptedAt": interrupted_at, "reason": request.reason,
                                 "resumedAt": now_iso(), "lostSegments": list(previous.lost)})
         # recording time (segment starts, TS timestamps) continues the earlier runs' timeline
@@ -258,8 +239,7 @@ class Recorder:
             await self.room.connect()
             joined = await self.room.join(self.spec.room.display_name, pin=self.pin)
             ingest = self.make_ingest()
-            if self.spec.recording.mode != "individual":
-                self.composite = self._make_composite()
+            self.outputs.start()
             presence = Presence(own_id=joined.get("id"))
             self.phase = Phase.RECORDING
             if self.control.paused:
@@ -276,13 +256,8 @@ class Recorder:
             if not outcome.interrupted:
                 self.phase = Phase.STOPPING
             try:
-                if ingest is not None:
-                    await ingest.close()
-                if self.composite is not None:  # after the ingest: nothing more comes in
-                    await asyncio.to_thread(self.composite.close, interrupted=outcome.interrupted)
-                    self.manifest.composite_stats = self.composite.stats()
+                await self.outputs.close(ingest, interrupted=outcome.interrupted)
             finally:
-                await self.participants.finish(interrupted=outcome.interrupted)
                 await self.room.close()
         if self.spool_budget is not None:  # no more media: a full stretch ends here
             self._sync_disk_full(self.spool_budget.finish())
@@ -359,40 +334,27 @@ class Recorder:
 
     def _raise_failures(self, ingest: Ingest) -> None:
         """A media or storage failure ends the recording with its own reason."""
-        failures = ingest.failures() + self.participants.errors
+        failures = ingest.failures()
         if failures:
             err = failures[0]
             if isinstance(err, RecorderError):
                 raise err
             raise RecorderError(errors.INTERNAL, f"media pipeline failed: {err!r}")
+        self.outputs.raise_failures()
         fatal = self.uploader.fatal_error
         if fatal is not None:
             raise RecorderError(errors.STORAGE_FAILED, str(fatal))
-        if self.composite is not None and self.composite.error is not None and not self.participants.media:
-            raise RecorderError(errors.INTERNAL, f"the composite failed: {self.composite.error!r}")  # mode both: on
 
     # -- presence and pausing --------------------------------------------------------------------------------
     def _present(self, presence: Presence) -> bool:
-        """Someone we would record is publishing (being recorded, or not while paused)."""
-        if self.participants.any_active():
-            return True
-        return self.paused and any(self._streams_of(p) for p in presence.publishers.values())
-
-    def _streams_of(self, pub: Publisher) -> list[PublishedStream]:
-        rec = self.spec.recording
-        return select_streams(pub, stream_types=rec.stream_types, subscribe=list(rec.subscribe),
-                              unsubscribe=list(rec.unsubscribe))
+        return self.outputs.present(presence, paused=self.paused)
 
     async def _pause(self, ingest: Ingest, *, report: bool = True) -> None:
         """Stop writing media: every recorded participant's ingest ends as if they had left."""
         self.paused = True
         self.phase = Phase.PAUSED
         self.manifest.pauses.append({"pausedAt": now_iso(), "resumedAt": None})
-        await ingest.close()  # everyone's streams end at the same instant
-        if self.composite is not None:
-            self.composite.pause()
-        for pub_id in self.participants.recorded_ids():
-            await self.participants.end_run(pub_id)
+        await self.outputs.pause(ingest)
         log.info("paused")
         if report:
             self.report("paused")
@@ -401,67 +363,16 @@ class Recorder:
         self.paused = False
         self.phase = Phase.RECORDING
         self.manifest.pauses[-1]["resumedAt"] = now_iso()
-        if self.composite is not None:
-            self.composite.resume()
+        self.outputs.resume()
         log.info("resumed")
         await self._apply([Up(p) for p in list(presence.publishers.values())], ingest)
         self.report("resumed")
 
     async def _apply(self, changes, ingest: Ingest) -> None:
-        changed = False
-        for change in changes:
-            if isinstance(change, Up):
-                if self.paused:
-                    continue  # presence is followed; recording starts again on resume
-                streams = self._streams_of(change.publisher)
-                if streams:
-                    part = self.participants.start_run(change.publisher, streams)
-                    sink = part.writer if self.composite is None else self.composite.sink(change.publisher, streams,
-                                                                                           part.writer)
-                    await ingest.update(change.publisher, streams, sink)
-                    changed = True
-                elif self.participants.is_recorded(change.publisher.id):
-                    await self._leave(change.publisher.id, ingest)
-                    changed = True
-            elif isinstance(change, Down) and self.participants.is_recorded(change.id):
-                await self._leave(change.id, ingest)
-                changed = True
-        if changed:
+        if self.paused:  # presence is followed; recording starts again on resume
+            changes = [c for c in changes if not isinstance(c, Up)]
+        if await self.outputs.apply(changes, ingest):
             self.report("participants")
-
-    async def _leave(self, pub_id, ingest: Ingest) -> None:
-        await ingest.remove(pub_id)
-        if self.composite is not None:
-            self.composite.leave(pub_id)
-        await self.participants.end_run(pub_id)
-
-    def _make_composite(self) -> CompositeRecording:
-        """The composite (mode composite or both): a new folder, or the one an earlier run left (resume)."""
-        from .composite.recording import CompositeRecording  # numpy and the encoders only when asked for
-
-        if self._composite_from is not None:
-            record, first_index = self._composite_from
-            entry = self.catalog.restore(record)
-        else:
-            entry, first_index = self.catalog.add_composite(), 0
-        composite = CompositeRecording(self.spec.recording, clock=self.clock, catalog=self.catalog, entry=entry,
-                                       spool=self.spool, first_index=first_index, spool_gate=self.spool_budget,
-                                       mp4="mp4" in self.spec.recording.outputs and self.resume is None)
-        composite.start()
-        return composite
-
-    def _make_writer(self, folder: str, streams: list[PublishedStream], entry: CatalogEntry,
-                     first_index: int) -> ParticipantWriter | None:
-        rec = self.spec.recording
-        if not self.participants.media:
-            return None  # mode composite: their media goes into the composite only
-        return ParticipantWriter(folder, self.spool, segment_seconds=rec.segment_seconds, first_index=first_index,
-                              on_segment=lambda info: self.catalog.segment_closed(entry, info),
-                              expect_audio=any(s.kind == "audio" for s in streams),
-                              expect_video=any(s.kind == "video" for s in streams),
-                              mp4="mp4" in rec.outputs and self.resume is None,  # resumed: rebuild_mp4s
-                              on_mp4=lambda info: self.catalog.mp4_closed(entry, info),
-                              spool_gate=self.spool_budget)
 
 
 def _parse_time(text: str) -> datetime:
