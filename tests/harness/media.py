@@ -9,10 +9,13 @@ Modes:
 - ``pattern``: colour bars, a moving white box and a noisy patch (keeps the encoder near its target bitrate),
   cycle of ``fps`` frames;
 - ``flash``: black frames; frames whose media time lies in ``[k, k + flash_s)`` for every whole second ``k``
-  are white (the barcode strip excepted).
+  are white (the barcode strip excepted);
+- ``colour``: one solid colour (``--colour "#RRGGBB"``, converted like swscale does: BT.601 limited range) with a
+  noisy patch in the bottom-right quarter (the pattern's, its luma around the colour's) and the barcode strip,
+  cycle of ``fps`` frames: each publisher's picture can be told apart in a composite by its colour.
 
-Audio: 48 kHz mono s16, 20 ms (960-sample) frames: a 440 Hz sine (``tone``), or 1 kHz beeps of ``flash_s``
-starting at every whole second, silence elsewhere (``beep``).
+Audio: 48 kHz mono s16, 20 ms (960-sample) frames: a sine (``tone``, 440 Hz unless ``--tone`` says otherwise), or
+1 kHz beeps of ``flash_s`` starting at every whole second, silence elsewhere (``beep``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,44 @@ def make_pattern_frames(w: int, h: int, count: int, seed: int = 1, noise: int = 
         v[yy // 2:(yy + box) // 2, x // 2:(x + box) // 2] = 128
         # textured patch bottom-right: a fixed texture plus fresh low-amplitude noise every frame spends bits
         # like camera noise does, without looking like a scene cut to the encoder
+        y[h - ph:, w - pw:] = np.clip(texture + rng.integers(-noise, noise + 1, (ph, pw)), 16, 235)
+        y[:BARCODE_ROWS] = Y_BLACK
+        u[:BARCODE_ROWS // 2] = 128
+        v[:BARCODE_ROWS // 2] = 128
+        frames.append(_frame_from_planes(y, u, v))
+    return frames
+
+
+def parse_colour(value: str) -> tuple[int, int, int]:
+    """``"#RRGGBB"`` (or ``RRGGBB``) → (r, g, b)."""
+    text = value.strip().lstrip("#")
+    if len(text) != 6:
+        raise ValueError(f"colour {value!r}: expected #RRGGBB")
+    return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
+
+
+def colour_yuv(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(Y, U, V) of an RGB colour, BT.601 limited range (what swscale makes of RGB by default)."""
+    r, g, b = rgb
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    return round(y), round(u), round(v)
+
+
+def make_colour_frames(w: int, h: int, rgb: tuple[int, int, int], count: int, seed: int = 1,
+                       noise: int = 12) -> list[av.VideoFrame]:
+    """``count`` frames of one solid colour: a noisy patch bottom-right (fresh noise every frame, luma only, as
+    in :func:`make_pattern_frames`, so the encoder spends bits as with a camera) and the barcode strip on top."""
+    rng = np.random.default_rng(seed)
+    cy, cu, cv = colour_yuv(rgb)
+    ph, pw = h // 4, w // 4
+    texture = cy + rng.integers(-24, 25, (ph, pw)).astype(np.int16)
+    frames = []
+    for _ in range(count):
+        y = np.full((h, w), cy, np.uint8)
+        u = np.full((h // 2, w // 2), cu, np.uint8)
+        v = np.full((h // 2, w // 2), cv, np.uint8)
         y[h - ph:, w - pw:] = np.clip(texture + rng.integers(-noise, noise + 1, (ph, pw)), 16, 235)
         y[:BARCODE_ROWS] = Y_BLACK
         u[:BARCODE_ROWS // 2] = 128

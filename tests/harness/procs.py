@@ -21,8 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def publisher_argv(ws_url: str, room: int, **opts: Any) -> list[str]:
     """Command line for a publisher.  ``opts`` map to flags: ``display="a"`` → ``--display a``, ``vfr=True`` →
-    ``--vfr``, ``resolution_change_at=["3:320x240"]`` → repeated ``--resolution-change-at``; None/False are
-    left out."""
+    ``--vfr``, ``resolution_change_at=["3:320x240"]`` → repeated ``--resolution-change-at``, ``colour="#ff0000",
+    tone=620`` → ``--colour #ff0000 --tone 620`` (a solid colour and a tone of its own, for composite tests);
+    None/False are left out."""
     argv = [sys.executable, "-m", "tests.harness.publisher", "--ws", ws_url, "--room", str(room)]
     for key, value in opts.items():
         flag = "--" + key.replace("_", "-")

@@ -5,12 +5,13 @@ Run it inside the test network namespace (``TestNetwork.popen``) from the reposi
     python -m tests.harness.publisher --ws ws://10.213.x.2:8188 --room 1234 --display alice --duration 10
 
 It joins the room as a publisher over the Janus WebSocket API, publishes synthetic media (video 640x480@30
-test pattern with a frame-number barcode, see :mod:`tests.harness.media`; audio 440 Hz sine, Opus) and prints
-JSON lines on stdout::
+test pattern with a frame-number barcode, see :mod:`tests.harness.media`, or one solid colour with ``--colour
+"#RRGGBB"``; audio a 440 Hz sine, another frequency with ``--tone HZ``, Opus) and prints JSON lines on stdout::
 
     {"event": "joined", "id": <publisher id>, "private_id": ..., "room": ..., "display": ..., ...}
     {"event": "published", "id": ..., "streams": [{"type": "audio", "codec": "opus", ...}, ...], ...}
-    {"event": "left", ...}                       (--leave-at, and at the end)
+    {"event": "leaving", ...}                    (the leave request goes out: --leave-at, and at the end)
+    {"event": "left", ...}                       (left: the request answered, the PeerConnection closed)
     {"event": "exit", "video_frames": N, "audio_samples": N, "flash_onsets": [...], "beep_onsets": [...], ...}
 
 Every line carries ``wall`` (``time.time()``) and ``media`` (media time, see below).  Exit status 0 on
@@ -245,7 +246,7 @@ class Source:
         if args.flash_beep:
             self.audio_frames = media.make_beep_frames(self.flash_s)
         else:
-            self.audio_frames = media.make_tone_frames()
+            self.audio_frames = media.make_tone_frames(args.tone)
         # precompute video now, not while media is flowing
         for _, res in [(0.0, self.base_res), *self.res_changes]:
             self._video_frames_for(res)
@@ -262,7 +263,10 @@ class Source:
                 self._flat[key_w] = media.make_flat_frame(*res, media.Y_WHITE)
             return [self._flat[key_b], self._flat[key_w]]
         if res not in self._frames:
-            self._frames[res] = media.make_pattern_frames(*res, count=30, seed=self.args.seed)
+            if self.args.colour is not None:
+                self._frames[res] = media.make_colour_frames(*res, self.args.colour, count=30, seed=self.args.seed)
+            else:
+                self._frames[res] = media.make_pattern_frames(*res, count=30, seed=self.args.seed)
         return self._frames[res]
 
     def slots(self, k: int) -> list[float]:
@@ -432,6 +436,7 @@ class Publisher:
             for tr in tracks:
                 tr.stop()
             await asyncio.sleep(0.25)
+            emit("leaving", id=STATS.cur.publisher_id, session=index)  # the leave request goes out now
             with contextlib.suppress(Exception):
                 await handle.message({"request": "leave"}, timeout=5)
             await pc.close()
@@ -442,6 +447,13 @@ class Publisher:
 def _res(s: str) -> tuple[int, int]:
     w, h = s.lower().split("x")
     return int(w), int(h)
+
+
+def _colour(s: str) -> tuple[int, int, int]:
+    try:
+        return media.parse_colour(s)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _res_change(s: str) -> tuple[float, tuple[int, int]]:
@@ -468,6 +480,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flash-beep", action="store_true",
                    help="black/silent, with a white flash and a 1 kHz beep at every whole media second")
     p.add_argument("--flash-ms", type=float, default=60.0, help="flash/beep length, 40-100 ms (default 60)")
+    p.add_argument("--colour", type=_colour, metavar="#RRGGBB",
+                   help="video: this solid colour (with the barcode strip and a noisy patch) instead of the test "
+                        "pattern")
+    p.add_argument("--tone", type=float, default=440.0, metavar="HZ",
+                   help="audio: a sine of this frequency (default 440; a whole number of Hz loops seamlessly)")
     p.add_argument("--leave-at", type=float, metavar="T", help="leave the room at media time T")
     p.add_argument("--rejoin-at", type=float, metavar="T", help="join again (same display) at media time T")
     p.add_argument("--pin")
@@ -485,6 +502,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rejoin-at needs --leave-at before it")
     if not 40 <= args.flash_ms <= 100:
         p.error("--flash-ms must be within 40-100")
+    if args.flash_beep and args.colour is not None:
+        p.error("--colour and --flash-beep are two different pictures: choose one")
+    if not 20 <= args.tone <= 20000:
+        p.error("--tone must be within 20-20000 Hz")
     return args
 
 

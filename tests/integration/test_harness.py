@@ -197,6 +197,36 @@ def test_barcode_and_flash_survive_h264(res):
     assert all((lum > 200) == (i % 2 == 1) for i, lum in zip(range(30, len(numbers)), lumas, strict=True))
 
 
+def test_colour_frames_keep_their_colour_and_barcode_through_h264():
+    """--colour: a solid colour (BT.601 limited range, what swscale makes of RGB) that H.264 keeps, barcode on top."""
+    w, h = 320, 240
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+    enc.bit_rate = 300_000
+    enc.time_base = fractions.Fraction(1, 30)
+    enc.options = {"tune": "zerolatency", "preset": "veryfast"}
+    dec = av.CodecContext.create("h264", "r")
+    rgb = media.parse_colour("#00ff00")
+    assert media.colour_yuv(rgb) == (145, 54, 34)
+    frames = media.make_colour_frames(w, h, rgb, 10)
+    decoded = []
+    for i, f in enumerate(frames):
+        media.stamp_barcode(f, 1000 + i)
+        f.pts = i
+        for pkt in enc.encode(f):
+            decoded += dec.decode(pkt)
+    for pkt in enc.encode(None):
+        decoded += dec.decode(pkt)
+    assert [media.read_barcode(fr.to_ndarray(format="gray")) for fr in decoded] == list(range(1000, 1010))
+    for fr in decoded:
+        y, u, v = (np.frombuffer(pl, np.uint8).reshape(pl.height, pl.line_size)[:, :pl.width] for pl in fr.planes)
+        centre = (y[100:140, 140:180].mean(), u[50:70, 70:90].mean(), v[50:70, 70:90].mean())
+        assert all(abs(a - b) < 4 for a, b in zip(centre, (145, 54, 34), strict=True)), centre
+    assert media.parse_colour("ff0000") == (255, 0, 0)
+    with pytest.raises(ValueError):
+        media.parse_colour("red")
+
+
 def test_beep_onsets_helper():
     frames = media.make_beep_frames(0.06)
     one_s = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
