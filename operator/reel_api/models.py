@@ -33,12 +33,15 @@ from pydantic_core import PydanticCustomError
 
 from .rules import Rule, cel_matches, re2_search
 from .vocabulary import (
+    PHASE_AFTER_BACKFILL,
     TERMINAL_PHASES,
     ConditionStatus,
     ConditionType,
     FailureReason,
     InterruptionReason,
     Phase,
+    RoomState,
+    SkipReason,
     StopReason,
 )
 
@@ -57,6 +60,8 @@ DEFAULT_PREFIX = "{date}/{room}_{time}_{recordingId}/"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_RESTARTS = 3
 DEFAULT_RECORDER_SILENCE_SECONDS = 60
+DEFAULT_RECONNECT_SECONDS = 60
+DEFAULT_BACKFILL_TIMEOUT_SECONDS = 3600
 
 # ---------------------------------------------------------------------------------------------------------
 # Patterns (RE2 subset, anchored; see rules.py) and the rules built on them
@@ -109,6 +114,20 @@ PREFIX_NO_DOTDOT = Rule(
     rule=f"!{cel_matches(DOTDOT_SEGMENT_PATTERN)}",
     message="prefix must not contain a '..' path segment",
     check=lambda v: not re2_search(DOTDOT_SEGMENT_PATTERN, v),
+)
+#: The placeholders of spec.storage.prefix (the recorder's layout.render_prefix fills them; a test checks both agree).
+PREFIX_PLACEHOLDERS = ("date", "time", "room", "recordingId", "session", "namespace")
+PREFIX_PLACEHOLDERS_PATTERN = r"^([^{}]|\{(" + "|".join(PREFIX_PLACEHOLDERS) + r")\})*$"
+PREFIX_KNOWN_PLACEHOLDERS = Rule(
+    rule=cel_matches(PREFIX_PLACEHOLDERS_PATTERN),
+    message="prefix may only use the placeholders " + ", ".join("{" + p + "}" for p in PREFIX_PLACEHOLDERS)
+    + " (no other braces)",
+    check=lambda v: re2_search(PREFIX_PLACEHOLDERS_PATTERN, v),
+)
+PREFIX_NO_EMPTY_SEGMENT = Rule(
+    rule="!self.contains('//')",
+    message="prefix must not contain an empty path segment ('//')",
+    check=lambda v: "//" not in v,
 )
 LOCAL_PATH_ABSOLUTE = Rule(
     rule="self.startsWith('/')",
@@ -166,6 +185,15 @@ BITRATE = Rule(
     rule="self == 0 || self >= 100",
     message="videoBitrate must be 0 (automatic) or 100 to 20000 kbit/s",
     check=lambda v: v == 0 or v >= 100,
+)
+_FINAL = "[" + ", ".join(f"'{p.value}'" for p in sorted(TERMINAL_PHASES)) + "]"
+PHASE_IS_FINAL = Rule(
+    rule=f"!(oldSelf in {_FINAL}) || self == oldSelf || "
+         f"(oldSelf == '{PHASE_AFTER_BACKFILL[0].value}' && self == '{PHASE_AFTER_BACKFILL[1].value}')",
+    message=f"a final phase ({', '.join(sorted(TERMINAL_PHASES))}) is final; the one move out of one is "
+            f"{PHASE_AFTER_BACKFILL[0].value} to {PHASE_AFTER_BACKFILL[1].value}, once the backfill has stored "
+            "everything in the primary",
+    check_transition=lambda old, new: old not in TERMINAL_PHASES or new == old or (old, new) == PHASE_AFTER_BACKFILL,
 )
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
@@ -456,6 +484,15 @@ class Recording(ApiModel):
         "(15 to 3600 s: hung, frozen, cut off from the API server) is treated as lost: its pod is deleted and a "
         f"new recorder continues the recording ({InterruptionReason.RECORDER_SILENT}; spec.recording.maxRestarts).",
     )
+    reconnect_seconds: StrictInt = Field(
+        default=DEFAULT_RECONNECT_SECONDS,
+        ge=0,
+        le=3600,
+        description="When the connection to Janus drops (or Janus restarts), the recorder reconnects with backoff, "
+        "rejoins the room and forwards every participant again (each playlist continues after an "
+        "#EXT-X-DISCONTINUITY; status.room shows the gap); after this many seconds without success (0 to 3600; 0: "
+        f"at once) the session ends {Phase.FAILED} with reason {FailureReason.JANUS_LOST}.",
+    )
 
 
 class LocalStorage(ApiModel):
@@ -486,7 +523,8 @@ class Storage(ApiModel):
         default=None,
         description="S3 bucket name. Exactly one of bucket and local is set.",
     )
-    prefix: Annotated[StrictStr, Field(max_length=512), PREFIX_RELATIVE, PREFIX_NO_DOTDOT] = Field(
+    prefix: Annotated[StrictStr, Field(max_length=512), PREFIX_RELATIVE, PREFIX_NO_DOTDOT, PREFIX_KNOWN_PLACEHOLDERS,
+                      PREFIX_NO_EMPTY_SEGMENT] = Field(
         default=DEFAULT_PREFIX,
         description="Object key prefix of a recording. Placeholders: {date}, {time}, {room}, {recordingId}. "
         "Must not start with '/' nor contain a '..' segment.",
@@ -507,6 +545,26 @@ class Storage(ApiModel):
     )
 
 
+class BackupStorage(Storage):
+    """The second store (same shape as storage), used while the primary fails; what it holds at the end is moved
+    into the primary by the operator's backfill Job."""
+
+    keep: StrictBool = Field(
+        default=False,
+        description="true keeps the backup copies after the backfill has copied them into the primary storage and "
+        "verified them (default: they are deleted).",
+    )
+    backfill_timeout_seconds: StrictInt = Field(
+        default=DEFAULT_BACKFILL_TIMEOUT_SECONDS,
+        ge=60,
+        le=604800,
+        description=f"A session that ends {Phase.BACKED_UP} is backfilled by a Job that copies what is only in the "
+        "backup into the primary storage, retrying with backoff, then becomes "
+        f"{Phase.COMPLETED}; after this many seconds (60 s to 7 days) the operator gives up "
+        f"({FailureReason.BACKFILL_TIMEOUT}), leaving the backup intact.",
+    )
+
+
 class RecordingSessionSpec(ApiModel):
     """The desired recording."""
 
@@ -521,9 +579,10 @@ class RecordingSessionSpec(ApiModel):
     storage: Annotated[Storage, STORAGE_IMMUTABLE] = Field(
         description="Where the recording goes: an S3 bucket or a local directory; immutable.",
     )
-    backup_storage: Storage | None = Field(
+    backup_storage: BackupStorage | None = Field(
         default=None,
-        description="Optional second storage (same shape as storage), used when the primary storage fails.",
+        description="Optional second storage (same shape as storage), used when the primary storage fails; what "
+        "it holds at the end is copied into the primary storage afterwards (backfill).",
     )
     stop: Annotated[StrictBool, STOP_IS_FINAL] = Field(
         default=False,
@@ -549,6 +608,15 @@ class RecordingSessionSpec(ApiModel):
 # ---------------------------------------------------------------------------------------------------------
 
 
+class SkippedStream(StatusModel):
+    """A stream of a participant that the recorder does not record."""
+
+    kind: str = Field(description="audio or video.")
+    codec: str | None = Field(default=None, description="The codec the participant publishes it in.")
+    reason: SkipReason = Field(description=f"Why: {_listed(SkipReason)}.")
+    message: str = Field(default="", description="What to do about it.")
+
+
 class Participant(StatusModel):
     """A participant seen in the room during the recording."""
 
@@ -561,6 +629,14 @@ class Participant(StatusModel):
         default=None, description="When the participant left or stopped publishing."
     )
     playlist: str | None = Field(default=None, description="Object key of the participant's HLS playlist.")
+    skipped: list[SkippedStream] = Field(
+        default_factory=list,
+        description="What of this participant is not recorded, and why (the others are recorded all the same; the "
+        "Degraded condition says so). A participant none of whose streams is recorded has no playlist.")
+    stalls: int | None = Field(
+        default=None, ge=0,
+        description="Times their media stopped for 10 s while Janus still listed them and the recorder set up "
+        "its forwarding again (the playlist goes on after a discontinuity).")
 
 
 class UploadStatus(StatusModel):
@@ -639,6 +715,16 @@ class Condition(StatusModel):
     )
 
 
+class RoomStatus(StatusModel):
+    """The recorder's connection to the room (written by the recorder)."""
+
+    state: RoomState = Field(description=f"{_listed(RoomState)}.")
+    since: AwareDatetime | None = Field(default=None, description="When the connection reached this state.")
+    message: str = Field(default="", max_length=4096, description="While reconnecting: the server and the error "
+                         "that ended the connection, and the last attempt's.")
+    reconnects: int = Field(default=0, ge=0, description="Times the connection was regained after a loss.")
+
+
 class Interruption(StatusModel):
     """A lost recorder being replaced: set while the gap lasts, removed when the new recorder reports."""
 
@@ -652,12 +738,35 @@ class Interruption(StatusModel):
     message: str = Field(default="", max_length=4096, description="What happened, and which restart this is.")
 
 
+class BackfillStatus(StatusModel):
+    """The backfill of a BackedUp session: a Job copying the backup-only objects into the primary storage."""
+
+    started_at: AwareDatetime | None = Field(default=None, description="When the operator started the backfill.")
+    job: str | None = Field(default=None, description="Name of the current backfill Job.")
+    attempts: int = Field(default=0, ge=0, description="Backfill Jobs started so far.")
+    completed_at: AwareDatetime | None = Field(
+        default=None, description=f"When every object was in the primary storage, verified (phase {Phase.COMPLETED})."
+    )
+    gave_up_at: AwareDatetime | None = Field(
+        default=None, description="When the operator gave up (reason); the backup is left intact."
+    )
+    reason: str | None = Field(default=None, description=f"Why it gave up: {FailureReason.BACKFILL_TIMEOUT}, "
+                               f"{FailureReason.BACKFILL_FAILED} or {FailureReason.INTEGRITY_MISMATCH}.")
+    message: str | None = Field(default=None, description="What the backfill did, or why it gave up.")
+    objects: int | None = Field(default=None, ge=0, description="Objects copied from the backup into the primary.")
+    bytes: int | None = Field(default=None, ge=0, description="Bytes copied from the backup into the primary.")
+    backup_deleted: bool | None = Field(
+        default=None, description="Whether the backup copies were deleted after verification (not with keep: true)."
+    )
+
+
 class RecordingSessionStatus(StatusModel):
     """The observed state of the recording, written by the operator and the recorder."""
 
-    phase: Phase | None = Field(
+    phase: Annotated[Phase, PHASE_IS_FINAL] | None = Field(
         default=None,
-        description=f"{_listed(Phase)}.",
+        description=f"{_listed(Phase)}. A final phase is final (the API server refuses to move it), but "
+        f"{PHASE_AFTER_BACKFILL[0].value} becomes {PHASE_AFTER_BACKFILL[1].value} after the backfill.",
     )
     recording_id: str | None = Field(default=None, description="Unique id of this recording.")
     started_at: AwareDatetime | None = Field(default=None, description="When recording started.")
@@ -693,9 +802,18 @@ class RecordingSessionStatus(StatusModel):
     restarts: int | None = Field(
         default=None, ge=0, description="Replacement recorders started so far (spec.recording.maxRestarts)."
     )
+    room: RoomStatus | None = Field(
+        default=None,
+        description=f"The recorder's connection to the room: {RoomState.RECONNECTING} while a lost connection to "
+        "Janus is being regained (spec.recording.reconnectSeconds), the gap listed in manifest.json (roomGaps).",
+    )
     interruption: Interruption | None = Field(
         default=None,
         description="Set while a lost recorder is being replaced (the recording has a gap); absent otherwise.",
+    )
+    backfill: BackfillStatus | None = Field(
+        default=None,
+        description=f"A {Phase.BACKED_UP} session's backfill into the primary storage (kept once {Phase.COMPLETED}).",
     )
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the status was computed for."
@@ -755,6 +873,7 @@ __all__ = [
     "API_VERSION",
     "CATEGORIES",
     "CRD_NAME",
+    "DEFAULT_BACKFILL_TIMEOUT_SECONDS",
     "GROUP",
     "KIND",
     "PLURAL",
@@ -762,6 +881,8 @@ __all__ = [
     "SINGULAR",
     "TERMINAL_PHASES",
     "VERSION",
+    "BackfillStatus",
+    "BackupStorage",
     "Condition",
     "ConditionStatus",
     "ConditionType",
@@ -779,9 +900,11 @@ __all__ = [
     "RecordingSessionSpec",
     "RecordingSessionStatus",
     "Room",
+    "RoomStatus",
     "SecretRef",
     "SegmentFormat",
     "ServerSideEncryption",
+    "SkippedStream",
     "SpoolStatus",
     "StopReason",
     "Storage",

@@ -25,7 +25,9 @@ from enum import StrEnum
 
 
 class Phase(StrEnum):
-    """The lifecycle phase of a RecordingSession (status.phase); it only moves forward."""
+    """The lifecycle phase of a RecordingSession (status.phase); it only moves forward, and a final phase is final,
+    with one exception: `BackedUp` becomes `Completed` once the operator's backfill has copied every backup-only
+    object into the primary and verified it (`status.backfill`, PHASE_AFTER_BACKFILL)."""
 
     PENDING = "Pending"  # accepted; the operator has not created the recorder pod yet
     STARTING = "Starting"  # the recorder pod is starting: pulling the image, joining the room
@@ -38,8 +40,11 @@ class Phase(StrEnum):
     FAILED = "Failed"  # ended by an error: the Ready condition's reason and status.message say what to do
 
 
-#: Phases a session never leaves.
+#: Phases a session never leaves (but BackedUp -> Completed after a backfill: PHASE_AFTER_BACKFILL).
 TERMINAL_PHASES = frozenset({Phase.COMPLETED, Phase.BACKED_UP, Phase.FAILED})
+
+#: The one move out of a final phase: (from, to) once the backfill has moved the backup into the primary.
+PHASE_AFTER_BACKFILL = (Phase.BACKED_UP, Phase.COMPLETED)
 
 
 class StopReason(StrEnum):
@@ -67,6 +72,8 @@ class FailureReason(StrEnum):
     STORAGE_FAILED = "StorageFailed"  # the store refused (credentials, bucket): the message names it
     DISK_FULL = "DiskFull"  # the recorder's spool is full: give it more disk
     INTERNAL_ERROR = "InternalError"  # a bug in the recorder: the message has the details; please report it
+    INTEGRITY_MISMATCH = "IntegrityMismatch"  # a stored object differs from manifest.json: the message names it
+    JANUS_LOST = "JanusLost"  # the connection to Janus was lost and not regained within reconnectSeconds
 
     # Decided by the operator (from the pod, the room lock, its settings).
     ALREADY_RECORDING = "AlreadyRecording"  # another session records this server + room + mode: nothing touched
@@ -83,6 +90,8 @@ class FailureReason(StrEnum):
     START_FAILED = "StartFailed"  # the operator could not create the recorder pod after several attempts
     INVALID_RECORDER_SETTINGS = "InvalidRecorderSettings"  # e.g. a bad reel.dev/recorder-resources annotation
     TOO_MANY_RESTARTS = "TooManyRestarts"  # the recorder was lost more often than spec.recording.maxRestarts allows
+    BACKFILL_TIMEOUT = "BackfillTimeout"  # BackedUp: the backfill did not finish in backfillTimeoutSeconds; backup kept
+    BACKFILL_FAILED = "BackfillFailed"  # BackedUp: the backfill cannot run (e.g. a local store without a volume claim)
 
 
 class ConditionType(StrEnum):
@@ -92,6 +101,7 @@ class ConditionType(StrEnum):
     UPLOADED = "Uploaded"  # True when everything recorded is stored
     BACKED_UP = "BackedUp"  # True when some segments went to the backup storage
     DISK_FULL = "DiskFull"  # True while the recorder's spool is full: new media is not recorded (also a Warning Event)
+    DEGRADED = "Degraded"  # True when someone in the room is not (fully) recorded: status.participants[].skipped
     READY = "Ready"  # the summary: True while recording or after a good end; reason = phase or FailureReason
 
 
@@ -122,7 +132,30 @@ class ConditionReason(StrEnum):
     INTERRUPTED = "Interrupted"  # Recording and Ready False, Warning Event: the recorder was lost, a new one resumes
     RESUMED = "Resumed"  # Normal Event: the replacement recorder reported; the recording goes on
     SPOOL_FULL = "SpoolFull"  # DiskFull True: the stores lag, unstored segments fill the spool; new media is dropped
+    PARTICIPANT_SKIPPED = "ParticipantSkipped"  # Degraded True, Warning Event: a participant (a stream) not recorded
+    ALL_RECORDED = "AllRecorded"  # Degraded False: everyone publishing is recorded
+    RECONNECTED = "Reconnected"  # Normal Event: the recorder is back in the room after losing its Janus connection
     SPOOL_AVAILABLE = "SpoolAvailable"  # DiskFull False: the spool has room (Normal Event: uploads drained it)
+    BACKFILLING = "Backfilling"  # BackedUp True, Normal Event: a Job copies the backup-only objects into the primary
+    BACKUP_MOVED = "BackupMoved"  # BackedUp True once Completed: the backfill moved the backup into the primary
+
+
+class SkipReason(StrEnum):
+    """Why a participant's stream is not recorded (status.participants[].skipped[].reason, the manifest's):
+    the others are recorded all the same; the session is Degraded (Failed/CodecUnsupported only when nobody
+    can be recorded)."""
+
+    CODEC_UNSUPPORTED = "CodecUnsupported"  # e.g. VP8 video for an individual HLS recording: a videocodec=h264 room
+    FORWARD_FAILED = "ForwardFailed"  # Janus did not set up the forwarding of their media (message: its answer)
+    NO_MEDIA = "NoMedia"  # forwarded, but no packet came (also after forwarding again and a keyframe request)
+
+
+class RoomState(StrEnum):
+    """The recorder's connection to the room (status.room.state): a lost connection is regained with backoff,
+    for up to spec.recording.reconnectSeconds (then the session fails with FailureReason.JANUS_LOST)."""
+
+    CONNECTED = "Connected"  # joined: presence is followed, every recorded participant's media is forwarded
+    RECONNECTING = "Reconnecting"  # the connection to Janus was lost: nothing is recorded until it is regained
 
 
 class InterruptionReason(StrEnum):
@@ -143,6 +176,7 @@ class InterruptionReason(StrEnum):
 
 
 __all__ = [
+    "PHASE_AFTER_BACKFILL",
     "TERMINAL_PHASES",
     "ConditionReason",
     "ConditionStatus",
@@ -150,5 +184,7 @@ __all__ = [
     "FailureReason",
     "InterruptionReason",
     "Phase",
+    "RoomState",
+    "SkipReason",
     "StopReason",
 ]

@@ -42,6 +42,7 @@ class Kube:
         self.rbac = client.RbacAuthorizationV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.coordination = client.CoordinationV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
 
     # -- helpers -------------------------------------------------------------------------------------------
     @staticmethod
@@ -116,6 +117,28 @@ class Kube:
             namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}", _preload_content=False)
         return self._dict(resp).get("items", [])
 
+    # -- backfill Jobs (handlers/backfill.py) --------------------------------------------------------------------
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.batch.read_namespaced_job, name, namespace)
+
+    def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete the Job and its pods (background propagation); False when it was already gone."""
+        body = client.V1DeleteOptions(propagation_policy="Background",
+                                      preconditions=client.V1Preconditions(uid=uid) if uid else None)
+        try:
+            self.batch.delete_namespaced_job(name, namespace, body=body)
+            return True
+        except ApiException as err:
+            if status_of(err) in (404, 409):
+                return False
+            raise
+
+    def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The pods of a Job (label batch.kubernetes.io/job-name, set by the Job controller)."""
+        resp = self.core.list_namespaced_pod(namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}",
+                                             _preload_content=False)
+        return self._dict(resp).get("items", [])
+
     # -- create-if-absent ------------------------------------------------------------------------------------
     def create(self, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the object; on AlreadyExists return the existing one. -> (object, created)."""
@@ -126,6 +149,7 @@ class Kube:
             "Role": (self.rbac.create_namespaced_role, self.rbac.read_namespaced_role),
             "RoleBinding": (self.rbac.create_namespaced_role_binding, self.rbac.read_namespaced_role_binding),
             "Lease": (self.coordination.create_namespaced_lease, self.coordination.read_namespaced_lease),
+            "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
         }[kind]
         try:
             return self._dict(create(ns, body, _preload_content=False)), True

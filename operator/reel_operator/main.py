@@ -13,7 +13,7 @@ import kopf
 from reel_api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 
 from . import lock
-from .handlers import create, delete, pods, session_events, stop
+from .handlers import backfill, create, delete, pods, session_events, stop
 from .handlers.common import Context, ctx_of
 from .kube import Kube, load_client
 from .names import LABEL_MANAGED_BY, MANAGED_BY
@@ -112,6 +112,12 @@ def on_recording_timer(body, memo: kopf.Memo, logger, **_) -> None:
 def on_interruption_timer(body, memo: kopf.Memo, logger, **_) -> None:
     """A lost recorder: start its replacement after the backoff, then watch it start."""
     session_events.check_interruption(ctx_of(memo), body, logger=logger)
+
+
+@kopf.timer(*SESSIONS, interval=backfill.INTERVAL, initial_delay=1, when=lambda status, **_: backfill.wanted(status))
+def on_backfill_timer(body, memo: kopf.Memo, logger, **_) -> None:
+    """A BackedUp session: the backfill Job moves the backup into the primary, then Completed."""
+    backfill.check(ctx_of(memo), body, logger=logger)
 
 
 @kopf.on.delete(*SESSIONS)

@@ -3,7 +3,8 @@
 
 Per session the operator creates, all owned by the session (garbage-collected with it) and named
 ``reel-rec-<session>``: a ServiceAccount, a Role, a RoleBinding (``rbac.py``) and the recorder Pod
-(``podspec.py``). The room lock Lease (``lock.py``) is named after ``room_key``.
+(``podspec.py``); after a BackedUp end the backfill Job ``reel-backfill-<session>`` (``jobspec.py``). The room
+lock Lease (``lock.py``) is named after ``room_key``.
 
 Pure: nothing here talks to the cluster.
 """
@@ -27,6 +28,7 @@ LABEL_ROOM_KEY = "reel.dev/room-key"
 MANAGED_BY = "reel-operator"
 
 OBJECT_PREFIX = "reel-rec-"
+BACKFILL_PREFIX = "reel-backfill-"
 
 
 class BuildError(ValueError):
@@ -52,6 +54,11 @@ def bounded(name: str, limit: int) -> str:
 def object_name(session_name: str) -> str:
     """Name of the session's pod, ServiceAccount, Role and RoleBinding (deterministic: one pod per session)."""
     return bounded(OBJECT_PREFIX + session_name, 63)
+
+
+def backfill_job_name(session_name: str) -> str:
+    """Name of the session's backfill Job (jobspec.py); 63 at most: Kubernetes copies it into a pod label."""
+    return bounded(BACKFILL_PREFIX + session_name, 63)
 
 
 def label_value(value: str) -> str:

@@ -109,6 +109,69 @@ def _secret_volume(name: str, secret: str, keys: tuple[str, ...] = ()) -> dict[s
     return {"name": name, "secret": source}
 
 
+def storage_volumes(session: RecordingSession, settings: Settings) -> tuple[list[str], list[dict], list[dict]]:
+    """The stores as the recorder reads them, for the recorder pod and the backfill Job (jobspec.py): the storage
+    credentials as Secret volumes (``--storage-secrets``/``--backup-storage-secrets`` folders) and the directories
+    of ``local`` stores (``REEL_LOCAL_STORAGE_CLAIM``'s PVC, else an emptyDir). -> (args, volumes, mounts)."""
+    spec = session.spec
+    args: list[str] = []
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for volume, store, directory, flag in (
+            ("storage-credentials", spec.storage, STORAGE_SECRETS_DIR, "--storage-secrets"),
+            ("backup-storage-credentials", spec.backup_storage, BACKUP_STORAGE_SECRETS_DIR,
+             "--backup-storage-secrets")):
+        if store is None or store.credentials_secret_ref is None:
+            continue
+        volumes.append(_secret_volume(volume, store.credentials_secret_ref.name, STORAGE_SECRET_KEYS))
+        mounts.append({"name": volume, "mountPath": directory, "readOnly": True})
+        args.extend([flag, directory])
+    # Storage into a directory (spec.storage.local / spec.backupStorage.local): a PVC when configured.
+    local_paths = [s.local.path for s in (spec.storage, spec.backup_storage) if s is not None and s.local]
+    for i, path in enumerate(dict.fromkeys(local_paths)):
+        volume = f"recordings-{i}"
+        if settings.local_storage_claim:
+            volumes.append({"name": volume,
+                            "persistentVolumeClaim": {"claimName": settings.local_storage_claim}})
+        else:
+            volumes.append({"name": volume, "emptyDir": {}})
+        mounts.append({"name": volume, "mountPath": path})
+    return args, volumes, mounts
+
+
+def container_security(uid: int) -> dict[str, Any]:
+    """The recorder's (and the backfill's) container securityContext: non-root, read-only root, no privileges."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security(uid: int) -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def scheduling(settings: Settings) -> dict[str, Any]:
+    """Pull secrets, node selector, tolerations and priority class of the recorder's pods (and the backfill's)."""
+    out: dict[str, Any] = {}
+    if settings.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
+    if settings.node_selector:
+        out["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        out["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.priority_class:
+        out["priorityClassName"] = settings.priority_class
+    return out
+
+
 def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0,
               resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The recorder pod. ``restart``: its restart number (status.restarts); ``resume``: for a replacement that
@@ -126,30 +189,14 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         {"name": "tmp", "mountPath": TMP_DIR},
     ]
 
-    def secret(volume: str, ref, directory: str, flag: str, keys: tuple[str, ...] = ()) -> None:
-        if ref is None:
-            return
-        volumes.append(_secret_volume(volume, ref.name, keys))
-        mounts.append({"name": volume, "mountPath": directory, "readOnly": True})
-        args.extend([flag, directory])
-
-    secret("room-credentials", spec.room.credentials_secret_ref, ROOM_SECRETS_DIR, "--room-secrets")
-    secret("storage-credentials", spec.storage.credentials_secret_ref, STORAGE_SECRETS_DIR,
-           "--storage-secrets", STORAGE_SECRET_KEYS)
-    if spec.backup_storage is not None:
-        secret("backup-storage-credentials", spec.backup_storage.credentials_secret_ref,
-               BACKUP_STORAGE_SECRETS_DIR, "--backup-storage-secrets", STORAGE_SECRET_KEYS)
-
-    # Storage into a directory (spec.storage.local / spec.backupStorage.local): a PVC when configured.
-    local_paths = [s.local.path for s in (spec.storage, spec.backup_storage) if s is not None and s.local]
-    for i, path in enumerate(dict.fromkeys(local_paths)):
-        volume = f"recordings-{i}"
-        if settings.local_storage_claim:
-            volumes.append({"name": volume,
-                            "persistentVolumeClaim": {"claimName": settings.local_storage_claim}})
-        else:
-            volumes.append({"name": volume, "emptyDir": {}})
-        mounts.append({"name": volume, "mountPath": path})
+    if spec.room.credentials_secret_ref is not None:
+        volumes.append(_secret_volume("room-credentials", spec.room.credentials_secret_ref.name))
+        mounts.append({"name": "room-credentials", "mountPath": ROOM_SECRETS_DIR, "readOnly": True})
+        args.extend(["--room-secrets", ROOM_SECRETS_DIR])
+    store_args, store_volumes, store_mounts = storage_volumes(session, settings)
+    args.extend(store_args)
+    volumes.extend(store_volumes)
+    mounts.extend(store_mounts)
 
     uid = settings.recorder_uid
     env = [
@@ -182,16 +229,7 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         "livenessProbe": copy.deepcopy(LIVENESS_PROBE),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security(uid),
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": name,
@@ -199,24 +237,11 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": uid,
-            "runAsGroup": uid,
-            "fsGroup": uid,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(uid),
         "containers": [container],
         "volumes": volumes,
+        **scheduling(settings),
     }
-    if settings.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
-    if settings.node_selector:
-        pod_spec["nodeSelector"] = dict(settings.node_selector)
-    if settings.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in settings.tolerations]
-    if settings.priority_class:
-        pod_spec["priorityClassName"] = settings.priority_class
     return {
         "apiVersion": "v1",
         "kind": "Pod",

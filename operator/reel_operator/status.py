@@ -18,6 +18,7 @@ until the replacement reports (``interruption_over``).
 A recorder whose spool fills up (the stores lag for long) stops recording new media rather than being evicted
 for its spool's size limit, and reports status.spool; from it the DiskFull condition (present once the recorder
 reports a spool) and its Events (``disk_full_event``: Warning DiskFull, Normal SpoolAvailable when it drains).
+Someone the recorder cannot record (status.participants[].skipped) makes the session Degraded (degraded.py).
 """
 
 from __future__ import annotations
@@ -29,17 +30,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reel_api import (
+    PHASE_AFTER_BACKFILL,
     TERMINAL_PHASES,
     ConditionReason,
     ConditionStatus,
     ConditionType,
     FailureReason,
     Phase,
+    RoomState,
     StopReason,
     StorageLocation,
 )
 
 from .podspec import CONTAINER, RESTART_ANNOTATION, VOLUME_FIELDS
+from .room_faults import degraded_condition, reconnecting
 
 PHASE_RANK = {
     Phase.PENDING: 0,
@@ -55,6 +59,7 @@ PHASE_RANK = {
 
 #: Kubernetes' own strings (not Reel's vocabulary) that the operator reads.
 POD_FAILED = "Failed"  # a pod's status.phase
+JOB_COMPLETE, JOB_FAILED = "Complete", POD_FAILED  # a Job's condition types (the backfill Job)
 OOM_KILLED = "OOMKilled"  # a terminated container's reason
 FAILED_MOUNT = "FailedMount"  # a kubelet Event's reason (e.g. a Secret volume that does not exist)
 POD_SCHEDULED, UNSCHEDULABLE = "PodScheduled", "Unschedulable"  # a pod condition and the scheduler's reason
@@ -87,12 +92,14 @@ def is_terminal(phase: str | None) -> bool:
     return phase in TERMINAL_PHASES
 
 
-def may_advance(current: str | None, new: str) -> bool:
-    """Phases only move forward (a late report of an earlier phase is ignored); terminal ones are final."""
+def may_advance(current: str | None, new: str, *, backfilled: bool = False) -> bool:
+    """Phases only move forward (a late report of an earlier phase is ignored); terminal ones are final, except
+    BackedUp -> Completed once the backfill has completed (``backfilled``: the change carries
+    status.backfill.completedAt; vocabulary.PHASE_AFTER_BACKFILL)."""
     if current is None or current not in PHASE_RANK:
         return True
     if is_terminal(current):
-        return False
+        return backfilled and (current, new) == PHASE_AFTER_BACKFILL
     return PHASE_RANK[Phase(new)] >= PHASE_RANK[Phase(current)]
 
 
@@ -352,9 +359,12 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     why = (reason or failure_reason(status)) if failed else None
     interruption = None if is_terminal(phase) else status.get("interruption")
 
+    lost_room = None if interruption else reconnecting(status)  # the recorder is getting Janus back
     if interruption:
         recording = _cond(ConditionType.RECORDING, False, ConditionReason.INTERRUPTED,
                           interruption.get("message") or "")
+    elif lost_room:
+        recording = _cond(ConditionType.RECORDING, False, RoomState.RECONNECTING, lost_room)
     elif phase == Phase.RECORDING:
         if active:
             recording = _cond(ConditionType.RECORDING, True, ConditionReason.PARTICIPANTS_PRESENT,
@@ -384,7 +394,10 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
                          "segments are uploaded while recording; see status.upload" if segments else "")
 
     location = upload.get("location")
-    if phase == Phase.BACKED_UP or location in (StorageLocation.BACKUP, StorageLocation.MIXED):
+    backfill = status.get("backfill") or {}
+    if backfill and phase in (Phase.COMPLETED, Phase.BACKED_UP):
+        backed_up = backfill_condition(backfill, phase)
+    elif phase == Phase.BACKED_UP or location in (StorageLocation.BACKUP, StorageLocation.MIXED):
         backed_up = _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_USED,
                           "primary storage failed: some or all segments are in the backup storage")
     else:
@@ -394,14 +407,31 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
         ready = _cond(ConditionType.READY, False, why, message)
     elif interruption:  # a gap in the recording: `kubectl wait --for=condition=Ready` users see it
         ready = _cond(ConditionType.READY, False, ConditionReason.INTERRUPTED, interruption.get("message") or "")
+    elif lost_room:  # a gap too, shorter: the same recorder gets the room back (or fails with JanusLost)
+        ready = _cond(ConditionType.READY, False, RoomState.RECONNECTING, lost_room)
     elif phase in (Phase.RECORDING, Phase.PAUSED, Phase.COMPLETED, Phase.BACKED_UP):
         ready = _cond(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
     else:
         ready = _cond(ConditionType.READY, False, phase, message)
     spool = status.get("spool")
-    if not isinstance(spool, Mapping):
-        return [recording, uploaded, backed_up, ready]
-    return [recording, uploaded, backed_up, disk_full_condition(spool), ready]
+    extra = [disk_full_condition(spool)] if isinstance(spool, Mapping) else []
+    degraded = degraded_condition(status)  # someone not (fully) recorded: degraded.py
+    return [recording, uploaded, backed_up, *extra, *([degraded] if degraded else []), ready]
+
+
+def backfill_condition(backfill: Mapping[str, Any], phase: str) -> dict[str, Any]:
+    """BackedUp (True: the backup was used) while and after the backfill (handlers/backfill.py): Backfilling, then
+    BackupMoved once Completed, or the FailureReason it gave up with."""
+    if phase == Phase.COMPLETED and backfill.get("completedAt"):
+        return _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_MOVED,
+                     f"the primary storage failed during the recording; the backfill of {backfill['completedAt']} "
+                     f"moved the backup into it: {backfill.get('message') or ''}".rstrip(": "))
+    if backfill.get("gaveUpAt"):
+        return _cond(ConditionType.BACKED_UP, True, backfill.get("reason") or FailureReason.BACKFILL_TIMEOUT,
+                     f"backfill gave up at {backfill['gaveUpAt']}: {backfill.get('message') or ''}")
+    return _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKFILLING,
+                 f"Job {backfill.get('job')} copies what is only in the backup storage into the primary storage "
+                 f"(since {backfill.get('startedAt')})")
 
 
 def disk_full_condition(spool: Mapping[str, Any]) -> dict[str, Any]:
@@ -463,7 +493,8 @@ def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, gener
     """A merge patch for .status: ``changes`` applied (phase only forward), conditions and observedGeneration
     recomputed. Empty when nothing would change."""
     changes = dict(changes)
-    if "phase" in changes and not may_advance(status.get("phase"), changes["phase"]) and \
+    backfilled = bool((changes.get("backfill") or {}).get("completedAt"))
+    if "phase" in changes and not may_advance(status.get("phase"), changes["phase"], backfilled=backfilled) and \
             changes["phase"] != status.get("phase"):  # the same final phase may be refined (reason, message)
         changes = {k: v for k, v in changes.items() if k not in ("phase", "stopReason", "message")}
         reason = None

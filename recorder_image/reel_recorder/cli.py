@@ -12,6 +12,9 @@ resumes it (in a recorder pod, the session's spec.paused does this). Exit status
 although its session was not (in a pod: a drain, an eviction, a deleted pod), so a replacement continues it
 (``--resume PREFIX`` by hand).
 
+``reel-recorder backfill --manifest KEY``: after a recording ended BackedUp, copy what is only in the backup store
+into the primary (backfill.py; the operator runs it as a Job).
+
 This module only builds the pieces (stores, uploader, room client, ingest) and wires the signals; the
 recording's life and its phases belong to ``recorder.Recorder`` (docs/recorder.md).
 """
@@ -30,7 +33,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from reel_api.vocabulary import InterruptionReason, Phase
+from reel_api.vocabulary import FailureReason, InterruptionReason, Phase, StopReason
 
 from . import errors
 from .clock import RecordingClock
@@ -111,16 +114,14 @@ def local_address_towards(host: str, port: int) -> str:
         return s.getsockname()[0]
 
 
-def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: RecordingClock, *,
-                   composite_only: bool = False):
+def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: RecordingClock):
     """Builds the forward ingest once the room is joined (Janus's address is known to resolve by then)."""
     def make() -> ForwardIngest:
         url = urlparse(room.url)
         janus_addr = args.janus_media_address or socket.gethostbyname(url.hostname)
         local = args.media_address or local_address_towards(janus_addr, url.port or 8188)
         return ForwardIngest(room, local_addr=local, janus_addr=janus_addr, clock=clock,
-                             secret=credentials.secret, admin_key=credentials.admin_key,
-                             composite_only=composite_only)
+                             secret=credentials.secret, admin_key=credentials.admin_key)
     return make
 
 
@@ -152,19 +153,26 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     spool_budget = SpoolBudget(spool, args.spool_limit) if args.spool_limit else None
     resume = ResumeRequest(prefix=args.resume, reason=InterruptionReason.RESUMED_BY_HAND) if args.resume \
         else settings.resume
-    recorder = Recorder(session, room=room, make_ingest=forward_ingest(
-                            room, args, credentials, clock,
-                            composite_only=session.spec.recording.mode == "composite"),
+    recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
                         uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
                         clock=clock, upload_timeout=args.upload_timeout, resume=resume,
                         read_back=(lambda: read_back(primary, backup, resume.prefix)) if resume else None,
                         stop_cause=stop_cause_for(settings), spool_budget=spool_budget)
     poller = poller_for(settings, control)  # in a pod: follows spec.paused of the session
     try:
-        return await recorder.run(stop)
+        return integrity_verdict(await recorder.run(stop), uploader.result)
     finally:
         if poller is not None:
             poller.stop()
+
+
+def integrity_verdict(status: dict, result) -> dict:
+    """A recording whose stored objects do not match its manifest (``Uploader.close``'s integrity check) ends
+    Failed with stop reason Error and reason IntegrityMismatch (unless it failed for a reason of its own first)."""
+    if result is None or result.reason != FailureReason.INTEGRITY_MISMATCH or status.get("interrupted") or \
+            status.get("stopReason") == StopReason.ERROR:
+        return status
+    return {**status, "phase": Phase.FAILED, "stopReason": StopReason.ERROR, "reason": result.reason}
 
 
 def make_progress(settings: Settings) -> ProgressSink:
@@ -191,6 +199,11 @@ def start_liveness(settings: Settings) -> Liveness | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["backfill"]:  # reel-recorder backfill ...: after a BackedUp end (backfill.py)
+        from .backfill import main as backfill_main
+
+        return backfill_main(args_in[1:])
     try:
         settings = Settings.from_env()
     except SettingsError as err:

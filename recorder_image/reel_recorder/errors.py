@@ -22,6 +22,7 @@ class RecorderError(Exception):
 # in the session's conditions. Module-level names so the recorder's modules import what they raise.
 JANUS_UNREACHABLE = FailureReason.JANUS_UNREACHABLE
 JANUS_ERROR = FailureReason.JANUS_ERROR
+JANUS_LOST = FailureReason.JANUS_LOST  # the connection lost for longer than reconnectSeconds
 ROOM_NOT_FOUND = FailureReason.ROOM_NOT_FOUND
 ROOM_UNAUTHORIZED = FailureReason.ROOM_UNAUTHORIZED  # wrong pin or token
 FORWARD_UNAUTHORIZED = FailureReason.FORWARD_UNAUTHORIZED  # wrong room secret or admin key

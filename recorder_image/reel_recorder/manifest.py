@@ -29,6 +29,8 @@ class ParticipantRecord:
     runs: list[dict] = field(default_factory=list)  # [{"joinedAt": iso, "leftAt": iso | None}]
     segments: list[SegmentRecord] = field(default_factory=list)
     mp4: dict | None = None  # {"key", "bytes", "sha256", "duration"} (outputs: mp4), or {"error": ...}
+    # what of them could not be recorded (outputs.py): [{"kind", "codec", "reason", "message"}]
+    skipped: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +52,9 @@ class ManifestData:
     # the spool was full (storage/spool.py): new media not recorded, unstored segments kept:
     # [{"since": iso, "until": iso | None, "droppedSegments": n, "droppedSeconds": s}]
     disk_full: list[dict] = field(default_factory=list)
+    # the connection to Janus lost while recording, and regained (room/reconnect.py); reconnectedAt None: never:
+    # [{"lostAt": iso, "reconnectedAt": iso | None, "error": str}]
+    room_gaps: list[dict] = field(default_factory=list)
     composite: ParticipantRecord | None = None  # the whole meeting (mode composite or both): folder "composite"
     composite_stats: dict = field(default_factory=dict)  # {"frames", "droppedFrames"} of the composite's encoder
 
@@ -68,14 +73,16 @@ class ManifestData:
             "pauses": [dict(p) for p in self.pauses],
             "interruptions": [dict(i) for i in self.interruptions],
             "diskFull": [dict(d) for d in self.disk_full],
+            "roomGaps": [dict(g) for g in self.room_gaps],
             "participants": [
                 {
                     "id": p.ids[0] if p.ids else None,
                     "ids": p.ids,
                     "display": p.display,
                     "folder": p.folder,
-                    "playlist": p.playlist,
+                    "playlist": p.playlist if p.runs or p.segments else None,  # None: never recorded (skipped)
                     "joins": list(p.runs),
+                    **({"skipped": [dict(x) for x in p.skipped]} if p.skipped else {}),
                     **_media(p, location_of),
                 }
                 for p in list(self.participants)
@@ -108,6 +115,7 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
     def record(p: dict, display: str) -> ParticipantRecord:
         r = ParticipantRecord(display=display, folder=p["folder"], playlist=p["playlist"],
                               ids=list(p.get("ids") or []), runs=[dict(r) for r in p.get("joins") or []],
+                              skipped=[dict(x) for x in p.get("skipped") or []],
                               mp4=({k: v for k, v in p["mp4"].items() if k != "location"} if p.get("mp4") else None))
         for s in p.get("segments") or []:
             r.segments.append(SegmentRecord(name=s["name"], key=s["key"], start=float(s["start"]),
@@ -124,6 +132,7 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
                         pauses=[dict(x) for x in doc.get("pauses") or []],
                         interruptions=[dict(x) for x in doc.get("interruptions") or []],
                         disk_full=[dict(x) for x in doc.get("diskFull") or []],
+                        room_gaps=[dict(x) for x in doc.get("roomGaps") or []],
                         composite=record(composite, "composite") if composite else None,
                         composite_stats={k: composite[k] for k in ("frames", "droppedFrames") if k in composite}
                         if composite else {})

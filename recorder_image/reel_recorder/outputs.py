@@ -14,11 +14,18 @@ engine have their own locks against the media reader threads that feed them.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from reel_api.vocabulary import SkipReason
+
+from . import watchdog
 from .clock import RecordingClock
-from .errors import INTERNAL, RecorderError
+from .errors import CODEC_UNSUPPORTED, INTERNAL, RecorderError
+from .ingest.forward import ForwardFailed
 from .manifest import ParticipantRecord
 from .output.catalog import Catalog, CatalogEntry
 from .output.writer import ParticipantWriter, SpoolGate
@@ -29,6 +36,53 @@ from .session import Recording
 if TYPE_CHECKING:
     from .composite.recording import CompositeRecording
 
+log = logging.getLogger(__name__)
+WATCH_EVERY = 1.0  # seconds between the media watchdog's looks
+
+
+#: What each kind of recording can take: a participant's own HLS copies H.264 as it comes (MPEG-TS cannot carry
+#: VP8); the composite decodes, so VP8 is fine there. Audio is Opus (WebRTC's).
+HLS_CODECS = {"video": {"h264"}, "audio": {"opus"}}
+COMPOSITE_CODECS = {"video": {"h264", "vp8"}, "audio": {"opus"}}
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What becomes of a publisher's selected streams (``plan_streams``)."""
+
+    forward: list[PublishedStream]  # what the ingest takes
+    own: frozenset[str]  # the kinds that go to their own writer (HLS folder)
+    skipped: list[dict]  # status/manifest entries: {"kind", "codec", "reason", "message"}
+
+
+def plan_streams(streams: list[PublishedStream], mode: str) -> StreamPlan:
+    """Which of ``streams`` are recorded where in ``mode`` (individual, composite, both); the rest is skipped
+    with a message that says what to do. A stream the composite takes but their own folder cannot (VP8 in mode
+    both) is recorded in the composite only, and listed as skipped for their folder."""
+    takes = HLS_CODECS if mode == "individual" else COMPOSITE_CODECS
+    forward, skipped = [], []
+    for s in streams:
+        codec = (s.codec or "").lower()
+        if codec in takes[s.kind]:
+            forward.append(s)
+        else:
+            skipped.append(_skipped(s, f"Reel records {'H.264' if s.kind == 'video' else 'Opus'} {s.kind}" + (
+                " (VP8 too in mode composite or both, which re-encode)" if s.kind == "video" else "") +
+                ": create the room with videocodec=h264" + (", or record it with spec.recording.mode: composite"
+                                                             if mode == "individual" and codec == "vp8" else "")))
+    if mode == "composite":
+        return StreamPlan(forward, frozenset(), skipped)
+    own = frozenset(s.kind for s in forward if (s.codec or "").lower() in HLS_CODECS[s.kind])
+    for s in forward:
+        if s.kind not in own:
+            skipped.append(_skipped(s, f"in the composite only: their own folder copies H.264 (MPEG-TS cannot "
+                                       f"carry {s.codec}); create the room with videocodec=h264"))
+    return StreamPlan(forward, own, skipped)
+
+
+def _skipped(s: PublishedStream, message: str, reason: str = SkipReason.CODEC_UNSUPPORTED) -> dict:
+    return {"kind": s.kind, "codec": s.codec, "reason": reason, "message": f"{s.kind} is {s.codec}: {message}"}
+
 
 class Ingest(Protocol):
     """Gets each recorded publisher's media into their sink (ingest/forward.py ForwardIngest)."""
@@ -37,6 +91,7 @@ class Ingest(Protocol):
     async def remove(self, pub_id) -> None: ...
     async def close(self) -> None: ...
     def failures(self) -> list[BaseException]: ...
+    def packets_of(self, pub_id) -> dict[str, int]: ...
 
 
 class Outputs:
@@ -49,6 +104,9 @@ class Outputs:
         self.participants = Participants(catalog, self._make_writer, media=recording.mode != "composite")
         self.composite: CompositeRecording | None = None
         self.composite_from: tuple[ParticipantRecord, int] | None = None  # an earlier run's composite (resume)
+        self.watchdog = watchdog.MediaWatchdog()
+        self._publishers: dict[object, Publisher] = {}  # recorded publishers as last seen (the watchdog's)
+        self._last_watch = 0.0
 
     # -- what is recorded ------------------------------------------------------------------------------------
     def streams_of(self, pub: Publisher) -> list[PublishedStream]:
@@ -67,30 +125,110 @@ class Outputs:
             self.composite = self._make_composite()
 
     async def apply(self, changes, ingest: Ingest) -> bool:
-        """Presence changes → runs started, changed or ended; True when who is recorded changed."""
+        """Presence changes → runs started, changed or ended; True when who is recorded (or skipped) changed.
+        What cannot be recorded of someone is skipped (``plan_streams``, Janus refusing their forwarding),
+        never fatal: the others go on."""
         changed = False
         for change in changes:
             if isinstance(change, Up):
-                streams = self.streams_of(change.publisher)
-                if streams:
-                    part = self.participants.start_run(change.publisher, streams)
-                    sink = part.writer if self.composite is None else self.composite.sink(change.publisher, streams,
-                                                                                           part.writer)
-                    await ingest.update(change.publisher, streams, sink)
+                pub = change.publisher
+                plan = plan_streams(self.streams_of(pub), self.rec.mode)
+                if plan.skipped or self.participants.is_known(pub.id):
+                    changed |= self.participants.skip(pub, plan.skipped)
+                    for item in plan.skipped:
+                        log.warning("participant %r (%s): %s not recorded: %s", pub.display, pub.id, item["kind"],
+                                    item["message"])
+                if plan.forward:
+                    await self._start(pub, plan, ingest)
                     changed = True
-                elif self.participants.is_recorded(change.publisher.id):
-                    await self.leave(change.publisher.id, ingest)
+                elif self.participants.is_recorded(pub.id):
+                    await self.leave(pub.id, ingest)
                     changed = True
             elif isinstance(change, Down) and self.participants.is_recorded(change.id):
                 await self.leave(change.id, ingest)
                 changed = True
         return changed
 
-    async def leave(self, pub_id, ingest: Ingest) -> None:
+    async def _start(self, pub: Publisher, plan: StreamPlan, ingest: Ingest) -> bool:
+        """Start (or change) ``pub``'s run; False when Janus would not forward them (skipped, or gone). A run
+        going on keeps the streams that are forwarded when Janus does not forward a new one."""
+        was_recorded = self.participants.is_recorded(pub.id)
+        part = self.participants.start_run(pub, [s for s in plan.forward if s.kind in plan.own])
+        sink = part.writer if self.composite is None else self.composite.sink(pub, plan.forward, part.writer,
+                                                                              plan.own)
+        try:
+            await ingest.update(pub, plan.forward, sink)
+        except ForwardFailed as err:
+            if not was_recorded:
+                await self.leave(pub.id, ingest)
+                self.participants.drop_run(pub.id)
+            if err.gone:
+                return False
+            log.warning("participant %r (%s) not recorded: %s", pub.display, pub.id, err.message)
+            going = ingest.packets_of(pub.id) if was_recorded else {}
+            self.participants.skip(pub, plan.skipped + [
+                {"kind": s.kind, "codec": s.codec, "reason": SkipReason.FORWARD_FAILED, "message": err.message}
+                for s in plan.forward if s.kind not in going])
+            return False
+        self._publishers[pub.id] = pub
+        return True
+
+    async def leave(self, pub_id, ingest: Ingest, *, forget: bool = True) -> None:
         if self.composite is not None:  # the layout reflows now, not once their ingest has stopped (~0.75 s later)
             self.composite.leave(pub_id)
         await ingest.remove(pub_id)
-        await self.participants.end_run(pub_id)
+        if self.participants.is_recorded(pub_id):
+            await self.participants.end_run(pub_id)
+        if forget:
+            self.watchdog.forget(pub_id)
+            self._publishers.pop(pub_id, None)
+
+    async def watch(self, ingest: Ingest) -> bool:
+        """The media watchdog (watchdog.py), about once a second: a recorded participant whose media stopped
+        is forwarded again, once; one whose media never came is skipped (NoMedia). True when status changed."""
+        now = time.monotonic()
+        if now - self._last_watch < WATCH_EVERY:
+            return False
+        self._last_watch = now
+        changed = False
+        for pub_id in self.participants.recorded_ids():
+            pub = self._publishers.get(pub_id)
+            if pub is None:
+                continue
+            action = self.watchdog.observe(pub_id, ingest.packets_of(pub_id), now)
+            if action is None:
+                continue
+            plan = plan_streams(self.streams_of(pub), self.rec.mode)
+            await self.leave(pub_id, ingest, forget=False)
+            changed = True
+            if action == watchdog.SKIP:
+                log.warning("participant %r (%s): no media came, also after forwarding it again: skipped",
+                            pub.display, pub_id)
+                self.participants.skip(pub, plan.skipped + [
+                    {"kind": s.kind, "codec": s.codec, "reason": SkipReason.NO_MEDIA,
+                     "message": f"no {s.kind} packet came from Janus, also after forwarding it again (media is "
+                                "taken from Janus's address only: the room server's, or REEL_JANUS_MEDIA_ADDRESS "
+                                "when Janus sends from another one)"}
+                    for s in plan.forward])
+                self._publishers.pop(pub_id, None)
+                continue
+            log.warning("participant %r (%s): no media for %.0f s; forwarding it again", pub.display, pub_id,
+                        self.watchdog.stall_seconds)
+            self.participants.stalled(pub_id)
+            if await self._start(pub, plan, ingest):
+                self.watchdog.reforwarded(pub_id, ingest.packets_of(pub_id), time.monotonic())
+        return changed
+
+    def unrecordable(self) -> RecorderError | None:
+        """Nobody was recorded, and someone could not be for their codec: the session's failure (at NoUsers)."""
+        if self.participants.ever_recorded():
+            return None
+        for part in self.participants:
+            for item in part.record.skipped:
+                if item["reason"] == SkipReason.CODEC_UNSUPPORTED:
+                    return RecorderError(CODEC_UNSUPPORTED, f"nobody could be recorded: participant "
+                                         f"{part.record.display!r}'s {item['message']}")
+        return None
 
     async def pause(self, ingest: Ingest) -> None:
         """Every recorded participant's run ends at the same instant, as if they had left."""
@@ -99,6 +237,7 @@ class Outputs:
         await ingest.close()
         for pub_id in self.participants.recorded_ids():
             await self.participants.end_run(pub_id)
+            self.watchdog.forget(pub_id)
 
     def resume(self) -> None:
         if self.composite is not None:

@@ -1,8 +1,13 @@
 """Who is being recorded: one entry per participant, with their runs, their HLS writer and their catalog entry.
 
-A participant is keyed by display name, so someone who leaves and comes back (a new publisher id) continues
-the same folder and playlist after an ``#EXT-X-DISCONTINUITY``; two people publishing under one name at the
-same time are kept apart. A *run* is one stretch of being recorded (join → leave, or resume → pause).
+A participant is a Janus publisher id: the VideoRoom keeps ids unique in a room, display names are not (two
+people called "Alex" are two participants, with two folders: a folder is the display name *and* the id,
+layout.participant_folder). A rejoin is recognised by its id: a client that joins again with the id it had
+(VideoRoom ``join`` with ``id``; janus.js passes it as ``id`` in the join request) continues its folder and
+playlist after an ``#EXT-X-DISCONTINUITY``; a client that lets Janus pick a new id is a new participant (a
+new folder), since nothing else that Janus gives tells that it is the same person. A *run* is one stretch of
+being recorded (join → leave, or resume → pause). A participant none of whose streams can be recorded is
+*skipped* (``skip``): listed, with the reason, and nothing else.
 
 Threads: everything here is called by the Recorder on its event loop; the blocking part of ending a run (the
 writer closing its segment, draining its encoder, finishing its MP4) runs in a worker thread through
@@ -16,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import RecorderError
-from .layout import participant_folder
+from .layout import participant_folder, playlist_key
 from .output.catalog import Catalog, CatalogEntry
 from .output.mp4 import mp4_from_segments
 from .output.writer import ParticipantWriter
@@ -34,6 +39,7 @@ class Participant:
         self.writer: ParticipantWriter | None = None  # made when they are first recorded by this recorder
         self.next_index = next_index  # the first segment number of this recorder's writer (resume)
         self.active_id: object | None = None  # the publisher id being recorded now; None between runs
+        self.stalls = 0  # times the media watchdog forwarded them again
 
     @property
     def record(self):
@@ -47,9 +53,10 @@ class Participants:
         self.catalog = catalog
         self.make_writer = make_writer
         self.media = media
-        self._by_key: dict[str, Participant] = {}  # by display name (or name + id for a second one)
+        self._by_key: dict[str, Participant] = {}  # by their first publisher id, as text
         self._by_id: dict[object, str] = {}  # publisher id being recorded -> key
-        self._restored_ids: dict[object, str] = {}  # publisher ids of earlier runs (resume) -> key
+        # every publisher id seen (and earlier runs', resume), as text (a manifest may have them either way) -> key
+        self._known_ids: dict[str, str] = {}
         self.next_index: dict[str, int] = {}  # folder -> first free segment number (resume: never write over)
         self.errors: list[RecorderError] = []  # writer failures while ending a run (e.g. disk full)
 
@@ -62,6 +69,25 @@ class Participants:
     def recorded_ids(self) -> list[object]:
         return list(self._by_id)
 
+    def is_known(self, pub_id: object) -> bool:
+        return str(pub_id) in self._known_ids
+
+    def ever_recorded(self) -> bool:
+        """Someone's run started (and was not taken back: ``drop_run``)."""
+        return any(part.record.runs for part in self)
+
+    def stalled(self, pub_id: object) -> None:
+        """The media watchdog forwarded ``pub_id`` again (status: ``stalls``)."""
+        key = self._known_ids.get(str(pub_id))
+        if key is not None:
+            self._by_key[key].stalls += 1
+
+    def drop_run(self, pub_id: object) -> None:
+        """Take back the run just ended of ``pub_id``: it never got media (Janus did not forward them)."""
+        key = self._known_ids.get(str(pub_id))
+        if key is not None and self._by_key[key].active_id is None and self._by_key[key].record.runs:
+            self._by_key[key].record.runs.pop()
+
     def any_active(self) -> bool:
         return bool(self._by_id)
 
@@ -69,38 +95,47 @@ class Participants:
         return len(self._by_id)
 
     def restore(self, entry: CatalogEntry, next_index: int) -> None:
-        """A participant of an earlier run of this recording (resume): who comes back under the same name (or
-        the same publisher id) continues their folder, numbering on from ``next_index``."""
-        part = Participant(entry, next_index)
-        self._by_key.setdefault(entry.record.display, part)
+        """A participant of an earlier run of this recording (resume): who is (or comes back) under one of
+        their publisher ids continues their folder, numbering on from ``next_index``."""
+        if not entry.record.ids:
+            return
+        if self.media and entry.record.playlist is None:  # skipped by the earlier run: a playlist if recorded now
+            entry.record.playlist = playlist_key(self.catalog.prefix, entry.record.folder)
+        key = str(entry.record.ids[0])
+        self._by_key.setdefault(key, Participant(entry, next_index))
         for pub_id in entry.record.ids:
-            self._restored_ids.setdefault(pub_id, entry.record.display)
+            self._known_ids.setdefault(str(pub_id), key)
+
+    def skip(self, pub: Publisher, skipped: list[dict]) -> bool:
+        """``skipped`` (``{"kind", "codec", "reason", "message"}``, one per stream not recorded) is what of
+        ``pub`` cannot be recorded; the participant's entry lists it (status, manifest). True when this is
+        news (a Warning's worth)."""
+        part = self._participant(pub)
+        if part.record.skipped == skipped:
+            return False
+        part.record.skipped = skipped
+        return bool(skipped)
 
     def start_run(self, pub: Publisher, streams: list[PublishedStream]) -> Participant:
         """The participant to feed ``pub``'s media into (created on first sight); starts a run if none is open."""
-        key = self._by_id.get(pub.id)
-        if key is None and pub.id in self._restored_ids and self._restored_ids[pub.id] in self._by_key:
-            key = self._restored_ids[pub.id]  # still in the room while the recorder was away: same folder
-        if key is None:
-            key = pub.display
-            existing = self._by_key.get(key)
-            if existing is not None and existing.active_id not in (None, pub.id):
-                key = f"{pub.display}\x00{pub.id}"  # two people with one name: keep them apart
-        part = self._by_key.get(key)
-        if part is None:
-            folder = participant_folder(pub.display, pub.id)
-            entry = self.catalog.add_participant(pub.display, folder, media=self.media)
-            part = Participant(entry, self.next_index.get(folder, 0))
-            self._by_key[key] = part
+        part = self._participant(pub)
         if part.writer is None:
             part.writer = self.make_writer(part.entry.record.folder, streams, part.entry, part.next_index)
         if part.active_id is None:
             part.active_id = pub.id
             part.record.runs.append({"joinedAt": now_iso(), "leftAt": None})
-            if pub.id not in part.record.ids:
-                part.record.ids.append(pub.id)
-            self._by_id[pub.id] = key
+            self._by_id[pub.id] = self._known_ids[str(pub.id)]
         return part
+
+    def _participant(self, pub: Publisher) -> Participant:
+        key = self._known_ids.get(str(pub.id))
+        if key is None:
+            folder = participant_folder(pub.display, pub.id)
+            entry = self.catalog.add_participant(pub.display, folder, media=self.media)
+            entry.record.ids.append(pub.id)
+            key = self._known_ids[str(pub.id)] = str(pub.id)
+            self._by_key[key] = Participant(entry, self.next_index.get(folder, 0))
+        return self._by_key[key]
 
     async def end_run(self, pub_id: object) -> None:
         """``pub_id``'s ingest has stopped (left, or paused): close the run; a later one continues the playlist."""
@@ -155,5 +190,8 @@ class Participants:
         for part in self:
             run = part.record.runs[-1] if part.record.runs else {}
             out.append({"id": part.record.ids[-1], "display": part.record.display, "joinedAt": run.get("joinedAt"),
-                        "leftAt": run.get("leftAt"), "playlist": part.record.playlist})
+                        "leftAt": run.get("leftAt"),
+                        "playlist": part.record.playlist if part.record.runs or part.record.segments else None,
+                        **({"skipped": [dict(x) for x in part.record.skipped]} if part.record.skipped else {}),
+                        **({"stalls": part.stalls} if part.stalls else {})})
         return out

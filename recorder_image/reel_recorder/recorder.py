@@ -13,6 +13,9 @@
 The room client, the ingest (built by ``make_ingest`` once the room is joined) and the uploader are passed in, so
 the orchestration can run against fakes (tests/unit/test_recorder_lifecycle.py) as well as against Janus.
 
+A lost connection to Janus ends every run as a pause does and is regained with backoff for up to reconnectSeconds
+(room/reconnect.py; then JanusLost): once joined again, each playlist continues after an ``#EXT-X-DISCONTINUITY``.
+
 Pausing (``spec.paused``, read through a PauseControl) stops the ingest of everyone, as if they had left,
 while presence is still followed; resuming starts it again for whoever is publishing then, so each
 playlist continues after an ``#EXT-X-DISCONTINUITY``. Paused time counts toward maxDurationSeconds, and an
@@ -30,6 +33,7 @@ feed the writers; the uploader has its own threads (storage/uploader.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -45,13 +49,14 @@ from .clock import RecordingClock
 from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
-from .layout import COMPOSITE_FOLDER, render_prefix
+from .layout import render_prefix
 from .manifest import ManifestData
 from .output.catalog import Catalog
 from .outputs import Ingest, Outputs
 from .progress import ProgressSink, now_iso
-from .resume import Previous, ResumeRequest
+from .resume import Previous, ResumeRequest, take_over
 from .room.presence import Presence, Up
+from .room.reconnect import RoomLink
 from .session import Session
 from .storage import StoreError, Uploader
 from .storage.spool import SpoolBudget, SpoolState, episode_totals
@@ -69,6 +74,7 @@ class Room(Protocol):
     url: str
     events: asyncio.Queue
     closed: asyncio.Event
+    error: str | None  # why the connection ended (with ``closed``); connect() may be called again after a loss
 
     async def connect(self) -> None: ...
     async def join(self, display: str, pin: str | None = None) -> dict: ...
@@ -144,6 +150,8 @@ class Recorder:
         self.participants = self.outputs.participants
         self.phase = Phase.STARTING
         self.paused = False
+        self.link = RoomLink(room, room_id=self.spec.room.id, display=self.spec.room.display_name, pin=pin,
+                             limit=self.spec.recording.reconnect_seconds, manifest=self.manifest)
 
     # -- status --------------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -157,6 +165,7 @@ class Recorder:
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
             "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
+            "room": self.link.status(),  # Connected, or Reconnecting since a loss (None until joined)
             **({"spool": self.spool_budget.snapshot().as_status(episode_totals(self._disk_full_before))}
                if self.spool_budget is not None else {}),
         }
@@ -180,7 +189,7 @@ class Recorder:
                 await asyncio.to_thread(self.uploader.close, self.upload_timeout)
                 return failed_status(errors.STORAGE_FAILED, f"cannot read back the recording to resume at "
                                                             f"{self.prefix!r}: {err}")
-            self._continue_from(previous, self.resume)
+            take_over(self, previous, self.resume)
         outcome = await self._record(stop)
         if not outcome.interrupted:
             self.phase = Phase.UPLOADING
@@ -199,36 +208,6 @@ class Recorder:
         return {**self.status(), "stopReason": outcome.reason, "reason": outcome.error_reason or outcome.reason,
                 "message": message}
 
-    def _continue_from(self, previous: Previous, request: ResumeRequest) -> None:
-        """Take over what earlier runs stored: their manifest, segments, playlists and numbering; the clock
-        continues their timeline; the interruption is recorded (when, why, which segments were lost)."""
-        m, earlier = self.manifest, previous.manifest
-        if earlier is not None:
-            m.started_at, m.pauses, m.interruptions = earlier.started_at, earlier.pauses, earlier.interruptions
-            m.disk_full = self._disk_full_before = list(earlier.disk_full)
-            self.recording_id = m.recording_id = earlier.recording_id or self.recording_id
-        started = _parse_time(m.started_at)
-        interrupted_at = request.interrupted_at or _iso(started.timestamp() + previous.media_end)
-        if m.pauses and m.pauses[-1].get("resumedAt") is None:
-            m.pauses[-1]["resumedAt"] = interrupted_at
-        for stored in previous.stored:
-            self.uploader.adopt_stored(stored.key, size=stored.size, sha256=stored.sha256,
-                                       in_primary=stored.in_primary, in_backup=stored.in_backup)
-        for record in previous.participants:
-            for run in record.runs:
-                if run.get("leftAt") is None:
-                    run["leftAt"] = interrupted_at
-            self.participants.restore(self.catalog.restore(record), previous.next_index.get(record.folder, 0))
-        self.participants.next_index.update(previous.next_index)
-        if previous.composite is not None:
-            self.outputs.composite_from = (previous.composite, previous.next_index.get(COMPOSITE_FOLDER, 0))
-        m.interruptions.append({"interruptedAt": interrupted_at, "reason": request.reason,
-                                "resumedAt": now_iso(), "lostSegments": list(previous.lost)})
-        # recording time (segment starts, TS timestamps) continues the earlier runs' timeline
-        self.clock.origin = time.monotonic() - (datetime.now(UTC) - started).total_seconds()
-        log.warning("resuming recording %s at %s: %d stored segment(s) taken over, %d lost (%s)", self.recording_id,
-                    self.prefix, len(previous.stored), len(previous.lost), request.reason)
-
     async def _record(self, stop: asyncio.Event) -> Outcome:
         """Starting → Recording/Paused → Stopping: join, record until a stop reason, end every ingest and writer."""
         self.catalog.publish_manifest()
@@ -238,6 +217,7 @@ class Recorder:
         try:
             await self.room.connect()
             joined = await self.room.join(self.spec.room.display_name, pin=self.pin)
+            self.link.joined()
             ingest = self.make_ingest()
             self.outputs.start()
             presence = Presence(own_id=joined.get("id"))
@@ -255,6 +235,7 @@ class Recorder:
         finally:
             if not outcome.interrupted:
                 self.phase = Phase.STOPPING
+            await self.link.close()  # a stop while reconnecting: the attempts end
             try:
                 await self.outputs.close(ingest, interrupted=outcome.interrupted)
             finally:
@@ -277,13 +258,15 @@ class Recorder:
         last_progress = last_spool = started
         spool_every = SPOOL_EVERY
         while True:
-            try:
-                data = await asyncio.wait_for(self.room.events.get(), TICK)
-            except TimeoutError:
-                data = None
+            data = None
+            if not self.link.connected:  # reconnecting: raises RecorderError (JanusLost) when it gives up
+                presence = await self._rejoined(presence, ingest)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    data = await asyncio.wait_for(self.room.events.get(), TICK)
             if data is not None:
                 await self._apply(presence.apply(data), ingest)
-            if self.control.paused != self.paused:
+            if self.control.paused != self.paused and (self.control.paused or self.link.connected):
                 if self.control.paused:
                     await self._pause(ingest)
                 else:
@@ -293,15 +276,23 @@ class Recorder:
                 return await self._stopped()
             if rec.max_duration_seconds and now - started >= rec.max_duration_seconds:
                 return Outcome(StopReason.MAX_DURATION, f"reached maxDurationSeconds ({rec.max_duration_seconds} s)")
-            if self._present(presence):
+            idle_now = now - self.link.gap_seconds()  # idle time does not count the gaps without the room
+            if self._present(presence) if self.link.connected else idle_since is None:  # a gap changes nothing
                 idle_since = None
             elif idle_since is None:
-                idle_since = now
-            elif now - idle_since >= rec.max_idle_seconds:
+                idle_since = idle_now
+            elif idle_now - idle_since >= rec.max_idle_seconds:
+                if (unrecordable := self.outputs.unrecordable()) is not None:  # nobody could be: say why
+                    raise unrecordable
                 return Outcome(StopReason.NO_USERS, f"no participant published for {rec.max_idle_seconds} s")
+            if not self.paused and not self.room.closed.is_set() and await self.outputs.watch(ingest):
+                self.report("participants")
             self._raise_failures(ingest)
-            if self.room.closed.is_set():
-                raise RecorderError(errors.JANUS_ERROR, f"lost the connection to Janus at {self.room.url}")
+            if self.link.connected and self.room.closed.is_set():  # every run ends as at a pause; then rejoin
+                self.link.lost()
+                if not self.paused:
+                    await self.outputs.pause(ingest)
+                self.report("room")
             if self.spool_budget is not None and now - last_spool >= spool_every:
                 last_spool = now
                 spool_every = TICK if (await self._check_spool()).near else SPOOL_EVERY
@@ -368,16 +359,20 @@ class Recorder:
         await self._apply([Up(p) for p in list(presence.publishers.values())], ingest)
         self.report("resumed")
 
+    async def _rejoined(self, presence: Presence, ingest: Ingest) -> Presence:
+        """Once the room is joined again, the join reply tells who publishes: they are recorded again."""
+        if (joined := await self.link.wait(TICK)) is None:
+            return presence
+        if not self.paused:
+            self.outputs.resume()  # the composite's next run (its gap is a discontinuity)
+        presence = Presence(own_id=joined.get("id"))
+        await self._apply(presence.apply(joined), ingest)
+        self.report("room")
+        return presence
+
     async def _apply(self, changes, ingest: Ingest) -> None:
         if self.paused:  # presence is followed; recording starts again on resume
             changes = [c for c in changes if not isinstance(c, Up)]
         if await self.outputs.apply(changes, ingest):
             self.report("participants")
 
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -24,7 +24,8 @@ its replacement starts (a force-deleted pod's container lives on for its kill gr
 The MP4s of earlier runs are not taken over: the recorder that ends the recording builds each participant's
 MP4 from the stored segments (output/mp4.py ``mp4_from_segments``).
 
-Runs in a worker thread of the Recorder, before the room is joined; store errors propagate (StoreError).
+``read_back`` runs in a worker thread of the Recorder, before the room is joined; store errors propagate
+(StoreError). ``take_over`` then hands what it found to the Recorder.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ import hashlib
 import io
 import logging
 import re
+import time
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import av
 
@@ -42,7 +46,11 @@ from reel_api.vocabulary import InterruptionReason
 from .layout import COMPOSITE_FOLDER, manifest_key, segment_name
 from .manifest import ManifestData, ParticipantRecord, SegmentRecord, manifest_from_json
 from .output.playlist import parse_playlist
+from .progress import now_iso
 from .storage import Store, StoreError
+
+if TYPE_CHECKING:
+    from .recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +224,44 @@ def ts_times(data: bytes) -> tuple[float, float] | None:
         return None
     start = min(a for a, _ in spans)
     return start, max(b for _, b in spans) - start
+
+
+def take_over(rec: Recorder, previous: Previous, request: ResumeRequest) -> None:
+    """The Recorder ``rec`` takes over what earlier runs stored (``previous``, read back): their manifest,
+    segments, playlists and numbering; its clock continues their timeline; the interruption is recorded (when,
+    why, which segments were lost). Runs on the Recorder's event loop, before the room is joined."""
+    m, earlier = rec.manifest, previous.manifest
+    if earlier is not None:
+        m.started_at, m.pauses, m.interruptions = earlier.started_at, earlier.pauses, earlier.interruptions
+        m.disk_full = rec._disk_full_before = list(earlier.disk_full)
+        m.room_gaps = earlier.room_gaps
+        rec.recording_id = m.recording_id = earlier.recording_id or rec.recording_id
+    started = _parse_time(m.started_at)
+    interrupted_at = request.interrupted_at or _iso(started.timestamp() + previous.media_end)
+    if m.pauses and m.pauses[-1].get("resumedAt") is None:
+        m.pauses[-1]["resumedAt"] = interrupted_at
+    for stored in previous.stored:
+        rec.uploader.adopt_stored(stored.key, size=stored.size, sha256=stored.sha256,
+                                   in_primary=stored.in_primary, in_backup=stored.in_backup)
+    for record in previous.participants:
+        for run in record.runs:
+            if run.get("leftAt") is None:
+                run["leftAt"] = interrupted_at
+        rec.participants.restore(rec.catalog.restore(record), previous.next_index.get(record.folder, 0))
+    rec.participants.next_index.update(previous.next_index)
+    if previous.composite is not None:
+        rec.outputs.composite_from = (previous.composite, previous.next_index.get(COMPOSITE_FOLDER, 0))
+    m.interruptions.append({"interruptedAt": interrupted_at, "reason": request.reason,
+                            "resumedAt": now_iso(), "lostSegments": list(previous.lost)})
+    # recording time (segment starts, TS timestamps) continues the earlier runs' timeline
+    rec.clock.origin = time.monotonic() - (datetime.now(UTC) - started).total_seconds()
+    log.warning("resuming recording %s at %s: %d stored segment(s) taken over, %d lost (%s)", rec.recording_id,
+                rec.prefix, len(previous.stored), len(previous.lost), request.reason)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -71,6 +71,7 @@ class Recording:
     segment_format: str
     max_restarts: int
     recorder_silence_seconds: int
+    reconnect_seconds: int  # a lost Janus connection is regained for this long (room/reconnect.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +91,17 @@ class Storage:
 
 
 @dataclass(frozen=True, slots=True)
+class BackupStorage(Storage):
+    keep: bool  # the backfill deletes the backup copies it verified in the primary unless true
+    backfill_timeout_seconds: int  # the operator's backfill gives up after this long (the Job's deadline)
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     room: Room
     recording: Recording
     storage: Storage
-    backup_storage: Storage | None
+    backup_storage: BackupStorage | None
     stop: bool
     paused: bool
     tag: str | None
@@ -111,8 +118,9 @@ class Session:
 _NESTED: dict[tuple[type, str], type] = {
     (Spec, "room"): Room, (Spec, "recording"): Recording, (Spec, "storage"): Storage,
     (Recording, "composite"): Composite,
-    (Spec, "backup_storage"): Storage, (Room, "credentials_secret_ref"): SecretRef,
+    (Spec, "backup_storage"): BackupStorage, (Room, "credentials_secret_ref"): SecretRef,
     (Storage, "credentials_secret_ref"): SecretRef, (Storage, "local"): LocalStorage,
+    (BackupStorage, "credentials_secret_ref"): SecretRef, (BackupStorage, "local"): LocalStorage,
 }
 
 

@@ -249,6 +249,59 @@ def test_primary_store_down_ends_backed_up(env):
     _no_recorder_pod(kit, ns, "failover")
 
 
+def test_primary_down_until_after_the_stop_is_backfilled_then_completed(env):
+    """MinIO primary unreachable from mid-recording until after the stop: BackedUp, then the backfill Job copies
+    the backup into the primary (verified), the backup is emptied and the session becomes Completed."""
+    kit, ns = env.kit, env.ns
+    primary = kit.deploy_minio(ns, "minio-p")
+    kit.wait_deployment(ns, "minio-p")
+    kit.create_bucket(ns, "primary", name="minio-p")
+    kit.create_bucket(ns, "backup")
+
+    def freeze_primary(sig: str) -> None:
+        """An outage that keeps what the primary holds: its MinIO frozen (SIGSTOP: open connections hang, its
+        readiness probe fails, new ones find no endpoint), then thawed (SIGCONT)."""
+        pod = kit.kubectl("get", "pods", "-n", ns, "-l", "app=minio-p", "-o", "jsonpath={.items[0].metadata.name}"
+                          ).stdout.strip()
+        kit.signal_container(ns, pod, "minio-p", sig)
+
+    backup = {"bucket": "backup", "endpoint": env.endpoint, "credentialsSecretRef": {"name": "s3"},
+              "backfillTimeoutSeconds": 600}
+    kit.create_session(ns, "backfill", session_spec(env.server, 1008, bucket="primary", endpoint=primary,
+                                                    backup=backup))
+    pub = kit.start_publisher(ns, "erin", 1008, None, "--no-video")
+    kit.wait_published(ns, pub)
+    upload = lambda: (kit.session(ns, "backfill").get("status") or {}).get("upload") or {}  # noqa: E731
+    wait_for(lambda: upload().get("location") == "primary" and upload().get("segments", 0) >= 2, 180,
+             "segments in the primary")
+    freeze_primary("STOP")
+    wait_for(lambda: upload().get("location") == "mixed", 240, "segments stored in the backup")
+    kit.stop_session(ns, "backfill")
+    obj = kit.wait_phase(ns, "backfill", TERMINAL, 600)
+    assert obj["status"]["phase"] == "BackedUp", obj["status"]
+    wait_for(lambda: (kit.session(ns, "backfill")["status"].get("backfill") or {}).get("job"), 60, "backfill Job")
+    time.sleep(10)  # the Job retries against the unreachable primary meanwhile
+    t0 = time.monotonic()
+    freeze_primary("CONT")
+    obj = kit.wait_phase(ns, "backfill", {"Completed"}, 300)
+    print(f"\nbackfill: primary back -> Completed in {time.monotonic() - t0:.1f} s; {obj['status']['backfill']}")
+    status = obj["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["BackedUp"]["status"] == "True" and conditions["BackedUp"]["reason"] == "BackupMoved"
+    assert conditions["Uploaded"]["status"] == "True" and status["backfill"]["completedAt"]
+    assert status["backfill"]["objects"] > 0 and status["backfill"]["backupDeleted"] is True
+    with kit.s3(ns, "minio-p") as s3:
+        manifest = manifest_of(s3, "primary", status["manifest"])
+        objects = list_objects(s3, "primary", manifest["prefix"])
+        segments = manifest["participants"][0]["segments"]
+        assert segments and all(s["location"] == "primary" and objects.get(s["key"]) == s["bytes"] for s in segments)
+        playlist = s3.get_object(Bucket="primary", Key=manifest["participants"][0]["playlist"])["Body"].read()
+        assert playlist.decode().count("seg_") == len(segments) and b"#EXT-X-ENDLIST" in playlist
+    with kit.s3(ns) as s3:
+        assert list_objects(s3, "backup", manifest["prefix"]) == {}
+    wait_for(lambda: not kit.kubectl("get", "jobs", "-n", ns, "-o", "name").stdout.strip(), 60, "backfill Job gone")
+
+
 def test_three_sessions_at_once_and_already_recording(env, tmp_path):
     kit, ns = env.kit, env.ns
     rooms = {"r1": 1001, "r2": 1002, "r3": 1003}

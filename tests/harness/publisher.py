@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import aiortc.rtcrtpsender
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs import get_encoder as aiortc_get_encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.codecs.opus import OpusEncoder
@@ -400,6 +400,8 @@ class Publisher:
         a = self.args
         handle = await self.client.attach()
         join = {"request": "join", "ptype": "publisher", "room": a.room, "display": a.display}
+        if a.id is not None:
+            join["id"] = a.id  # the same id on every join: a rejoin Janus tells apart from a newcomer
         if a.pin is not None:
             join["pin"] = a.pin
         reply = await handle.message(join)
@@ -415,7 +417,11 @@ class Publisher:
         if not a.no_video:
             tracks.append(SyntheticVideoTrack(self.source, start_at=a.video_delay))
         for tr in tracks:
-            pc.addTransceiver(tr, direction="sendonly")
+            transceiver = pc.addTransceiver(tr, direction="sendonly")
+            if tr.kind == "video" and a.video_codec:  # offer this codec only (Janus picks among the room's)
+                wanted = {f"video/{a.video_codec}", "video/rtx"}
+                transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
+                                                 if c.mimeType.lower() in wanted])
         try:
             await pc.setLocalDescription(await pc.createOffer())
             body = {"request": "publish", "display": a.display}
@@ -488,6 +494,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--leave-at", type=float, metavar="T", help="leave the room at media time T")
     p.add_argument("--rejoin-at", type=float, metavar="T", help="join again (same display) at media time T")
     p.add_argument("--pin")
+    p.add_argument("--id", type=int, help="join with this publisher id (each join, rejoins too)")
+    p.add_argument("--video-codec", choices=("h264", "vp8"), help="offer only this video codec")
     p.add_argument("--token")
     p.add_argument("--bitrate", type=int, help="bitrate cap sent with the publish request")
     p.add_argument("--x264-preset", default="veryfast",

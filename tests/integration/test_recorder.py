@@ -85,7 +85,7 @@ def test_two_participants_two_playlists_with_every_frame(record, room, publisher
 def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher):
     run = record(room)
     _joined(run)
-    p = publisher(room, display="carol", duration=11, leave_at=4, rejoin_at=7)
+    p = publisher(room, display="carol", duration=11, leave_at=4, rejoin_at=7, id=4101)  # rejoins with its id
     p.wait(90)
     status = run.wait(60)
     assert status["stopReason"] == "NoUsers"
@@ -98,7 +98,7 @@ def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(recor
     total = sum(d for _, d, _ in info.entries)
     assert 6.5 < total < 8.5, (total, info.entries, decoded.segment_spans)  # 4 s before leaving + 4 s after
     participant, = _manifest(run)["participants"]
-    assert len(participant["joins"]) == 2 and len(participant["ids"]) == 2
+    assert len(participant["joins"]) == 2 and participant["ids"] == [4101]  # one Janus id: one participant
 
 
 def test_late_joiner_and_audio_only_publisher(record, room, publisher):
@@ -286,7 +286,7 @@ def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher):
     """outputs: [hls, mp4]: one MP4 per participant with the segments' media; a rejoin is a gap in it."""
     run = record(room, recording={"outputs": ["hls", "mp4"]})
     _joined(run)
-    p = publisher(room, display="judy", duration=11, leave_at=4, rejoin_at=7, flash_beep=True)
+    p = publisher(room, display="judy", duration=11, leave_at=4, rejoin_at=7, flash_beep=True, id=4102)
     p.wait(90)
     status = run.wait(60)
     assert status["phase"] == "Completed", status
@@ -406,13 +406,51 @@ def test_wrong_admin_key_refuses_forwarding(record, room, publisher):
     assert "adminKey" in st["message"]
 
 
-def test_vp8_room_is_refused_with_a_clear_reason(record, make_room, publisher):
+def test_a_vp8_room_where_nobody_can_be_recorded_fails_with_a_clear_reason(record, make_room, publisher):
+    """Video-only VP8 publishers, individual mode: nobody can be recorded; the session says why once the room
+    has been without anyone recorded for maxIdleSeconds (a recordable participant could still have come)."""
     room = make_room(videocodec="vp8")
     run = record(room)
     _joined(run)
-    publisher(room, display="judy", duration=20)
+    publisher(room, display="judy", duration=20, no_audio=True)
+    skipped = run.wait_event("participants", timeout=60)["status"]["participants"]
+    assert skipped[0]["skipped"][0]["reason"] == "CodecUnsupported" and skipped[0]["playlist"] is None, skipped
     st = _fails(run, "CodecUnsupported", within=60)
-    assert "videocodec=h264" in st["message"]
+    assert "nobody could be recorded" in st["message"] and "videocodec=h264" in st["message"]
+
+
+def test_a_vp8_participant_in_an_h264_room_costs_the_others_nothing(record, make_room, publisher):
+    """Alice and Bob publish H.264, Carol joins with VP8 (a room that allows both): Alice and Bob are recorded
+    whole, Carol's sound is recorded and her video is listed as skipped, with what to do."""
+    room = make_room(videocodec="h264,vp8")
+    run = record(room)
+    _joined(run)
+    a = publisher(room, display="alice", duration=12)
+    b = publisher(room, display="bob", duration=12)
+    a.wait_event("published", timeout=60)
+    b.wait_event("published", timeout=60)
+    c = publisher(room, display="carol", duration=8, video_codec="vp8")
+    published = c.wait_event("published", timeout=60)
+    assert any(s.get("codec") == "vp8" for s in published["streams"]), published
+    for p in (a, b, c):
+        p.wait(90)
+    status = run.wait(60)
+    assert status["phase"] == "Completed" and status["stopReason"] == "NoUsers", status
+    by_name = {p["display"]: p for p in status["participants"]}
+    [skip] = by_name["carol"]["skipped"]
+    assert skip["kind"] == "video" and skip["codec"] == "vp8" and skip["reason"] == "CodecUnsupported", skip
+    assert "videocodec=h264" in skip["message"]
+    assert "skipped" not in by_name["alice"] and "skipped" not in by_name["bob"]
+    outputs = _participant_outputs(run)
+    for name in ("alice", "bob"):
+        (info, decoded), = [v for k, v in outputs.items() if k.startswith(name)]
+        assert decoded.video_frames > 0 and decoded.audio_samples > 0 and decoded.decode_errors == 0, name
+        assert sum(d for _, d, _ in info.entries) > 10, (name, info.entries)
+    (info, decoded), = [v for k, v in outputs.items() if k.startswith("carol")]
+    assert decoded.video_frames == 0 and decoded.audio_samples > 0 and decoded.decode_errors == 0
+    assert 6 < sum(d for _, d, _ in info.entries) < 9, info.entries
+    carol = next(p for p in _manifest(run)["participants"] if p["display"] == "carol")
+    assert carol["skipped"] == [skip]
 
 
 def test_invalid_session_exits_2_with_every_problem(tmp_path):

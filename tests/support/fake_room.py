@@ -32,12 +32,22 @@ class FakeRoom:
         self.closed = asyncio.Event()
         self.publishers = list(publishers)
         self.connect_error = connect_error
+        self.reconnect_error: Exception | None = None  # raised by every connect after the first while set
+        self.error: str | None = None
         self.calls: list[str] = []
 
     async def connect(self) -> None:
         self.calls.append("connect")
         if self.connect_error:
             raise self.connect_error
+        if self.reconnect_error and self.calls.count("connect") > 1:
+            raise self.reconnect_error
+        self.closed.clear()
+
+    def drop(self, error: str = "the connection closed: cut by the test") -> None:
+        """The connection is lost, as JanusRoom's reader sees it (a dropped WebSocket, Janus gone)."""
+        self.error = error
+        self.closed.set()
 
     async def join(self, display, pin=None) -> dict:
         self.calls.append(f"join {display} pin={pin}")
@@ -48,18 +58,36 @@ class FakeRoom:
 
 
 class FakeIngest:
+    """Media flows for every forwarded stream (its packet count grows at each look) unless the publisher id is
+    in ``silent``; ``refuse`` maps publisher ids to the ForwardFailed their forwarding raises."""
+
     def __init__(self):
         self.calls: list[tuple] = []
         self.errors: list[BaseException] = []
+        self.refuse: dict[object, BaseException] = {}
+        self.silent: set[object] = set()
+        self.forwarded: dict[object, dict[str, int]] = {}
 
     async def update(self, pub, streams, sink) -> None:
         self.calls.append(("update", pub.id, sorted(s.kind for s in streams)))
+        if pub.id in self.refuse:
+            raise self.refuse[pub.id]
+        self.forwarded[pub.id] = {s.kind: 0 for s in streams}
+
+    def packets_of(self, pub_id) -> dict[str, int]:
+        counts = self.forwarded.get(pub_id, {})
+        if pub_id not in self.silent:
+            for kind in counts:
+                counts[kind] += 1
+        return dict(counts)
 
     async def remove(self, pub_id) -> None:
         self.calls.append(("remove", pub_id))
+        self.forwarded.pop(pub_id, None)
 
     async def close(self) -> None:
         self.calls.append(("close",))
+        self.forwarded.clear()
 
     def failures(self):
         return list(self.errors)

@@ -16,7 +16,7 @@ from reel_recorder.settings import Settings, SettingsError
 # view class -> the reel_api model it mirrors
 MIRRORS = {view.Spec: models.RecordingSessionSpec, view.Room: models.Room, view.Recording: models.Recording,
            view.Storage: models.Storage, view.LocalStorage: models.LocalStorage, view.SecretRef: models.SecretRef,
-           view.Composite: models.Composite}
+           view.Composite: models.Composite, view.BackupStorage: models.BackupStorage}
 
 
 @pytest.mark.parametrize("cls", list(MIRRORS), ids=lambda c: c.__name__)

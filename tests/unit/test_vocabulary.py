@@ -23,12 +23,14 @@ from reel_api.vocabulary import (
     FailureReason,
     InterruptionReason,
     Phase,
+    RoomState,
+    SkipReason,
     StopReason,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 ENUMS: tuple[type[StrEnum], ...] = (Phase, StopReason, FailureReason, ConditionType, ConditionStatus, ConditionReason,
-                                    InterruptionReason)
+                                    InterruptionReason, SkipReason, RoomState)
 
 
 def test_vocabulary_and_recorder_errors_import_without_pydantic():
@@ -105,8 +107,8 @@ NOT_OURS = {
     ("reel_api/models.py", "Recording"),  # the model class Recording, in __all__
     ("reel_recorder/storage/s3.py", "Error"),  # botocore's error response key
 }
-VALUES = {m.value for enum in (Phase, StopReason, FailureReason, ConditionType, ConditionReason, InterruptionReason)
-          for m in enum}
+VALUES = {m.value for enum in (Phase, StopReason, FailureReason, ConditionType, ConditionReason, InterruptionReason,
+                               SkipReason, RoomState) for m in enum}
 
 
 def _literals(tree: ast.AST):

@@ -14,6 +14,7 @@ from reel_api import API_VERSION, KIND, FailureReason, Phase, RecordingSession, 
 from .. import status as st
 from ..kube import Conflict, Kube
 from ..metrics import Metrics
+from ..room_faults import room_event, skipped_event
 from ..settings import Settings
 
 log = logging.getLogger("reel.operator")
@@ -82,7 +83,8 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Changes
                 return None
         except Conflict:
             continue
-        for event in (st.transition(old, patch), st.disk_full_event(old, patch)):
+        for event in (st.transition(old, patch), st.disk_full_event(old, patch), skipped_event(old, patch),
+                      room_event(old, patch)):
             if event:
                 post_event(body, *event)
         return patch

@@ -37,7 +37,7 @@ from ..session import Recording
 from .config import CompositeConfig
 from .encoder import AacPassthrough
 from .engine import CompositeEngine
-from .tee import TeeSink
+from .tee import ALL_KINDS, TeeSink
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class CompositeRecording:
     def start(self) -> None:
         self.engine.start()
 
-    def sink(self, pub: Publisher, streams: list[PublishedStream], writer: ParticipantWriter | None) -> TeeSink:
+    def sink(self, pub: Publisher, streams: list[PublishedStream], writer: ParticipantWriter | None,
+             own: frozenset[str] = ALL_KINDS) -> TeeSink:
+        """``pub``'s media into the composite and, for the kinds in ``own``, into ``writer`` (mode both)."""
         video = next((s for s in streams if s.kind == "video"), None)
         if pub.id not in self._members:
             tap = self.engine.add(pub.id, pub.display, self.clock.now(),
@@ -86,7 +88,7 @@ class CompositeRecording:
             if self._members[pub.id] and video is None:
                 self.engine.video_ended(pub.id)  # camera off: their name tile
         self._members[pub.id] = video is not None
-        return TeeSink(writer, tap)
+        return TeeSink(writer, tap, own)
 
     def leave(self, pub_id: object) -> None:
         if self._members.pop(pub_id, None) is not None:

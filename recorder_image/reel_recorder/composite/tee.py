@@ -36,31 +36,36 @@ class ParticipantTap:
         self.request_keyframe()
 
 
+ALL_KINDS = frozenset({"audio", "video"})
+
+
 class TeeSink:
-    def __init__(self, primary, composite):
+    def __init__(self, primary, composite, own: frozenset[str] = ALL_KINDS):
+        """``own``: the kinds that go to ``primary`` too (mode both, VP8 video: the composite only)."""
         self.primary = primary  # the ParticipantWriter, or None in a composite-only recording
         self.composite = composite  # a ParticipantTap (engine.py)
+        self.own = own
         self.errors = 0
         self._logged: set[str] = set()
 
     @property
     def request_keyframe(self) -> Callable[[], None]:
-        target = self.primary if self.primary is not None else self.composite
+        target = self.primary if self.primary is not None and "video" in self.own else self.composite
         return target.request_keyframe
 
     @request_keyframe.setter
     def request_keyframe(self, fn: Callable[[], None]) -> None:
-        if self.primary is not None:
+        if self.primary is not None and "video" in self.own:
             self.primary.request_keyframe = fn
         self.composite.request_keyframe = fn
 
     def video(self, packet: av.Packet, t: float) -> None:
-        if self.primary is not None:
+        if self.primary is not None and "video" in self.own:
             self.primary.video(packet, t)
         self._composite("video", packet, t)
 
     def audio(self, packet: av.Packet, t: float) -> None:
-        if self.primary is not None:
+        if self.primary is not None and "audio" in self.own:
             self.primary.audio(packet, t)
         self._composite("audio", packet, t)
 

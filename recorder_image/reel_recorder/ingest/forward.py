@@ -1,6 +1,8 @@
 """Forward ingest: Janus forwards each recorded publisher's RTP to us (VideoRoom ``rtp_forward``).
 
-Needs the room secret (and the admin key when Janus locks forwarding). One demuxer thread per stream.
+Needs the room secret (and the admin key when Janus locks forwarding). One demuxer thread per stream, taking
+packets from Janus's address only (``janus_addr``: the room server's, or REEL_JANUS_MEDIA_ADDRESS when Janus
+sends media from another address) on a port picked at random in the range (rtp.PortAllocator).
 A WebRTC-subscriber ingest, for rooms where the recorder may not forward, would offer the same methods.
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 import av
 
 from ..clock import RecordingClock
-from ..errors import CODEC_UNSUPPORTED, RecorderError
+from ..errors import RecorderError
 from ..room.janus import JanusRequestError, JanusRoom
 from ..room.presence import PublishedStream, Publisher
 from .rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
@@ -24,12 +26,20 @@ from .rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
 log = logging.getLogger(__name__)
 
 # Payload types we ask Janus to use on the forward leg, so our SDP never depends on the publisher's offer.
+# Which codecs each kind of recording can take is outputs.py's business (plan_streams).
 PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "opus": 111}
 FMTP = {"h264": "packetization-mode=1"}
-#: What each kind of recording can take: a participant's own HLS copies H.264 as it comes (MPEG-TS cannot carry
-#: VP8); the composite decodes, so VP8 is fine there.
-RECORDABLE = {"video": {"h264"}, "audio": {"opus"}}
-COMPOSITE_ONLY = {"video": {"h264", "vp8"}, "audio": {"opus"}}
+ERR_NO_SUCH_FEED = 428  # VideoRoom: no such publisher (they left while we asked)
+FORWARD_ATTEMPTS = 2  # an rtp_forward that timed out is asked once more
+
+
+class ForwardFailed(Exception):
+    """Janus did not forward a publisher's media. ``gone``: they left meanwhile, or the connection to Janus is
+    down (nothing to skip: their Down, or the reconnect, follows); else Janus refused them (``message``)."""
+
+    def __init__(self, message: str, *, gone: bool):
+        super().__init__(message)
+        self.message, self.gone = message, gone
 
 
 class MediaSink:
@@ -66,9 +76,7 @@ class _Forwarded:
 
 class ForwardIngest:
     def __init__(self, room: JanusRoom, *, local_addr: str, janus_addr: str, clock: RecordingClock,
-                 secret: str | None, admin_key: str | None, ports: PortAllocator | None = None,
-                 composite_only: bool = False):
-        """``composite_only`` (mode composite): VP8 video is taken too (the composite decodes it)."""
+                 secret: str | None, admin_key: str | None, ports: PortAllocator | None = None):
         self.room = room
         self.local_addr = local_addr
         self.janus_addr = janus_addr
@@ -76,23 +84,16 @@ class ForwardIngest:
         self.secret = secret
         self.admin_key = admin_key
         self.ports = ports or PortAllocator(local_addr)
-        self.recordable = COMPOSITE_ONLY if composite_only else RECORDABLE
         self._streams: dict[object, dict[str, _Forwarded]] = {}
-
-    def check_codecs(self, pub: Publisher, streams: list[PublishedStream]) -> None:
-        for s in streams:
-            if (s.codec or "").lower() not in self.recordable[s.kind]:
-                composite = "VP8 in mode composite, " if self.recordable is RECORDABLE else ""
-                raise RecorderError(
-                    CODEC_UNSUPPORTED,
-                    f"participant {pub.display!r} publishes {s.kind} as {s.codec}; Reel records H.264 video "
-                    f"({composite}which re-encodes) and Opus audio (HLS/MPEG-TS cannot carry VP8/VP9/AV1 as they "
-                    "come): create the room with videocodec=h264, record the room with spec.recording.mode: "
-                    "composite, or record audio only (spec.recording.streamTypes: audio)")
+        # forwarders left on Janus when the connection was lost (they belong to the publisher, not to our session):
+        # stopped once the room is back (``_reclaim``), their ports kept until then (never two forwarders on one)
+        self._orphans: list[tuple[object, _Forwarded]] = []
 
     async def update(self, pub: Publisher, streams: list[PublishedStream], sink: MediaSink) -> None:
-        """Forward exactly ``streams`` of ``pub`` into ``sink``; starts new ones, stops dropped ones."""
-        self.check_codecs(pub, streams)
+        """Forward exactly ``streams`` of ``pub`` into ``sink``; starts new ones, stops dropped ones. Raises
+        ForwardFailed when Janus does not forward them (a timeout is asked again once), RecorderError when it
+        refuses the credentials (that cannot get better)."""
+        await self._reclaim()
         current = self._streams.setdefault(pub.id, {})
         wanted = {s.mid: s for s in streams}
         await self._stop_all([(pub.id, current.pop(mid)) for mid in [m for m in current if m not in wanted]])
@@ -118,8 +119,7 @@ class ForwardIngest:
         request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()],
                     **({"rtcp_port": f.port + 1} if f.kind == "video" else {})} for f in started]
         try:
-            forwarders = await self.room.rtp_forward(pub.id, self.local_addr, request, secret=self.secret,
-                                                     admin_key=self.admin_key)
+            forwarders = await self._forward(pub, request)
         except BaseException:
             await self._stop_all([(pub.id, current.pop(f.mid)) for f in started], janus=False)
             raise
@@ -136,6 +136,24 @@ class ForwardIngest:
                 sink.request_keyframe = requester.request
                 f.set_requester(requester)  # the multistream forward sends no PLI itself: start with a keyframe
 
+    async def _forward(self, pub: Publisher, request: list[dict]) -> list[dict]:
+        for attempt in range(1, FORWARD_ATTEMPTS + 1):
+            try:
+                return await self.room.rtp_forward(pub.id, self.local_addr, request, secret=self.secret,
+                                                   admin_key=self.admin_key)
+            except JanusRequestError as err:
+                if self.room.closed.is_set() or err.code == ERR_NO_SUCH_FEED:
+                    raise ForwardFailed(f"{pub.display!r} left, or Janus is gone: {err}", gone=True) from err
+                if err.code is not None or attempt == FORWARD_ATTEMPTS:
+                    raise ForwardFailed(f"Janus did not forward the media of {pub.display!r} ({pub.id}): {err}",
+                                        gone=False) from err
+                log.warning("rtp_forward for %r timed out; asking again", pub.display)
+        raise AssertionError("unreachable")
+
+    def packets_of(self, pub_id) -> dict[str, int]:
+        """Packets received so far from each forwarded stream of ``pub_id`` (kind -> count): the watchdog's."""
+        return {f.kind: f.reader.packets for f in self._streams.get(pub_id, {}).values() if f.reader is not None}
+
     async def remove(self, pub_id) -> None:
         """Stop everything forwarded for ``pub_id`` (it left, or the recording ends)."""
         await self._stop_all([(pub_id, f) for f in self._streams.pop(pub_id, {}).values()])
@@ -144,6 +162,17 @@ class ForwardIngest:
         """Stop every stream of every publisher at once (the ingest can be used again afterwards)."""
         streams, self._streams = self._streams, {}
         await self._stop_all([(pub_id, f) for pub_id, fs in streams.items() for f in fs.values()])
+        await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        """After a reconnect (room/reconnect.py): stop the forwarders the lost connection left behind, free their
+        ports. Harmless after a Janus restart (they died with it: Janus answers "no such feed")."""
+        if not self._orphans or self.room.closed.is_set():
+            return
+        orphans, self._orphans = self._orphans, []
+        await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in orphans))
+        for _, fwd in orphans:
+            self.ports.release(fwd.port)
 
     def failures(self) -> list[BaseException]:
         return [f.reader.error for fs in self._streams.values() for f in fs.values() if f.reader.error]
@@ -157,15 +186,19 @@ class ForwardIngest:
         One after the other, each reader's wait for its last read would keep the other streams flowing
         (a participant's video would outlast its audio by a read timeout, half a second).
         """
-        if janus and not self.room.closed.is_set():
+        lost = janus and self.room.closed.is_set()  # their forwarders outlive the connection: ``_reclaim``
+        if janus and not lost:
             await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in items if f.stream_id is not None))
         for _, fwd in items:
             fwd.reader.request_stop()
         await asyncio.gather(*(asyncio.to_thread(fwd.reader.stop) for _, fwd in items))
-        for _, fwd in items:
+        for pub_id, fwd in items:
             if fwd.requester:
                 fwd.requester.close()
-            self.ports.release(fwd.port)
+            if lost and fwd.stream_id is not None:
+                self._orphans.append((pub_id, fwd))
+            else:
+                self.ports.release(fwd.port)
 
     async def _stop_forwarder(self, pub_id, fwd: _Forwarded) -> None:
         with contextlib.suppress(JanusRequestError, RecorderError, TimeoutError):

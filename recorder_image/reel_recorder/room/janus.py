@@ -12,13 +12,20 @@ Two keepalives, for two different things:
   in its service thread, whatever the Janus core is doing, so 10 s without a pong means the peer or the path is
   gone, not a busy Janus. After a missed pong the socket is closed (``CLOSE_TIMEOUT`` for a close handshake
   that cannot complete) and ``closed`` is set, at most PING_INTERVAL + PING_TIMEOUT + CLOSE_TIMEOUT (25 s)
-  after the connection died; the recorder then ends as for any lost Janus connection (``JanusError``). Shorter
+  after the connection died; the recorder then reconnects as for any lost Janus connection (room/reconnect.py). Shorter
   intervals would buy little (what a dead connection loses first is presence: joins and leaves go unseen) and
   risk a false alarm on a congested link; a ping costs a few bytes. tests/integration/test_janus_client.py
   checks that Janus answers the pings and that a silently dropped connection closes.
 - The Janus ``keepalive`` request (every ``KEEPALIVE_SECONDS``) keeps the Janus *session* alive: Janus destroys
   a session that sent nothing for its ``session_timeout`` (60 s by default), pings or not (they never reach the
   Janus core).
+
+A lost connection (``closed`` set, ``error`` says why) is not the end: ``connect()`` may be called again on the
+same object, and starts afresh (a new socket, Janus session and handle; the old session's events dropped), so
+``join()`` rejoins (room/reconnect.py drives that, with backoff). Requests that fail transiently: a timed-out
+``rtp_forward`` is asked once more (ingest/forward.py); a keepalive that times out is ignored (the next one
+follows); a connect or join that fails while reconnecting is one failed attempt, the next follows after the
+backoff. A request is never resent on the same connection otherwise: Janus may have done it already.
 """
 
 from __future__ import annotations
@@ -77,6 +84,7 @@ class JanusRoom:
         self.ping_interval, self.ping_timeout, self.close_timeout = ping_interval, ping_timeout, close_timeout
         self.events: asyncio.Queue[dict] = asyncio.Queue()
         self.closed = asyncio.Event()
+        self.error: str | None = None  # why the last connection ended (set with ``closed``)
         self._ws = None
         self._session: int | None = None
         self._handle: int | None = None
@@ -86,6 +94,8 @@ class JanusRoom:
 
     # -- connection ----------------------------------------------------------------------------------------
     async def connect(self, timeout: float = 10.0) -> None:
+        """Connect, create a Janus session and attach a VideoRoom handle; again after a loss: starts afresh."""
+        await self._reset()
         try:
             self._ws = await asyncio.wait_for(
                 websockets.connect(self.url, subprotocols=["janus-protocol"], max_size=None,
@@ -120,6 +130,21 @@ class JanusRoom:
             with contextlib.suppress(Exception):
                 await self._ws.close()
         self.closed.set()
+
+    async def _reset(self) -> None:
+        """Forget an earlier connection: its tasks, socket, session, pending requests and unread events."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 1)
+        self._ws, self._session, self._handle, self.error = None, None, None, None
+        self._pending.clear()
+        while not self.events.empty():
+            self.events.get_nowait()
+        self.closed.clear()
 
     async def _keepalive(self) -> None:
         while True:
@@ -171,10 +196,13 @@ class JanusRoom:
                     await self.events.put(msg.get("plugindata", {}).get("data", {}))
                 elif msg.get("janus") in ("timeout", "detached"):
                     log.warning("Janus ended the session: %s", msg)
+                    self.error = f"Janus ended the session ({msg.get('janus')})"
                     break
         except websockets.ConnectionClosed as err:  # Janus closed it, or a missed pong did (a dead peer)
             log.warning("the connection to Janus at %s closed: %s", self.url, err)
+            self.error = f"the connection closed: {err}"
         finally:
+            self.error = self.error or "the connection closed"
             self.closed.set()
             for fut, _ in self._pending.values():
                 if not fut.done():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import InvalidKeyError, StoreError
 from .keys import key_problem
@@ -72,11 +74,40 @@ class Store(ABC):
         """The keys of every object under ``prefix`` (a folder key ending in '/'), sorted (what a resumed
         recording reads back)."""
 
+    # -- reading back, checking, deleting (integrity at the end, backfill: storage/integrity.py, backfill.py) --
+
+    def stat(self, key: str) -> ObjectInfo:
+        """The stored object's size and, when the store keeps one for it, its SHA-256 (hex); StoreError
+        (kind "object", code "NoSuchKey") when absent. This default reads the object; stores override it with
+        a cheaper request (S3: one HEAD)."""
+        data = self.get_bytes(key)
+        return ObjectInfo(len(data), hashlib.sha256(data).hexdigest())
+
+    def read_into(self, key: str, out: BinaryIO) -> None:
+        """Write the object's bytes into ``out``, streaming (stores override the default, which holds the whole
+        object in memory)."""
+        out.write(self.get_bytes(key))
+
+    def delete(self, key: str) -> None:
+        """Delete the object (absent is fine)."""
+        raise self.error(f"{key!r}: this store cannot delete objects", kind="object", code="NotImplemented")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
 
-def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store says about one stored object: its size, and its SHA-256 (hex) when the store keeps it."""
+
+    size: int
+    sha256: str | None = None
+
+
+CHUNK = 1 << 20  # streaming reads and writes go by 1 MiB
+
+
+def sha256_file(path: Path, bufsize: int = CHUNK) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(bufsize):

@@ -79,6 +79,9 @@ class UploadResult:
     missing: tuple[str, ...] = ()     # segment keys stored nowhere (their spool files are kept)
     backup_only: tuple[str, ...] = ()  # segment keys only in the backup
     unwritten: tuple[str, ...] = ()   # playlists/manifest whose final version is not in the primary
+    reason: str | None = None         # a FailureReason when the storing itself decided the failure (IntegrityMismatch)
+    mismatched: tuple[str, ...] = ()  # keys that do not match the manifest in the store they are in (integrity.py)
+    unverified: int = 0               # objects the integrity check could not read (their store stopped answering)
 
     @property
     def ok(self) -> bool:

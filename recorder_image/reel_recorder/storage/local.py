@@ -17,7 +17,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from .base import Store
+from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -217,6 +217,53 @@ class LocalStore(Store):
         finally:
             os.close(dfd)
         return st.st_size
+
+    def _open_read(self, key: str):
+        try:
+            dfd, leaf = self._open_parent(key, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        except OSError as e:
+            raise self._os_error(f"cannot read {key!r}", e) from None
+        try:
+            ffd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        except FileNotFoundError:
+            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
+        except OSError as e:
+            raise self._os_error(f"cannot read {key!r}", e) from None
+        finally:
+            os.close(dfd)
+        return os.fdopen(ffd, "rb")
+
+    def stat(self, key: str) -> ObjectInfo:
+        """A directory keeps no checksum: the file is read back, streaming, and hashed (local disk)."""
+        h = hashlib.sha256()
+        size = 0
+        with self._open_read(key) as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+        return ObjectInfo(size, h.hexdigest())
+
+    def read_into(self, key: str, out) -> None:
+        with self._open_read(key) as f:
+            shutil.copyfileobj(f, out, CHUNK)
+
+    def delete(self, key: str) -> None:
+        try:
+            dfd, leaf = self._open_parent(key, create=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            raise self._os_error(f"cannot delete {key!r}", e) from None
+        try:
+            os.unlink(leaf, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            raise self._os_error(f"cannot delete {key!r}", e) from None
+        finally:
+            os.close(dfd)
 
     def free_bytes(self) -> int:
         """Free space where the store writes (for disk-full checks)."""

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from .base import Store
+from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
 from .keys import content_type_for
 
@@ -30,6 +30,17 @@ _OBJECT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "X
                  "EntityTooLarge", "KeyTooLongError", "InvalidObjectName", "NoSuchKey", "404"}
 _SSE_CODES = {"NotImplemented", "InvalidEncryptionAlgorithmError", "InvalidArgument", "KMSNotConfigured",
               "InvalidEncryptionMethod", "kms.NotFoundException"}
+
+
+def _transfer_config():
+    """Multipart uploads with two parts of 8 MiB in flight: boto3's default (10 at once) holds ~80 MiB; this keeps a
+    multi-GB MP4's upload (the recorder's, the backfill's) within ~20 MiB."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=8 * 1024 * 1024,
+                            max_concurrency=2)
+    config.max_in_memory_upload_chunks = 2  # s3transfer's; boto3's constructor does not take it (default 10)
+    return config
 
 
 _SESSION_LOCK = threading.Lock()
@@ -260,7 +271,7 @@ class S3Store(Store):
                                             ContentType=ctype, **extra, **self._sse_args())
                 else:
                     extra_args = {"ContentType": ctype, "ChecksumAlgorithm": "SHA256", **self._sse_args()}
-                    self._client.upload_fileobj(f, self.bucket, key, ExtraArgs=extra_args)
+                    self._client.upload_fileobj(f, self.bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
             except Exception as e:
                 raise self.translate(e, f"upload {key!r}") from None
 
@@ -316,6 +327,40 @@ class S3Store(Store):
             return self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as e:
             raise self.translate(e, f"head {key!r}") from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        """One HEAD (ChecksumMode ENABLED): the size, and the SHA-256 when the object was stored with a whole-object
+        one (``put_file`` with ``sha256``: every segment and document up to MULTIPART_THRESHOLD); a multipart object
+        has a checksum of its parts' checksums ("...-N"), which is not the object's: then None."""
+        head = self.head(key)
+        sha = None
+        checksum = head.get("ChecksumSHA256") or ""
+        if checksum and "-" not in checksum and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+            try:
+                sha = base64.b64decode(checksum).hex()
+            except ValueError:
+                sha = None
+        return ObjectInfo(int(head.get("ContentLength") or 0), sha)
+
+    def read_into(self, key: str, out) -> None:
+        """GET, streamed into ``out`` by 1 MiB chunks (never the whole object in memory)."""
+        self.validate_key(key)
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            try:
+                for chunk in body.iter_chunks(CHUNK):
+                    out.write(chunk)
+            finally:
+                body.close()
+        except Exception as e:
+            raise self.translate(e, f"read {key!r}") from None
+
+    def delete(self, key: str) -> None:
+        self.validate_key(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as e:
+            raise self.translate(e, f"delete {key!r}") from None
 
     def close(self) -> None:
         self._client.close()

@@ -20,8 +20,10 @@ the three phases of ``close()``. Rules it keeps:
 - Everything that is only in the backup is copied into the primary (backfill) when both stores take requests,
   while recording and after ``close()`` up to ``backfill_deadline`` seconds.
 - ``close(timeout)``: 1. wait until every segment is stored somewhere (or refused); 2. backfill, up to the
-  backfill deadline, leaving a reserve of the budget for 3.; 3. the final playlists and manifest. At most
-  ``timeout`` seconds in all; every phase ends at once when no store is usable.
+  backfill deadline, leaving a reserve of the budget for 3.; 3. the final playlists and manifest; 4. integrity:
+  every stored segment and MP4 is checked in the store it is in (integrity.py: size and SHA-256, one HEAD each on
+  S3); a mismatch makes the result ``failed`` with reason ``IntegrityMismatch``. At most ``timeout`` seconds in
+  all (4. gets at least ``INTEGRITY_MIN_SECONDS``); every phase ends at once when no store is usable.
 - ``on_progress`` is called from the monitor thread when progress changed, every ``progress_interval`` seconds
   even without a change, and once more at the end of ``close()``; an exception in it is logged, not raised.
 """
@@ -29,22 +31,29 @@ the three phases of ``close()``. Rules it keeps:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from reel_api.vocabulary import FailureReason
+
 from .base import Store
 from .documents import Documents
 from .errors import StoreError
 from .health import Health
+from .integrity import Expected, mismatch_message, verify_stored
 from .ledger import BACKUP, PRIMARY, Ledger, UploadProgress, UploadResult
 from .transfers import Transfers
 
 __all__ = ["UploadProgress", "UploadResult", "Uploader"]
 
 log = logging.getLogger("reel.storage")
+
+#: The integrity check at the end of close() gets at least this long, whatever is left of the timeout.
+INTEGRITY_MIN_SECONDS = 20.0
 
 
 class Uploader:
@@ -91,6 +100,7 @@ class Uploader:
         self._changed = False          # for the monitor
         self._threads: list[threading.Thread] = []
         self._started = False
+        self.result: UploadResult | None = None  # close()'s result, once it returned
         # Timings, for the benchmark and logs: key -> seconds from segment_closed() to stored.
         self.latencies: dict[str, float] = self._ledger.latencies
 
@@ -247,12 +257,26 @@ class Uploader:
         with self._lock:
             result = ledger.result(fatal=health.fatal, unwritten=docs.unwritten(), docs_stored=docs.all_final_stored(),
                                    primary_label=primary_label, backup_label=backup_label)
+            stored = [(self.primary if s.in_primary else self.backup, Expected(s.key, s.size, s.sha256))
+                      for s in ledger.segments.values() if s.stored]
+        if result.ok:
+            result = self._verify(result, stored, until=max(end, self._clock() + INTEGRITY_MIN_SECONDS))
+        self.result = result
         self._emit(self.progress())
         for store in (self.primary, self.backup):
             if store is not None:
                 with contextlib.suppress(Exception):
                     store.close()
         return result
+
+    def _verify(self, result: UploadResult, stored: list, *, until: float) -> UploadResult:
+        """close()'s 4th phase, without the lock (integrity.verify_stored)."""
+        mismatches, unverified = verify_stored(stored, until=until, clock=self._clock)
+        if not mismatches:
+            return dataclasses.replace(result, unverified=unverified)
+        return dataclasses.replace(result, status="failed", reason=FailureReason.INTEGRITY_MISMATCH,
+                                   message=mismatch_message(mismatches, len(stored)),
+                                   mismatched=tuple(m.key for m in mismatches), unverified=unverified)
 
     # ----------------------------------------------------------------------------------------------------
     # Scheduler and workers (all *_locked methods run with self._lock held)

@@ -1,0 +1,71 @@
+"""The media watchdog: notices a recorded participant whose media stopped coming while Janus still lists them.
+
+Pure (no I/O, no clock of its own): ``Outputs.watch`` (outputs.py) feeds it each recorded participant's packet
+counts (ingest ``packets_of``) about once a second and carries out what it answers:
+
+- a stream that delivered nothing for ``STALL_SECONDS`` (10 s) → ``REFORWARD``: their forwarding is set up
+  again (their run ends and a new one starts, so their playlist continues after a discontinuity) with a
+  keyframe request; once per participant and stall, status counts it (``stalls``);
+- still nothing for another ``STALL_SECONDS`` after that, from a participant none of whose streams ever
+  delivered a packet → ``SKIP`` (reason NoMedia: they are listed, not recorded; the others go on);
+- a participant who delivered before and stalls again after the second forwarding is left as is (muted
+  cameras and DTX audio go quiet too); the stall stays counted in status.
+
+A participant's run starting afresh (a rejoin, a resume after a pause) starts over (``forget``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STALL_SECONDS = 10.0
+REFORWARD = "reforward"
+SKIP = "skip"
+
+
+@dataclass
+class _Watch:
+    counts: dict[str, int]
+    since: float  # when any count last moved (or the watch began)
+    ever: bool = False  # a packet came at some point
+    reforwarded: bool = False
+    stalled: bool = False  # the current stall has been acted upon
+
+
+@dataclass
+class MediaWatchdog:
+    stall_seconds: float = STALL_SECONDS
+    _watches: dict[object, _Watch] = field(default_factory=dict)
+
+    def observe(self, pub_id: object, counts: dict[str, int], now: float) -> str | None:
+        """``counts``: packets so far per stream kind of ``pub_id`` (monotonic while they are forwarded, from 0
+        after a reforward). Returns REFORWARD, SKIP or None."""
+        w = self._watches.get(pub_id)
+        if w is None:
+            self._watches[pub_id] = _Watch(dict(counts), now, ever=any(counts.values()))
+            return None
+        moved = [kind for kind, n in counts.items() if n != w.counts.get(kind, 0)]
+        stuck = not counts or len(moved) < len(counts)  # a stream that did not move since ``since``
+        w.counts = dict(counts)
+        if any(counts.values()):
+            w.ever = True
+        if not stuck:
+            w.since, w.stalled = now, False
+            return None
+        # one stream moving while another does not: the quiet one is judged from when all last moved
+        if now - w.since < self.stall_seconds or w.stalled:
+            return None
+        if not w.reforwarded:
+            w.reforwarded, w.since = True, now
+            return REFORWARD
+        w.stalled = True
+        return None if w.ever else SKIP
+
+    def reforwarded(self, pub_id: object, counts: dict[str, int], now: float) -> None:
+        """After REFORWARD: the new forwarders count from 0."""
+        w = self._watches.get(pub_id)
+        if w is not None:
+            w.counts, w.since = dict(counts), now
+
+    def forget(self, pub_id: object) -> None:
+        self._watches.pop(pub_id, None)
