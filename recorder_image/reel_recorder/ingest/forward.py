@@ -105,7 +105,7 @@ class ForwardIngest:
             port = self.ports.allocate()
             codec = s.codec.lower()
             rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=port,
-                            local_addr=self.local_addr, fmtp=FMTP.get(codec))
+                            local_addr=self.local_addr, fmtp=FMTP.get(codec), source=self.janus_addr)
             target = sink.video if s.kind == "video" else sink.audio
             fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=None)
             # Ask for a keyframe as soon as video flows (the first packets are rarely one: FFmpeg drops a new

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import struct
 import tempfile
@@ -38,6 +39,10 @@ class RtpStream:
     port: int  # local RTP port (RTCP is port + 1, FFmpeg binds both)
     local_addr: str  # the address Janus sends to and FFmpeg binds
     fmtp: str | None = None
+    # The only address packets are taken from (RTP and RTCP): Janus's. FFmpeg drops anything else before it is
+    # parsed (SDP source-filter → the rtp protocol's ``sources``): a stranger on the network cannot put a packet
+    # into a recording, nor end a stream with an RTCP BYE. None: from anywhere.
+    source: str | None = None
 
     def sdp(self) -> str:
         name, rate, channels = RTP_CODECS[self.codec]
@@ -53,17 +58,23 @@ class RtpStream:
         ]
         if self.fmtp:
             lines.append(f"a=fmtp:{self.payload_type} {self.fmtp}")
+        if self.source:
+            lines.append(f"a=source-filter: incl IN IP4 {self.local_addr} {self.source}")
         lines.append("a=recvonly")
         return "\r\n".join(lines) + "\r\n"
 
 
 class PortAllocator:
-    """Hands out even UDP port pairs (RTP, RTCP) from a range, checking that both can be bound."""
+    """Hands out even UDP port pairs (RTP, RTCP) from a range, checking that both can be bound.
+
+    It starts at a random pair of the range and goes round from there: two recorders on one address (pods
+    sharing a node's network, tests) rarely try the same pair at the same time (checking and FFmpeg's bind are
+    not one step), and a port is not predictable from the outside."""
 
     def __init__(self, addr: str, first: int = 40000, last: int = 44999):
         self.addr = addr
         self.first, self.last = first + (first % 2), last
-        self._next = self.first
+        self._next = self.first + 2 * random.randrange(max(1, (self.last - self.first) // 2))
         self._used: set[int] = set()
         self._lock = threading.Lock()
 
