@@ -92,6 +92,8 @@ class FailureReason(StrEnum):
     TOO_MANY_RESTARTS = "TooManyRestarts"  # the recorder was lost more often than spec.recording.maxRestarts allows
     BACKFILL_TIMEOUT = "BackfillTimeout"  # BackedUp: the backfill did not finish in backfillTimeoutSeconds; backup kept
     BACKFILL_FAILED = "BackfillFailed"  # BackedUp: the backfill cannot run (e.g. a local store without a volume claim)
+    ENDPOINT_NOT_ALLOWED = "EndpointNotAllowed"  # room server or store endpoint is (resolves to) a denied address
+    CREDENTIALS_REQUIRED = "CredentialsRequired"  # an S3 store without credentialsSecretRef; ambient ones not allowed
 
 
 class ConditionType(StrEnum):

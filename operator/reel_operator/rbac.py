@@ -4,6 +4,7 @@ change nothing but its own session's status. All named ``reel-rec-<session>`` an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reel_api import GROUP, PLURAL, RecordingSession
@@ -11,11 +12,14 @@ from reel_api import GROUP, PLURAL, RecordingSession
 from .names import object_meta, object_name
 
 
-def build_service_account(session: RecordingSession) -> dict[str, Any]:
+def build_service_account(session: RecordingSession, annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``annotations``: from the chart (recorder.serviceAccountAnnotations, only with allowAmbientCredentials),
+    e.g. eks.amazonaws.com/role-arn, so that web identity gives the recorder the cloud role."""
+    extra = {"annotations": dict(annotations)} if annotations else {}
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": object_meta(session, object_name(session.metadata.name)),
+        "metadata": object_meta(session, object_name(session.metadata.name), **extra),
         "automountServiceAccountToken": False,  # only the recorder pod mounts it (pod-level opt-in)
     }
 
@@ -48,6 +52,7 @@ def build_role_binding(session: RecordingSession) -> dict[str, Any]:
     }
 
 
-def build_identity(session: RecordingSession) -> tuple[dict[str, Any], ...]:
-    """All three, in the order they are created: ServiceAccount, Role, RoleBinding."""
-    return build_service_account(session), build_role(session), build_role_binding(session)
+def build_identity(session: RecordingSession,
+                   annotations: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ...]:
+    """All three, in the order they are created: ServiceAccount (with ``annotations``), Role, RoleBinding."""
+    return build_service_account(session, annotations), build_role(session), build_role_binding(session)

@@ -31,6 +31,22 @@ Recorder pods
   REEL_LOCAL_STORAGE_CLAIM             PVC mounted at spec.storage.local.path for sessions that record into a
                                        directory; "" = an emptyDir (lost with the pod: demos/tests only) [""]
 
+Where sessions may point, and with which credentials (reel_operator/endpoints.py; the chart's admission
+policy applies the same lists)
+  REEL_DENIED_CIDRS                    comma-separated CIDRs/addresses no endpoint may be or resolve to [loopback,
+                                       link-local, 0.0.0.0/8, ::, fd00:ec2::254: endpoints.DEFAULT_DENIED_CIDRS;
+                                       "" = none]; KUBERNETES_SERVICE_HOST (the API server) is always added
+  REEL_DENIED_HOSTS                    comma-separated names (".suffix" = every name under it) [localhost,
+                                       kubernetes(.default(.svc(.cluster.local))), metadata.google.internal, ...]
+  REEL_ALLOWED_HOSTS                   when set (or REEL_ALLOWED_CIDRS), every endpoint must be one of these
+  REEL_ALLOWED_CIDRS                   names, or an address (every one its name resolves to) in these CIDRs [""]
+  REEL_ALLOW_AMBIENT_CREDENTIALS       true: an S3 store without credentialsSecretRef may use the recorder's
+                                       ambient cloud credentials (web identity, instance profile); false: such
+                                       a session fails (CredentialsRequired) [false]
+  REEL_RECORDER_SERVICE_ACCOUNT_ANNOTATIONS  JSON object, annotations of each session's recorder
+                                       ServiceAccount when ambient credentials are allowed, e.g.
+                                       {"eks.amazonaws.com/role-arn": "arn:aws:iam::...:role/rec"} [{}]
+
 Lifecycle
   REEL_START_TIMEOUT_SECONDS           a pod not running by then (unschedulable, slow pull) -> Failed [180]
   REEL_DELETE_TIMEOUT_SECONDS          a deleted session waits this long for its recorder to finish uploading,
@@ -51,12 +67,15 @@ Operator process
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import random
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from .endpoints import DEFAULT_DENIED_CIDRS, DEFAULT_DENIED_HOSTS
 
 #: Our finalizer and the prefix of kopf's annotations (progress, last-handled-configuration).
 FINALIZER = "reel.dev/finalizer"
@@ -89,6 +108,12 @@ class Settings:
     local_storage_claim: str = ""
     start_timeout_seconds: float = 180.0
     delete_timeout_seconds: float = 330.0
+    denied_cidrs: tuple[str, ...] = DEFAULT_DENIED_CIDRS
+    denied_hosts: tuple[str, ...] = DEFAULT_DENIED_HOSTS
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+    allow_ambient_credentials: bool = False
+    recorder_service_account_annotations: Mapping[str, str] = field(default_factory=dict)
     namespaces: tuple[str, ...] = ()
     peering_name: str = "reel"
     peering_priority: int = 0
@@ -100,6 +125,11 @@ class Settings:
     @property
     def clusterwide(self) -> bool:
         return not self.namespaces
+
+    @property
+    def recorder_sa_annotations(self) -> dict[str, str]:
+        """Annotations of each recorder ServiceAccount: only when ambient credentials are allowed."""
+        return dict(self.recorder_service_account_annotations) if self.allow_ambient_credentials else {}
 
     @property
     def upload_timeout_seconds(self) -> int:
@@ -135,6 +165,12 @@ class Settings:
             local_storage_claim=r.str("REEL_LOCAL_STORAGE_CLAIM", ""),
             start_timeout_seconds=r.float("REEL_START_TIMEOUT_SECONDS", 180.0),
             delete_timeout_seconds=r.float("REEL_DELETE_TIMEOUT_SECONDS", grace + 30.0),
+            denied_cidrs=r.cidrs("REEL_DENIED_CIDRS", DEFAULT_DENIED_CIDRS) + _api_server(env),
+            denied_hosts=r.list("REEL_DENIED_HOSTS", DEFAULT_DENIED_HOSTS),
+            allowed_hosts=r.list("REEL_ALLOWED_HOSTS"),
+            allowed_cidrs=r.cidrs("REEL_ALLOWED_CIDRS", ()),
+            allow_ambient_credentials=r.bool("REEL_ALLOW_AMBIENT_CREDENTIALS", False),
+            recorder_service_account_annotations=r.json("REEL_RECORDER_SERVICE_ACCOUNT_ANNOTATIONS", {}, dict),
             namespaces=r.list("REEL_NAMESPACES"),
             peering_name=r.str("REEL_PEERING_NAME", "reel"),
             peering_priority=r.int("REEL_PEERING_PRIORITY", random.randint(1, 2**30), minimum=0),
@@ -143,6 +179,15 @@ class Settings:
             metrics_port=r.int("REEL_METRICS_PORT", 0, minimum=0),
             log_level=r.str("REEL_LOG_LEVEL", "INFO"),
         )
+
+
+def _api_server(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The API server's address as this process sees it (in a pod), when it is an IP address."""
+    host = (env.get("KUBERNETES_SERVICE_HOST") or "").strip()
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        return ()
 
 
 def _quantities(**values: str) -> dict[str, str]:
@@ -201,9 +246,22 @@ class _Reader:
             raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
 
-    def list(self, name: str) -> tuple[str, ...]:
-        value = self._raw(name) or ""
+    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """Comma-separated; unset = ``default``, "" = empty."""
+        value = self._raw(name)
+        if value is None:
+            return default
         return tuple(item.strip() for item in value.split(",") if item.strip())
+
+    def cidrs(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated CIDRs or addresses, each checked."""
+        values = self.list(name, default)
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise SettingsError(f"{name}: {value!r} is not a CIDR or an IP address") from None
+        return values
 
     def words(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self._raw(name)

@@ -116,7 +116,8 @@ class FakeKube:
 def ctx(monkeypatch):
     posted = []
     monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: posted.append((type, reason, message)))
-    c = common.Context(kube=FakeKube(), settings=Settings(start_timeout_seconds=60))
+    # the sessions here name a bucket without credentialsSecretRef (ambient credentials: test_endpoint_policy.py)
+    c = common.Context(kube=FakeKube(), settings=Settings(start_timeout_seconds=60, allow_ambient_credentials=True))
     c.posted = posted
     return c
 

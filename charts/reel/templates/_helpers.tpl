@@ -62,3 +62,24 @@ the same name in different namespaces (e.g. two teams, each watching its own nam
 {{- define "reel.image" -}}
 {{- printf "%s:%s" .repository (toString .tag) -}}
 {{- end -}}
+
+{{/* Addresses no session endpoint may be (endpointPolicy): deniedCIDRs, apiServerAddresses and, with
+lookupApiServer, the kubernetes Service's ClusterIPs and the API server's own addresses as the cluster
+reports them (lookup: empty under `helm template`). A JSON list of CIDRs (a bare address gets /32 or /128). */}}
+{{- define "reel.deniedCIDRs" -}}
+{{- $p := .Values.endpointPolicy -}}
+{{- $all := concat $p.deniedCIDRs $p.apiServerAddresses -}}
+{{- if $p.lookupApiServer -}}
+{{- $svc := lookup "v1" "Service" "default" "kubernetes" -}}
+{{- if $svc -}}{{- $all = concat $all ($svc.spec.clusterIPs | default list) -}}{{- end -}}
+{{- $slice := lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- if $slice -}}{{- range $slice.endpoints -}}{{- $all = concat $all (.addresses | default list) -}}{{- end -}}{{- end -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $all -}}
+{{- $c := toString . -}}
+{{- if not (contains "/" $c) -}}{{- $c = printf "%s/%s" $c (ternary "128" "32" (contains ":" $c)) -}}{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}

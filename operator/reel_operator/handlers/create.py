@@ -10,7 +10,7 @@ import kopf
 
 from reel_api import FailureReason, Phase, SessionError, StopReason
 
-from .. import interruptions, lock, podspec, rbac
+from .. import endpoints, interruptions, lock, podspec, rbac
 from .. import status as st
 from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
 from . import pods
@@ -46,6 +46,9 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
                                        "operator's log and the session's events")
         return
 
+    if not allowed_to_start(ctx, body, session):
+        return
+
     # Label first: other sessions of the same room see us while we check (lock.py).
     key = room_key(session)
     if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) != key:
@@ -65,7 +68,7 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
-    for obj in rbac.build_identity(session):
+    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
         ctx.kube.create(obj)
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, body["metadata"]):
@@ -75,6 +78,20 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
     if logger and created:
         logger.info("created recorder pod %s", pod["metadata"]["name"])
     update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]})
+
+
+def allowed_to_start(ctx: Context, body: Mapping[str, Any], session) -> bool:
+    """Where the session points (endpoints.py: denied addresses, names resolved here, the allow-lists) and
+    whether it would need ambient cloud credentials: a session that may not fails before anything is created."""
+    problems = endpoints.endpoint_problems(session.spec, endpoints.EndpointPolicy.from_settings(ctx.settings))
+    if problems:
+        fail(ctx, body, FailureReason.ENDPOINT_NOT_ALLOWED, "; ".join(problems))
+        return False
+    problems = endpoints.credential_problems(session.spec, ctx.settings.allow_ambient_credentials)
+    if problems:
+        fail(ctx, body, FailureReason.CREDENTIALS_REQUIRED, "; ".join(problems))
+        return False
+    return True
 
 
 def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> None:
@@ -117,7 +134,7 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return
-    for obj in rbac.build_identity(session):
+    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
         ctx.kube.create(obj)  # still there (owned by the session); created again if someone removed them
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, meta) or st.pod_view(pod).restart != restarts:
