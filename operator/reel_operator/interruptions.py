@@ -20,6 +20,7 @@ from reel_api import TERMINAL_PHASES, InterruptionReason, Phase
 from reel_api.models import DEFAULT_MAX_RESTARTS, DEFAULT_RECORDER_SILENCE_SECONDS
 
 from .podspec import LIVENESS_PROBE
+from .podstate import PodView, termination_summary
 from .status import (
     DELETION_BY_POD_GC,
     DELETION_BY_TAINT_MANAGER,
@@ -30,12 +31,10 @@ from .status import (
     POD_NODE_LOST,
     POD_UNKNOWN,
     PREEMPTION_BY_SCHEDULER,
-    PodView,
     is_terminal,
     now_utc,
     parse_time,
     rfc3339,
-    termination_summary,
 )
 
 RESTART_BACKOFF_SECONDS, RESTART_BACKOFF_MAX_SECONDS = 2.0, 30.0

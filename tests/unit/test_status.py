@@ -9,7 +9,7 @@ import pytest
 
 from reel_api import RecordingSessionStatus
 from reel_operator import interruptions as irs
-from reel_operator import lock
+from reel_operator import lock, podstate
 from reel_operator import status as st
 
 NOW = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
@@ -32,7 +32,7 @@ def pod(*, phase="Pending", state=None, last_state=None, conditions=(), deleting
 
 def judge(p, **kw):
     kw.setdefault("start_timeout", 60)
-    return st.judge_pod(st.pod_view(p, gone=kw.pop("gone", False)), namespace="media", now=NOW, **kw)
+    return podstate.judge_pod(podstate.pod_view(p, gone=kw.pop("gone", False)), namespace="media", now=NOW, **kw)
 
 
 def terminated(exit_code=0, message="", reason="Completed"):
@@ -241,7 +241,7 @@ DISRUPTION = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionB
 
 
 def lost(p, *, phase="Recording", **kw):
-    return irs.judge_interruption(st.pod_view(p, gone=kw.pop("gone", False)), phase=phase, **kw)
+    return irs.judge_interruption(podstate.pod_view(p, gone=kw.pop("gone", False)), phase=phase, **kw)
 
 
 RUNNING = {"running": {"startedAt": CREATED}}
@@ -333,7 +333,7 @@ def test_liveness_failures_are_counted_from_this_pods_unhealthy_events():
 def test_a_liveness_kill_is_recorder_unresponsive(p, words):
     """restartPolicy Never: the kubelet stops the pod like a deletion that leaves no trace on it; the pod's
     Events (failureThreshold liveness failures) are what tell."""
-    view = st.pod_view(p)
+    view = podstate.pod_view(p)
     assert irs.may_be_unresponsive(view)
     cause = lost(p, liveness_failures=3)
     assert cause.reason == "RecorderUnresponsive" and "liveness probe failed 3 times" in cause.message, cause
@@ -354,7 +354,7 @@ def test_a_liveness_kill_is_recorder_unresponsive(p, words):
     pod(phase="Running", state=RUNNING),
 ])
 def test_other_ends_are_not_taken_for_a_liveness_kill(p):
-    assert not irs.may_be_unresponsive(st.pod_view(p))
+    assert not irs.may_be_unresponsive(podstate.pod_view(p))
     cause = lost(p, liveness_failures=9)
     assert cause is None or cause.reason != "RecorderUnresponsive"
 
@@ -370,12 +370,12 @@ def test_pod_view_reads_restart_node_disruption_and_ready():
     p = pod(phase="Running", state=RUNNING, conditions=[DISRUPTION, {"type": "Ready", "status": "True"}])
     p["metadata"]["annotations"] = {"reel.dev/restart": "2"}
     p["spec"]["nodeName"] = "node-1"
-    v = st.pod_view(p)
+    v = podstate.pod_view(p)
     assert (v.restart, v.node, v.disruption, v.ready) == (2, "node-1", "EvictionByEvictionAPI", True)
-    v = st.pod_view(pod())
+    v = podstate.pod_view(pod())
     assert (v.restart, v.node, v.disruption, v.ready) == (0, None, None, None)
     p["metadata"]["annotations"] = {"reel.dev/restart": "x"}
-    assert st.pod_view(p).restart == 0
+    assert podstate.pod_view(p).restart == 0
 
 
 def test_restart_budget_and_backoff():

@@ -27,7 +27,7 @@ from typing import Any
 
 from reel_api import ConditionReason, ConditionStatus, FailureReason, Phase, SessionError
 
-from .. import jobspec
+from .. import jobspec, podstate
 from .. import status as st
 from ..names import backfill_job_name, owned_by
 from .common import Context, parse, post_event, update_status
@@ -163,7 +163,7 @@ def job_summary(ctx: Context, namespace: str, name: str) -> dict[str, Any]:
             term = (cs.get("state") or {}).get("terminated")
             if cs.get("name") != jobspec.CONTAINER or not term:
                 continue
-            summary = st.termination_summary(term)
+            summary = podstate.termination_summary(term)
             at = term.get("finishedAt") or ""
             if summary is not None and (latest is None or at >= latest[0]):
                 latest = (at, summary)

@@ -10,7 +10,7 @@ import kopf
 
 from reel_api import FailureReason, Phase, SessionError, StopReason
 
-from .. import endpoints, interruptions, lock, podspec, rbac
+from .. import endpoints, interruptions, lock, podspec, podstate, rbac
 from .. import status as st
 from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
 from . import pods
@@ -104,12 +104,12 @@ def resume_running(ctx: Context, body: Mapping[str, Any], *, stopping: bool) -> 
     pod = ctx.kube.get_pod(meta["namespace"], name)
     if pod is not None:
         return
-    view = st.PodView(name=name, gone=True, running=True, restart=status.get("restarts") or 0)
+    view = podstate.PodView(name=name, gone=True, running=True, restart=status.get("restarts") or 0)
     cause = interruptions.judge_interruption(view, phase=status.get("phase"), stopping=stopping)
     if cause is not None:
         pods.interrupted(ctx, body, None, view, cause)
         return
-    verdict = st.judge_pod(view, namespace=meta["namespace"], now=st.now_utc(),
+    verdict = podstate.judge_pod(view, namespace=meta["namespace"], now=st.now_utc(),
                            start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping)
     if verdict is not None:
         update_status(ctx, body, {"phase": verdict.phase, "stopReason": verdict.stop_reason,
@@ -137,7 +137,7 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
         ctx.kube.create(obj)  # still there (owned by the session); created again if someone removed them
     pod, created = ctx.kube.create(pod_body)
-    if not owned_by(pod, meta) or st.pod_view(pod).restart != restarts:
+    if not owned_by(pod, meta) or podstate.pod_view(pod).restart != restarts:
         return  # the lost pod (or an earlier session's) is still there: the next tick deletes it / waits
     if logger and created:
         logger.info("created replacement recorder pod %s (restart %d)", pod["metadata"]["name"], restarts)

@@ -17,13 +17,13 @@ from typing import Any
 
 from reel_api import ConditionReason, FailureReason, Phase, StopReason
 
-from .. import interruptions
+from .. import interruptions, podstate
 from .. import status as st
 from ..names import object_name, owned_by, owner_session
 from .common import Context, update_status
 
 
-def remove_pod(ctx: Context, pod: Mapping[str, Any], view: st.PodView) -> None:
+def remove_pod(ctx: Context, pod: Mapping[str, Any], view: podstate.PodView) -> None:
     """Delete a pod we no longer need: at once if its recorder is not running, else gracefully."""
     if view.gone or view.deleting:
         return
@@ -32,7 +32,7 @@ def remove_pod(ctx: Context, pod: Mapping[str, Any], view: st.PodView) -> None:
                         uid=pod["metadata"].get("uid"))
 
 
-def force_remove(ctx: Context, pod: Mapping[str, Any] | None, view: st.PodView) -> None:
+def force_remove(ctx: Context, pod: Mapping[str, Any] | None, view: podstate.PodView) -> None:
     """Delete a lost recorder's pod at once (also one already terminating, e.g. on a lost node): its recorder
     has exited or cannot be reached, and its replacement needs the name."""
     if pod is None or view.gone:
@@ -41,14 +41,14 @@ def force_remove(ctx: Context, pod: Mapping[str, Any] | None, view: st.PodView) 
                         uid=pod["metadata"].get("uid"))
 
 
-def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, st.PodView | None]:
+def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, podstate.PodView | None]:
     """The session's recorder pod and its view, or (None, None): not there, another session's, or a lost
     recorder's (an earlier restart number than status.restarts), which is force-deleted on the way."""
     meta = body["metadata"]
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if not owned_by(pod, meta):
         return None, None
-    view = st.pod_view(pod)
+    view = podstate.pod_view(pod)
     if view.restart < ((body.get("status") or {}).get("restarts") or 0):
         force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
         return None, None
@@ -63,7 +63,7 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
         return
     if session is None:
         session = ctx.kube.get_session(namespace, owner[0])
-    view = st.pod_view(pod, gone=gone)
+    view = podstate.pod_view(pod, gone=gone)
     if session is None or session["metadata"].get("uid") != owner[1]:
         return  # the session is gone: garbage collection removes its pod
     status = session.get("status") or {}
@@ -115,16 +115,17 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
         remove_pod(ctx, pod, view)
 
 
-def judge(ctx: Context, view: st.PodView, namespace: str, *, stopping: bool, deleting: bool) -> st.Verdict | None:
+def judge(ctx: Context, view: podstate.PodView, namespace: str, *, stopping: bool,
+          deleting: bool) -> podstate.Verdict | None:
     events = ()
     if not view.running and not view.gone and view.waiting_reason in (None, st.CONTAINER_CREATING):
         events = ctx.kube.pod_events(namespace, view.name)  # FailedMount (a missing Secret) shows only there
-    return st.judge_pod(view, namespace=namespace, now=st.now_utc(), start_timeout=ctx.settings.start_timeout_seconds,
-                        stopping=stopping, deleting=deleting, events=events,
-                        grace_seconds=ctx.settings.termination_grace_seconds)
+    return podstate.judge_pod(view, namespace=namespace, now=st.now_utc(),
+                              start_timeout=ctx.settings.start_timeout_seconds, stopping=stopping, deleting=deleting,
+                              events=events, grace_seconds=ctx.settings.termination_grace_seconds)
 
 
-def interrupted(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any] | None, view: st.PodView,
+def interrupted(ctx: Context, session: Mapping[str, Any], pod: Mapping[str, Any] | None, view: podstate.PodView,
                 cause: interruptions.Interruption, *, logger=None) -> None:
     """The recorder of a session that goes on was lost: count a restart and mark the gap (the timer starts the
     replacement after the backoff), or, with spec.recording.maxRestarts used up, fail the session. Either way

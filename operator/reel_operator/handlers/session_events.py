@@ -11,7 +11,7 @@ from typing import Any
 
 from reel_api import SessionError
 
-from .. import interruptions, lock
+from .. import interruptions, lock, podstate
 from .. import status as st
 from ..names import object_name, owned_by
 from . import create, pods
@@ -37,7 +37,7 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
     if pod_names is None or pod_name in pod_names:
         pod = ctx.kube.get_pod(meta["namespace"], pod_name)
         if owned_by(pod, meta):
-            pods.remove_pod(ctx, pod, st.pod_view(pod))
+            pods.remove_pod(ctx, pod, podstate.pod_view(pod))
     if holds_lock:
         with contextlib.suppress(SessionError):
             lock.release(ctx.kube, parse(body))
@@ -63,8 +63,8 @@ def check_silence(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if pod is not None and not owned_by(pod, meta):
         return
-    view = st.pod_view(pod) if pod is not None else \
-        st.PodView(name=object_name(meta["name"]), gone=True, restart=(body.get("status") or {}).get("restarts") or 0)
+    view = podstate.pod_view(pod) if pod is not None else podstate.PodView(
+        name=object_name(meta["name"]), gone=True, restart=(body.get("status") or {}).get("restarts") or 0)
     pods.interrupted(ctx, body, pod, view, cause, logger=logger)
 
 
@@ -85,7 +85,7 @@ def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) ->
     if pod is not None:
         if not owned_by(pod, meta):
             return  # a pod of an earlier session of the same name is still going
-        view = st.pod_view(pod)
+        view = podstate.pod_view(pod)
         if view.restart < restarts:
             pods.force_remove(ctx, pod, view)  # the lost pod, still terminating (e.g. on a lost node)
         else:
