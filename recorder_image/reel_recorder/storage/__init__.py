@@ -6,7 +6,7 @@
 """
 
 from .base import Store, sha256_file
-from .errors import InvalidKeyError, StoreError
+from .errors import InvalidKeyError, ObjectExistsError, StoreError
 from .factory import credentials_from_dir, open_store, storage_configured
 from .keys import content_type_for, key_problem, static_prefix
 from .local import LocalStore
@@ -15,6 +15,7 @@ from .uploader import Uploader, UploadProgress, UploadResult
 __all__ = [
     "InvalidKeyError",
     "LocalStore",
+    "ObjectExistsError",
     "S3Store",
     "Store",
     "StoreError",

@@ -9,8 +9,10 @@ backfill``, ../backfill.py, retries with backoff until its deadline; the operato
    SHA-256, one HEAD each on S3). One that is missing or differs is copied from the backup: streamed into a
    temporary file in ``workdir`` while its SHA-256 is computed (1 MiB at a time: a multi-GB MP4 needs no memory,
    only disk), compared with the manifest, stored with ``put_file(sha256=...)`` (S3 verifies the checksum on
-   the way in) and checked in the primary again. A backup copy that differs from the manifest is an
-   ``IntegrityMismatch`` (nothing can make it right: the pass stops, the backup is left as it is);
+   the way in; written once, base.py: the same bytes already there are fine, a different object there is never
+   written over and is an ``IntegrityMismatch``) and checked in the primary again. A backup copy that differs
+   from the manifest is an ``IntegrityMismatch`` (nothing can make it right: the pass stops, the backup is left
+   as it is);
 3. every playlist is rendered again from the manifest, listing every segment (``#EXT-X-ENDLIST``), and the
    manifest with every location ``primary`` and a ``backfill`` entry (when, how much), into the primary: the
    manifest last, so a manifest that says "all in the primary" is only written once that is true;
@@ -38,7 +40,7 @@ from reel_api.vocabulary import FailureReason
 from ..layout import manifest_key
 from ..output.playlist import Playlist, PlaylistEntry
 from .base import CHUNK, Store
-from .errors import StoreError
+from .errors import ObjectExistsError, StoreError
 from .integrity import Expected, Mismatch, check_object, mismatch_message
 from .keys import content_type_for
 
@@ -145,7 +147,10 @@ def copy_object(backup: Store, primary: Store, want: Expected, workdir: Path, wh
                                 f"the copy of {want.key} in {backup.label} does not match the manifest ({sink.size} "
                                 f"bytes, sha256 {sink.h.hexdigest()[:12]}...; recorded {want.size} bytes, "
                                 f"{want.sha256[:12]}...): it is left there, nothing was copied")
-        primary.put_file(want.key, Path(name), content_type_for(want.key), sha256=want.sha256)
+        try:
+            primary.put_file(want.key, Path(name), content_type_for(want.key), sha256=want.sha256)
+        except ObjectExistsError as err:
+            raise BackfillError(FailureReason.INTEGRITY_MISMATCH, f"{err}; the backup's copy is left there") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)

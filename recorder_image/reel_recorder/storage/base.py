@@ -1,15 +1,26 @@
-"""The store interface shared by LocalStore and S3Store."""
+"""The store interface shared by LocalStore and S3Store.
+
+Objects are never silently overwritten. ``put_file`` stores an object that is written once (a segment, an MP4, the
+backfill's copies): stores create it only when the key is free (S3 ``If-None-Match: *``, a directory's exclusive
+link into place). An object already there is accepted only when it holds the same bytes (size and SHA-256: a retry
+of our own upload whose first answer was lost, a backfill finding its copy in place); any other object there is an
+:class:`ObjectExistsError`, and nothing is written over it. ``put_bytes`` stores the documents that are rewritten on
+purpose while recording (playlists, the manifest): unconditionally; ``put_bytes_once`` is its write-once form.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InvalidKeyError, StoreError
+from .errors import InvalidKeyError, ObjectExistsError, StoreError
 from .keys import key_problem
+
+log = logging.getLogger("reel.storage")
 
 
 class Store(ABC):
@@ -55,11 +66,44 @@ class Store(ABC):
     @abstractmethod
     def put_file(self, key: str, path: Path, content_type: str | None = None, *,
                  sha256: str | None = None) -> None:
-        """Store the file at ``path`` under ``key``. With ``sha256`` (hex), the stored bytes are verified."""
+        """Store the file at ``path`` under ``key``, written once (module docstring): never over an object already
+        there; the same bytes already there are accepted, others raise ObjectExistsError. With ``sha256`` (hex),
+        the stored bytes are verified."""
 
     @abstractmethod
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        """Store ``data`` under ``key`` (replacing it atomically)."""
+        """Store ``data`` under ``key`` (replacing it atomically): for documents rewritten on purpose (playlists,
+        the manifest); unconditional."""
+
+    def put_bytes_once(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """``put_bytes`` written once, like ``put_file`` (the uploader's backfill of a segment). This default
+        looks before it writes (a HEAD, then an unconditional PUT: another writer may come between the two);
+        LocalStore and S3Store override it with a conditional write."""
+        sha = hashlib.sha256(data).hexdigest()
+        try:
+            self.stat(key)
+        except StoreError as err:
+            if err.code != "NoSuchKey":
+                raise
+            self.put_bytes(key, data, content_type)
+            return
+        self.accept_existing(key, len(data), sha)
+
+    def accept_existing(self, key: str, size: int, sha256: str) -> None:
+        """A write-once put found an object already at ``key``. Returns when it holds the same bytes (``size``,
+        ``sha256``): a retry of our own upload whose first answer was lost, or a copy already in place. Raises
+        ObjectExistsError when it differs (nothing is written over it), a transient StoreError when it has gone
+        again (the caller retries), and the store's own errors."""
+        from .integrity import Expected, check_object  # integrity imports this module
+
+        bad = check_object(self, Expected(key, int(size), sha256.lower()))
+        if bad is None:
+            log.info("%s: %r is already stored with the same bytes (a retried upload): accepted", self.label, key)
+            return
+        if bad.why == "missing":
+            raise self.error(f"{key!r} was there when written once and is gone now: will retry",
+                             kind="transient", code="ObjectVanished")
+        raise ObjectExistsError(self.label, key, bad.why)
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:

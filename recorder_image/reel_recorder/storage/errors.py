@@ -8,6 +8,9 @@ person can do about it. Three kinds decide what the uploader does with them:
   when no store is usable the session fails.
 - ``object``: this one object cannot be stored (a key that would escape the store's root, a spool file that
   vanished or no longer matches its checksum). The store itself is fine; the object is reported as missing.
+- ``object`` with code ``ObjectExists`` (:class:`ObjectExistsError`): a write-once object (a segment, an MP4)
+  found a different object at its key, which is not written over. Another recording writes under this prefix:
+  the uploader ends the session with it (fatal), naming the key.
 - ``transient``: anything else (timeouts, refused connections, HTTP 5xx, throttling): retry with backoff.
 """
 
@@ -50,4 +53,20 @@ class InvalidKeyError(StoreError):
 
     def __init__(self, store: str, key: str, why: str) -> None:
         super().__init__(store, f"refused object key {key!r}: {why}", kind="object", code="InvalidKey")
+        self.key = key
+
+
+#: The code of :class:`ObjectExistsError`.
+OBJECT_EXISTS = "ObjectExists"
+
+
+class ObjectExistsError(StoreError):
+    """A write-once object (a segment, an MP4) found a different object at its key: it is not written over
+    (storage/base.py). Fatal for the session: the uploader stops (Health.collided), naming the key."""
+
+    def __init__(self, store: str, key: str, why: str = "") -> None:
+        detail = f" ({why})" if why else ""
+        super().__init__(store, f"an object already exists at {key!r} and differs{detail}: another recording "
+                                "writes under this prefix? It was not written over", kind="object",
+                         code=OBJECT_EXISTS)
         self.key = key

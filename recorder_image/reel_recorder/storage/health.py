@@ -12,6 +12,9 @@ workers and scheduler, ``preflight()`` and ``close()``). No I/O and no lock of i
 - Failover: when the primary has kept failing for ``failover_after`` seconds (at once when it is fatal) and the
   backup is usable, new segments go to the backup. The primary keeps being probed; when it answers again, new
   segments go back to it (and the uploader backfills it).
+- A write-once object that found a different object at its key (``ObjectExistsError``: another recording writes
+  under this prefix) is not a failure of the store, but it ends the session: :meth:`Health.collided` sets
+  :attr:`Health.fatal` for good (the workers stop, segments not stored stay in the spool), the error naming the key.
 - Failures during ``close()``'s final phase are also counted apart (``final_failures``): documents.py gives up
   on a store that keeps failing then.
 """
@@ -141,3 +144,9 @@ class Health:
         self.fatal = StoreError("", msg, kind="config", code=p.fatal.code)
         log.error("no usable store: %s", msg)
         return True
+
+    def collided(self, err: StoreError) -> None:
+        """A write-once object found a different object at its key (module docstring): no store is used any more."""
+        if self.fatal is None:
+            self.fatal = err
+            log.error("stopping the uploads: %s", err)

@@ -4,7 +4,10 @@ Keys are checked twice: lexically (no absolute keys, no ``..``, see keys.key_pro
 directory tree, where every folder is opened relative to its parent with O_NOFOLLOW, so a symlink placed
 anywhere inside the root (even between the check and the write) cannot redirect a write outside it.
 Files are written to a temporary name in their final folder and renamed into place: a reader never sees
-half an object.
+half an object. Write-once objects (``put_file``, ``put_bytes_once``: segments, MP4s) are linked into place
+instead (``linkat``, which fails when the name exists): never over an existing object (base.py says what happens
+then). On a filesystem without hard links the store looks before it renames (another writer may come between
+the two; logged once).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -19,6 +23,8 @@ from pathlib import Path
 
 from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
+
+log = logging.getLogger("reel.storage")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -31,6 +37,7 @@ class LocalStore(Store):
         self.fsync = fsync
         self._counter = 0
         self._lock = threading.Lock()
+        self._links = True  # False once the filesystem refused a hard link (write-once falls back, docstring)
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -94,14 +101,17 @@ class LocalStore(Store):
             n = self._counter
         return f".{leaf[:200]}.{os.getpid()}.{n}.tmp"
 
-    def _write(self, key: str, chunks, expect_sha256: str | None) -> None:
+    def _write(self, key: str, chunks, expect_sha256: str | None, *, once: bool = False) -> tuple[int, str] | None:
+        """Write ``chunks`` under ``key``. ``once``: only if no object is there; returns (size, sha256) of what
+        was not written when one is (else None)."""
         try:
             dfd, leaf = self._open_parent(key, create=True)
         except OSError as e:
             raise self._os_error(f"cannot create the folders of {key!r}", e) from None
         tmp = self._tmp_name(leaf)
         try:
-            h = hashlib.sha256() if expect_sha256 else None
+            h = hashlib.sha256() if expect_sha256 or once else None
+            size = 0
             try:
                 ffd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                               0o644, dir_fd=dfd)
@@ -112,16 +122,21 @@ class LocalStore(Store):
                     for chunk in chunks:
                         if h is not None:
                             h.update(chunk)
+                        size += len(chunk)
                         f.write(chunk)
                     f.flush()
                     if self.fsync:
                         os.fsync(f.fileno())
-                if h is not None and h.hexdigest() != expect_sha256.lower():
+                if expect_sha256 and h.hexdigest() != expect_sha256.lower():
                     raise self.error(f"{key!r}: content does not match its sha256 (the spool file changed "
                                      "after it was closed)", kind="object", code="BadDigest")
-                # rename() replaces a symlink at the destination instead of following it.
-                os.rename(tmp, leaf, src_dir_fd=dfd, dst_dir_fd=dfd)
-                tmp = None
+                if once:
+                    if not self._link_into_place(tmp, leaf, dfd):
+                        return size, h.hexdigest()
+                else:
+                    # rename() replaces a symlink at the destination instead of following it.
+                    os.rename(tmp, leaf, src_dir_fd=dfd, dst_dir_fd=dfd)
+                    tmp = None
             except OSError as e:
                 raise self._os_error(f"cannot write {key!r}", e) from None
             finally:
@@ -130,6 +145,29 @@ class LocalStore(Store):
                         os.unlink(tmp, dir_fd=dfd)
         finally:
             os.close(dfd)
+        return None
+
+    def _link_into_place(self, tmp: str, leaf: str, dfd: int) -> bool:
+        """Give the written temporary file its final name only if that name is free (the caller removes ``tmp``).
+        False when an object (or anything else) is already there."""
+        if self._links:
+            try:
+                os.link(tmp, leaf, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV):
+                    raise
+                self._links = False
+                log.warning("%s: the filesystem refused a hard link (%s): write-once objects are checked before "
+                            "they are renamed into place, which another writer could race", self.label, e.strerror)
+        try:
+            os.stat(leaf, dir_fd=dfd, follow_symlinks=False)
+            return False
+        except FileNotFoundError:
+            os.rename(tmp, leaf, src_dir_fd=dfd, dst_dir_fd=dfd)
+            return True
 
     # -- Store API ------------------------------------------------------------------------------------------
 
@@ -155,10 +193,17 @@ class LocalStore(Store):
             raise self.error(f"{key!r}: source file {path} is missing", kind="object",
                              code="NoSuchFile") from None
         with f:
-            self._write(key, iter(lambda: f.read(1 << 20), b""), sha256)
+            found = self._write(key, iter(lambda: f.read(1 << 20), b""), sha256, once=True)
+        if found is not None:
+            self.accept_existing(key, *found)
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
         self._write(key, [bytes(data)], None)
+
+    def put_bytes_once(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        found = self._write(key, [bytes(data)], None, once=True)
+        if found is not None:
+            self.accept_existing(key, *found)
 
     def get_bytes(self, key: str) -> bytes:
         try:

@@ -3,12 +3,23 @@
 Requests have short timeouts and botocore retries only once: the Uploader does the real retrying, with
 backoff and failover, and must learn quickly that a store is failing. Segments are uploaded with the
 recorder's SHA-256 as ``x-amz-checksum-sha256``: the server refuses bytes that differ from what was recorded.
+
+Write-once objects (``put_file``, ``put_bytes_once``: segments, MP4s; base.py) are conditional writes:
+``PutObject`` with ``If-None-Match: *``, and for a multipart upload its ``CompleteMultipartUpload`` (added by an
+event handler: boto3's transfer manager does not pass the header on). A 412 ``PreconditionFailed`` means an object
+is there: accepted when it holds the same bytes (one HEAD; our own upload, retried after its answer was lost),
+else ObjectExistsError. A server that answers 501 ``NotImplemented`` to the header (some S3-compatible ones) is
+detected once, logged, and from then on the store looks before it writes (HEAD, then an unconditional PUT): a
+race, since another writer may store the key between the two requests. Playlists and the manifest
+(``put_bytes``) are rewritten on purpose while recording: unconditional.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
+import logging
 import os
 import threading
 from collections.abc import Mapping
@@ -17,6 +28,8 @@ from pathlib import Path
 from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
 from .keys import content_type_for
+
+log = logging.getLogger("reel.storage")
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # files above this use multipart (segments are far smaller)
 
@@ -28,6 +41,8 @@ _BUCKET_CODES = {"NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
                  "IllegalLocationConstraintException"}
 _OBJECT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch",
                  "EntityTooLarge", "KeyTooLongError", "InvalidObjectName", "NoSuchKey", "404"}
+_PRECONDITION_CODES = {"PreconditionFailed", "412"}
+_NOT_IMPLEMENTED_CODES = {"NotImplemented", "501"}
 _SSE_CODES = {"NotImplemented", "InvalidEncryptionAlgorithmError", "InvalidArgument", "KMSNotConfigured",
               "InvalidEncryptionMethod", "kms.NotFoundException"}
 
@@ -41,6 +56,15 @@ def _transfer_config():
                             max_concurrency=2)
     config.max_in_memory_upload_chunks = 2  # s3transfer's; boto3's constructor does not take it (default 10)
     return config
+
+
+def _sha256_of(f) -> str:
+    """The SHA-256 of an open file, read from its start."""
+    f.seek(0)
+    h = hashlib.sha256()
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
+    return h.hexdigest()
 
 
 _SESSION_LOCK = threading.Lock()
@@ -132,6 +156,13 @@ class S3Store(Store):
         with _SESSION_LOCK:  # creating clients is not thread-safe; one session shares the loaded models
             self._client = _session(credentials is None).client("s3", endpoint_url=self.endpoint_url, config=config,
                                                     region_name=region_name, **session_kwargs)
+        # Write-once objects (module docstring): None until the server answered a conditional write, False once it
+        # answered 501 to If-None-Match (then: look before writing).
+        self.conditional_writes: bool | None = None
+        self._once_lock = threading.Lock()
+        self._once_uploads: set[str] = set()  # keys of multipart uploads that complete only if absent
+        self._client.meta.events.register("before-parameter-build.s3.CompleteMultipartUpload",
+                                          self._complete_if_absent)
 
     # -- naming and errors ----------------------------------------------------------------------------------
 
@@ -251,6 +282,7 @@ class S3Store(Store):
 
     def put_file(self, key: str, path: Path, content_type: str | None = None, *,
                  sha256: str | None = None) -> None:
+        """Written once (module docstring): conditional; the same bytes already there are accepted."""
         self.validate_key(key)
         ctype = content_type or content_type_for(key)
         try:
@@ -262,26 +294,92 @@ class S3Store(Store):
         except OSError as e:
             raise self.error(f"{key!r}: cannot read {path}: {e}", kind="object", code="NoSuchFile") from None
         with f:
-            try:
+            def upload(if_absent: bool) -> None:
+                f.seek(0)
                 if size <= MULTIPART_THRESHOLD:
-                    extra = {}
+                    extra = {"IfNoneMatch": "*"} if if_absent else {}
                     if sha256:
                         extra["ChecksumSHA256"] = base64.b64encode(bytes.fromhex(sha256)).decode()
                     self._client.put_object(Bucket=self.bucket, Key=key, Body=f, ContentLength=size,
                                             ContentType=ctype, **extra, **self._sse_args())
-                else:
-                    extra_args = {"ContentType": ctype, "ChecksumAlgorithm": "SHA256", **self._sse_args()}
+                    return
+                extra_args = {"ContentType": ctype, "ChecksumAlgorithm": "SHA256", **self._sse_args()}
+                with self._once_lock:
+                    if if_absent:
+                        self._once_uploads.add(key)
+                try:
                     self._client.upload_fileobj(f, self.bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
-            except Exception as e:
-                raise self.translate(e, f"upload {key!r}") from None
+                finally:
+                    with self._once_lock:
+                        self._once_uploads.discard(key)
+
+            self._put_once(key, upload, size, lambda: sha256 or _sha256_of(f))
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        """Unconditional: playlists and the manifest are rewritten on purpose while recording."""
         self.validate_key(key)
         try:
             self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data),
                                     ContentType=content_type or content_type_for(key), **self._sse_args())
         except Exception as e:
             raise self.translate(e, f"upload {key!r}") from None
+
+    def put_bytes_once(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self.validate_key(key)
+        data = bytes(data)
+        sha = hashlib.sha256(data).hexdigest()
+
+        def upload(if_absent: bool) -> None:
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type or
+                                    content_type_for(key), ChecksumSHA256=base64.b64encode(bytes.fromhex(sha)).decode(),
+                                    **({"IfNoneMatch": "*"} if if_absent else {}), **self._sse_args())
+
+        self._put_once(key, upload, len(data), lambda: sha)
+
+    def _complete_if_absent(self, params, **_kwargs) -> None:
+        """botocore event handler: a multipart upload of a write-once object completes only if the key is free."""
+        with self._once_lock:
+            if params.get("Key") in self._once_uploads:
+                params["IfNoneMatch"] = "*"
+
+    def _put_once(self, key: str, upload, size: int, sha256) -> None:
+        """Store a write-once object with ``upload(if_absent)`` (module docstring). ``sha256()`` gives its SHA-256
+        when an object is found there."""
+        if self.conditional_writes is not False:
+            try:
+                upload(True)
+                self.conditional_writes = True
+                return
+            except Exception as e:
+                err = self.translate(e, f"upload {key!r}")
+                if err.code in _PRECONDITION_CODES:
+                    self.accept_existing(key, size, sha256())
+                    return
+                if err.code not in _NOT_IMPLEMENTED_CODES:
+                    raise err from None
+                # 501: the header, or (with server-side encryption) the encryption. Try once without the header.
+                self._look_then_put(key, upload, size, sha256)
+                if self.conditional_writes is not False:
+                    self.conditional_writes = False
+                    log.warning("%s does not support conditional writes (If-None-Match: *; it answered %s): "
+                                "write-once objects are checked with a HEAD before they are written, which "
+                                "another writer could race", self.label, err.code)
+                return
+        self._look_then_put(key, upload, size, sha256)
+
+    def _look_then_put(self, key: str, upload, size: int, sha256) -> None:
+        """The fallback for a server without conditional writes: HEAD, then an unconditional PUT (racy)."""
+        try:
+            self.stat(key)
+        except StoreError as err:
+            if err.code != "NoSuchKey":
+                raise
+            try:
+                upload(False)
+            except Exception as e:
+                raise self.translate(e, f"upload {key!r}") from None
+            return
+        self.accept_existing(key, size, sha256())
 
     def get_bytes(self, key: str) -> bytes:
         self.validate_key(key)

@@ -11,6 +11,10 @@ against the store's health; the worker clears both when the method returns or ra
 - Backfill is checksum-verified: a copy that reads back from the backup with a different sha256 is kept there
   and not copied; the segment stays backup only.
 - A segment the store refuses (an ``object`` error: a refused key, a spool file gone) is not retried.
+- Segments, MP4s and backfilled copies are written once (base.py): the same bytes already at the key are
+  accepted as stored (our own upload, retried after its answer was lost); a different object there is never
+  written over: the segment is refused (its spool file kept) and the session ends (``Health.collided``), the
+  error naming the key. Playlists and the manifest are rewritten (unconditional ``put_bytes``).
 - Every store error becomes the uploader's last error (progress, result) and goes to the store's health.
 """
 
@@ -23,7 +27,7 @@ import threading
 from collections.abc import Callable
 
 from .documents import Doc, Documents
-from .errors import StoreError
+from .errors import OBJECT_EXISTS, StoreError
 from .health import Health
 from .keys import content_type_for
 from .ledger import BACKUP, PRIMARY, Ledger, Segment
@@ -60,6 +64,8 @@ class Transfers:
                 if e.kind == "object":
                     self._ledger.refused(seg)
                     log.error("segment %s cannot be stored: %s", seg.key, e)
+                    if e.code == OBJECT_EXISTS:
+                        self._health.collided(e)
                 else:
                     log.info("segment %s to %s: attempt %d failed: %s", seg.key, role, seg.attempts, e)
             return
@@ -101,12 +107,14 @@ class Transfers:
                 self._ledger.drop_backfill(seg)
             return
         try:
-            primary.put_bytes(seg.key, data, content_type_for(seg.key))
+            primary.put_bytes_once(seg.key, data, content_type_for(seg.key))
         except StoreError as e:
             with self._cond:
                 self._store_failed_locked(PRIMARY, e, started)
                 if e.kind == "object":
                     self._ledger.drop_backfill(seg)
+                    if e.code == OBJECT_EXISTS:
+                        self._health.collided(e)
             return
         now = self._clock()
         with self._cond:

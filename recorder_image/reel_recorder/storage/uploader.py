@@ -42,7 +42,7 @@ from reel_api.vocabulary import FailureReason
 
 from .base import Store
 from .documents import Documents
-from .errors import StoreError
+from .errors import OBJECT_EXISTS, StoreError
 from .health import Health
 from .integrity import Expected, mismatch_message, verify_stored
 from .ledger import BACKUP, PRIMARY, Ledger, UploadProgress, UploadResult
@@ -100,6 +100,7 @@ class Uploader:
         self._changed = False          # for the monitor
         self._threads: list[threading.Thread] = []
         self._started = False
+        self._unchecked: set[str] = set()  # stores preflight() found failing
         self.result: UploadResult | None = None  # close()'s result, once it returned
         # Timings, for the benchmark and logs: key -> seconds from segment_closed() to stored.
         self.latencies: dict[str, float] = self._ledger.latencies
@@ -133,6 +134,7 @@ class Uploader:
             try:
                 store.check()
             except StoreError as e:
+                self._unchecked.add(role)  # claim() does not wait for it
                 problems.append(e)
                 if e.fatal:
                     with self._lock:
@@ -144,6 +146,29 @@ class Uploader:
         if fatal is not None:
             raise fatal
         return problems
+
+    def claim(self, key: str, data: bytes) -> str | None:
+        """Before recording: create ``key`` (a new recording's ``manifest.json``, ``data`` its first version) in the
+        primary only if no object is there (``put_bytes_once``: a conditional write where the store has them), so
+        two recordings cannot both take one prefix. Returns the label of a store that already holds an object at
+        ``key`` (the backup is looked at first, one HEAD; the prefix is taken: nothing was written), else None. A
+        store that cannot answer now (or that ``preflight()`` found failing) is skipped, logged: the uploads would
+        find a collision later (ObjectExists)."""
+        if self.backup is not None and BACKUP not in self._unchecked:
+            try:
+                if self.backup.exists(key):
+                    return self.backup.label
+            except StoreError as err:
+                log.warning("cannot tell whether %r is taken in the backup: %s", key, err)
+        if PRIMARY in self._unchecked:
+            return None
+        try:
+            self.primary.put_bytes_once(key, data)
+        except StoreError as err:
+            if err.code == OBJECT_EXISTS:
+                return self.primary.label
+            log.warning("cannot claim %r in the primary: %s", key, err)
+        return None
 
     def start(self) -> Uploader:
         with self._lock:
