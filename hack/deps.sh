@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 apt_pkgs=(janus iproute2 iptables podman debootstrap catatonit uidmap fuse-overlayfs)
 # kind test cluster (hack/kind): runc for podman (crun refuses the hybrid cgroup layout here)
 apt_pkgs+=(runc)
+# the Argo CD health check's tests (charts/reel/argocd/health.lua): Argo CD runs it in gopher-lua, Lua 5.1
+apt_pkgs+=(lua5.1)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

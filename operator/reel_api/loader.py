@@ -82,17 +82,29 @@ def load_session(source: str | Path | Mapping[str, Any]) -> RecordingSession:
 
 
 def validate_update(old: RecordingSession, new: RecordingSession) -> None:
-    """The transition rules the apiserver applies on update (immutable room and storage, stop is final)."""
-    from .models import RecordingSessionSpec
-
-    problems = []
-    for field_name, info in RecordingSessionSpec.model_fields.items():
-        for rule in (m for m in info.metadata if isinstance(m, Rule) and m.check_transition is not None):
-            before, after = getattr(old.spec, field_name), getattr(new.spec, field_name)
-            if before is not None and after is not None and not rule.check_transition(before, after):
-                problems.append((f"spec.{info.alias or field_name}", rule.message))
+    """The transition rules the apiserver applies on update (immutable room, storage and the fields a recording is
+    set up with, stop is final), at every depth of the spec."""
+    problems = _transition_problems(old.spec, new.spec, "spec")
     if problems:
         raise SessionError(problems, name=new.metadata.name)
+
+
+def _transition_problems(old: Any, new: Any, path: str) -> list[tuple[str, str]]:
+    """The transition rules of model ``old``/``new`` (its own and its fields', recursively) that refuse the change."""
+    from .models import ApiModel
+
+    problems = [(path, r.message) for r in type(new).reel_rules
+                if r.check_transition is not None and not r.check_transition(old, new)]
+    for field_name, info in type(new).model_fields.items():
+        before, after = getattr(old, field_name), getattr(new, field_name)
+        if before is None or after is None:
+            continue
+        where = f"{path}.{info.alias or field_name}"
+        problems += [(where, m.message) for m in info.metadata if isinstance(m, Rule) and
+                     m.check_transition is not None and not m.check_transition(before, after)]
+        if isinstance(before, ApiModel) and type(before) is type(after):
+            problems += _transition_problems(before, after, where)
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -165,6 +165,24 @@ STORAGE_IMMUTABLE = Rule(
     message="storage is immutable: create a new RecordingSession to record elsewhere",
     check_transition=lambda old, new: old == new,
 )
+
+
+def fixed(name: str) -> Rule:
+    """`name` cannot change once the session exists: the recorder is set up with it when the recording starts, and a
+    replacement recorder (spec.recording.maxRestarts) continues the same recording with it."""
+    return Rule(rule="self == oldSelf",
+                message=f"{name} is immutable: the recording is set up with it when it starts; create a new "
+                "RecordingSession to record differently",
+                check_transition=lambda old, new: old == new)
+
+
+BACKUP_STORAGE_IMMUTABLE = Rule(
+    rule="has(self.backupStorage) == has(oldSelf.backupStorage) && "
+         "(!has(self.backupStorage) || self.backupStorage == oldSelf.backupStorage)",
+    message="backupStorage is immutable (it cannot be added or removed either): the recorder opens its stores when "
+            "it starts; create a new RecordingSession to record elsewhere",
+    check_transition=lambda old, new: old.backup_storage == new.backup_storage,
+)
 OUTPUTS_HAVE_HLS = Rule(
     rule="self.exists(o, o == 'hls')",
     message="outputs must include hls: the HLS segments are what is uploaded while recording (mp4 comes in addition)",
@@ -403,34 +421,34 @@ class Recording(ApiModel):
 
     reel_rules = (SUBSCRIBE_XOR_UNSUBSCRIBE,)
 
-    ingest: Ingest = Field(
+    ingest: Annotated[Ingest, fixed("ingest")] = Field(
         default=Ingest.AUTO,
         description="How media reaches the recorder: forward (Janus RTP forwarding; needs the room secret or "
         "admin key) or auto (forward when forwarding credentials exist).",
     )
-    mode: Mode = Field(
+    mode: Annotated[Mode, fixed("mode")] = Field(
         default=Mode.INDIVIDUAL,
         description="individual: one HLS stream per participant; composite: one HLS stream of the whole meeting "
         "(every participant's video in one picture, their audio mixed; records VP8 rooms too); both: each "
         "participant's and the composite, from one join.",
     )
-    composite: Composite = Field(
+    composite: Annotated[Composite, fixed("composite")] = Field(
         default_factory=Composite,
         json_schema_extra={"default": {}},
         description="The composite's picture and sound (mode composite or both).",
     )
-    stream_types: StreamTypes = Field(
+    stream_types: Annotated[StreamTypes, fixed("streamTypes")] = Field(
         default=StreamTypes.AUDIO_VIDEO,
         description="Which media of each participant to record: audio, video or audioVideo.",
     )
-    subscribe: Annotated[list[ParticipantRef], AfterValidator(_unique)] = Field(
+    subscribe: Annotated[list[ParticipantRef], AfterValidator(_unique), fixed("subscribe")] = Field(
         default_factory=list,
         max_length=256,
         json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
         description="Record only these participants (participant ids or display names); empty records "
         "everyone. Not together with unsubscribe.",
     )
-    unsubscribe: Annotated[list[ParticipantRef], AfterValidator(_unique)] = Field(
+    unsubscribe: Annotated[list[ParticipantRef], AfterValidator(_unique), fixed("unsubscribe")] = Field(
         default_factory=list,
         max_length=256,
         json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
@@ -449,13 +467,13 @@ class Recording(ApiModel):
         ge=0,
         description=f"Stop (reason {StopReason.MAX_DURATION}) after this many seconds of recording; 0 means unlimited.",
     )
-    segment_seconds: StrictInt = Field(
+    segment_seconds: Annotated[StrictInt, fixed("segmentSeconds")] = Field(
         default=4,
         ge=1,
         le=30,
         description="Target HLS segment duration in seconds (1 to 30).",
     )
-    outputs: Annotated[list[Output], AfterValidator(_unique), OUTPUTS_HAVE_HLS] = Field(
+    outputs: Annotated[list[Output], AfterValidator(_unique), OUTPUTS_HAVE_HLS, fixed("outputs")] = Field(
         default_factory=lambda: [Output.HLS],
         min_length=1,
         max_length=4,
@@ -464,7 +482,7 @@ class Recording(ApiModel):
         "while recording), and mp4 (in addition: one MP4 file per participant with the same H.264 and AAC, "
         "written while recording and uploaded when the recording ends; pauses and rejoins are gaps in it).",
     )
-    segment_format: SegmentFormat = Field(
+    segment_format: Annotated[SegmentFormat, fixed("segmentFormat")] = Field(
         default=SegmentFormat.TS,
         description="HLS segment format: ts (MPEG-TS with H.264 video and AAC audio).",
     )
@@ -484,7 +502,7 @@ class Recording(ApiModel):
         "(15 to 3600 s: hung, frozen, cut off from the API server) is treated as lost: its pod is deleted and a "
         f"new recorder continues the recording ({InterruptionReason.RECORDER_SILENT}; spec.recording.maxRestarts).",
     )
-    reconnect_seconds: StrictInt = Field(
+    reconnect_seconds: Annotated[StrictInt, fixed("reconnectSeconds")] = Field(
         default=DEFAULT_RECONNECT_SECONDS,
         ge=0,
         le=3600,
@@ -567,6 +585,8 @@ class BackupStorage(Storage):
 
 class RecordingSessionSpec(ApiModel):
     """The desired recording."""
+
+    reel_rules = (BACKUP_STORAGE_IMMUTABLE,)
 
     room: Annotated[Room, ROOM_IMMUTABLE] = Field(
         description="The Janus VideoRoom room to record; immutable."

@@ -105,6 +105,9 @@ class ConditionType(StrEnum):
     DISK_FULL = "DiskFull"  # True while the recorder's spool is full: new media is not recorded (also a Warning Event)
     DEGRADED = "Degraded"  # True when someone in the room is not (fully) recorded: status.participants[].skipped
     READY = "Ready"  # the summary: True while recording or after a good end; reason = phase or FailureReason
+    RECONCILING = "Reconciling"  # kstatus: True while Reel works toward a steady state (start, gap, end, backfill)
+    STALLED = "Stalled"  # kstatus: True when it cannot go on without a person: Failed, or a backfill that gave up
+    FINISHED = "Finished"  # True in a final phase (reason: Completed, BackedUp or Failed): `kubectl wait` for the end
 
 
 class ConditionStatus(StrEnum):

@@ -40,6 +40,7 @@ from reel_api import (
     StorageLocation,
 )
 
+from .health import health_conditions
 from .room_faults import degraded_condition, reconnecting
 
 PHASE_RANK = {
@@ -202,7 +203,10 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     spool = status.get("spool")
     extra = [disk_full_condition(spool)] if isinstance(spool, Mapping) else []
     degraded = degraded_condition(status)  # someone not (fully) recorded: degraded.py
-    return [recording, uploaded, backed_up, *extra, *([degraded] if degraded else []), ready]
+    gap = ((ConditionReason.INTERRUPTED, interruption.get("message") or "") if interruption else
+           (RoomState.RECONNECTING, lost_room) if lost_room else None)
+    health = health_conditions(status, failure=why, gap=gap, backed_up=backed_up)  # kstatus, kubectl wait: health.py
+    return [recording, uploaded, backed_up, *extra, *([degraded] if degraded else []), *health, ready]
 
 
 def backfill_condition(backfill: Mapping[str, Any], phase: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the session asks of the recorder while it runs: pausing (``spec.paused``), and what a SIGTERM means.
+"""What the session asks of the recorder while it runs: pausing (``spec.paused``), the limits and tag it applies
+live (``LIVE_FIELDS``, ``spec.tag``), and what a SIGTERM means.
 
 The recorder reads ``PauseControl.paused`` on every tick of its loop. Who sets it:
 - in a recorder pod, ``SpecPoller`` reads the session's ``spec.paused`` from the API server every few seconds
@@ -10,6 +11,7 @@ The recorder reads ``PauseControl.paused`` on every tick of its loop. Who sets i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -23,9 +25,16 @@ from .settings import Settings
 log = logging.getLogger("reel.recorder.control")
 
 
+#: spec.recording fields the recorder applies while recording (API name -> the session view's name); every other
+#: field the recording is set up with is immutable (the CRD's transition rules, reel_api.models.fixed).
+LIVE_FIELDS = {"maxIdleSeconds": "max_idle_seconds", "maxDurationSeconds": "max_duration_seconds"}
+
+
 class PauseControl:
     def __init__(self, paused: bool = False):
         self._paused = bool(paused)
+        self._live: dict = {}  # LIVE_FIELDS and "tag" as last read from the session (empty before the first read)
+        self._view: tuple | None = None  # (recording, its live values, the recording with them)
 
     @property
     def paused(self) -> bool:
@@ -36,12 +45,34 @@ class PauseControl:
             log.info("spec.paused is now %s", bool(paused))
         self._paused = bool(paused)
 
+    def apply(self, spec: Mapping) -> None:
+        """Take the live values of the session's current ``spec``."""
+        recording = spec.get("recording") or {}
+        live = {name: recording[key] for key, name in LIVE_FIELDS.items()
+                if isinstance(recording.get(key), int) and not isinstance(recording.get(key), bool)}
+        live["tag"] = spec.get("tag")
+        for name, value in live.items():
+            if self._live.get(name, value) != value:
+                log.info("spec: %s is now %s", name, value)
+        self._live = live
+
+    def live(self, spec):
+        """(spec.recording with the live limits, the tag) of the session view ``spec``, as the recorder's loop uses
+        them on every tick."""
+        limits = {k: v for k, v in self._live.items() if k != "tag"}
+        if not limits:
+            return spec.recording, self._live.get("tag", spec.tag)
+        if self._view is None or self._view[0] is not spec.recording or self._view[1] != limits:
+            self._view = (spec.recording, limits, dataclasses.replace(spec.recording, **limits))
+        return self._view[2], self._live.get("tag", spec.tag)
+
 
 Fetcher = Callable[[], Mapping]
 
 
 class SpecPoller:
-    """A daemon thread that copies the session's ``spec.paused`` into a PauseControl every ``interval`` s."""
+    """A daemon thread that copies the session's ``spec.paused`` and live values into a PauseControl every
+    ``interval`` s."""
 
     def __init__(self, fetch: Fetcher, control: PauseControl, *, interval: float = 2.0):
         self.fetch = fetch
@@ -69,7 +100,9 @@ class SpecPoller:
             return
         self._errors = 0
         self.polls += 1
-        self.control.set(bool(((body or {}).get("spec") or {}).get("paused", False)))
+        spec = (body or {}).get("spec") or {}
+        self.control.set(bool(spec.get("paused", False)))
+        self.control.apply(spec)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -49,7 +49,7 @@ from .clock import RecordingClock
 from .control import PauseControl
 from .errors import RecorderError
 from .ids import new_recording_id
-from .layout import render_prefix
+from .layout import manifest_key, render_prefix, sanitize
 from .manifest import ManifestData
 from .output.catalog import Catalog
 from .outputs import Ingest, Outputs
@@ -181,6 +181,8 @@ class Recorder:
                 log.warning("storage: %s", problem)
         except StoreError as err:
             return failed_status(errors.STORAGE_FAILED, str(err))
+        if self.resume is None:
+            await asyncio.to_thread(self._claim_prefix)
         self.uploader.start()
         if self.resume is not None:
             try:
@@ -207,6 +209,21 @@ class Recorder:
         self.phase = final_phase(outcome, result.status)
         return {**self.status(), "stopReason": outcome.reason, "reason": outcome.error_reason or outcome.reason,
                 "message": message}
+
+    def _claim_prefix(self) -> None:
+        """A prefix that would collide with an earlier recording is made unique: the new recording's manifest.json
+        is created only if none is there (Uploader.claim); when one is (a template without {recordingId}, e.g.
+        ``meetings/{room}/``), the recording goes to ``<prefix><recordingId>/`` instead, logged, and status and
+        manifest name that prefix. A resumed recording keeps its prefix (not called)."""
+        taken = self.uploader.claim(manifest_key(self.prefix), self.manifest.render())
+        if taken is None:
+            return
+        unique = f"{self.prefix}{sanitize(self.recording_id)}/"
+        log.warning("the prefix %r holds an earlier recording (%s in %s): recording under %r instead",
+                    self.prefix, manifest_key(self.prefix), taken, unique)
+        self.prefix = self.manifest.prefix = self.catalog.prefix = unique
+        self.catalog.manifest_key = manifest_key(unique)
+        self.uploader.claim(self.catalog.manifest_key, self.manifest.render())
 
     async def _record(self, stop: asyncio.Event) -> Outcome:
         """Starting → Recording/Paused → Stopping: join, record until a stop reason, end every ingest and writer."""
@@ -252,12 +269,12 @@ class Recorder:
         return outcome
 
     async def _loop(self, presence: Presence, ingest: Ingest, stop: asyncio.Event) -> Outcome:
-        rec = self.spec.recording
         started = time.monotonic()
         idle_since: float | None = None if self._present(presence) else started
         last_progress = last_spool = started
         spool_every = SPOOL_EVERY
         while True:
+            rec, self.manifest.tag = self.control.live(self.spec)  # maxIdle/maxDurationSeconds, tag: applied live
             data = None
             if not self.link.connected:  # reconnecting: raises RecorderError (JanusLost) when it gives up
                 presence = await self._rejoined(presence, ingest)

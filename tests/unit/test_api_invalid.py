@@ -263,6 +263,8 @@ def test_valid_updates_accepted_on_both_sides():
         {"spec": {"stop": True}},
         {"spec": {"tag": "x"}},
         {"spec": {"recording": {"maxIdleSeconds": 60}}},
+        {"spec": {"recording": {"maxDurationSeconds": 3600, "maxRestarts": 5, "recorderSilenceSeconds": 120}}},
+        {"spec": {"paused": True}},
         {"metadata": {"labels": {"a": "b"}}},
     ):
         new = merge_patch(old, patch)

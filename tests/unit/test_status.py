@@ -144,7 +144,7 @@ def test_conditions_follow_the_phases():
     s = {}
     p = st.status_patch(s, {"phase": "Starting", "pod": "reel-rec-s"}, generation=1, now=NOW)
     c = conds(p)
-    assert set(c) == {"Recording", "Uploaded", "BackedUp", "Ready"}
+    assert set(c) == {"Recording", "Uploaded", "BackedUp", "Reconciling", "Stalled", "Finished", "Ready"}
     assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Starting")
     assert all(x["observedGeneration"] == 1 and x["lastTransitionTime"] == "2026-11-25T12:00:00Z" for x in c.values())
     assert p["observedGeneration"] == 1 and p["phase"] == "Starting"
