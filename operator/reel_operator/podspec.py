@@ -19,6 +19,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from reel_api import Mode, RecordingSession
 
+from . import resource_limits
 from .names import BuildError, object_meta, object_name
 from .settings import RESOURCES_ANNOTATION, Settings
 
@@ -75,7 +76,8 @@ def session_manifest(session: RecordingSession) -> str:
 
 def resources(session: RecordingSession, settings: Settings) -> dict[str, dict[str, str]]:
     """The defaults from settings (a composite recording's own: it decodes, composes and encodes), overridden by
-    the session's reel.dev/recorder-resources annotation."""
+    the session's reel.dev/recorder-resources annotation within the maxima (``resource_limits``: no extended
+    resources, no removed limits, nothing above ``settings.max_resources``); BuildError naming what is refused."""
     if session.spec.recording.mode == Mode.INDIVIDUAL:
         out = {"requests": dict(settings.requests), "limits": dict(settings.limits)}
     else:
@@ -91,9 +93,14 @@ def resources(session: RecordingSession, settings: Settings) -> dict[str, dict[s
                                f'and/or "limits", e.g. {{"limits": {{"memory": "1Gi"}}}}')
         for part, values in override.items():
             if not isinstance(values, Mapping) or not all(
-                    isinstance(k, str) and isinstance(v, str | int) for k, v in values.items()):
+                    isinstance(k, str) and (v is None or isinstance(v, str | int | float)) and
+                    not isinstance(v, bool) for k, v in values.items()):
                 raise BuildError(f'annotation {RESOURCES_ANNOTATION}: "{part}" must map resource names to '
                                    f'quantities, e.g. {{"memory": "1Gi"}}')
+        problems = resource_limits.override_problems(override, out, settings.max_resources)
+        if problems:
+            raise BuildError(f"annotation {RESOURCES_ANNOTATION} refused: {'; '.join(problems)}")
+        for part, values in override.items():
             for k, v in values.items():
                 if v in ("", None):
                     out[part].pop(k, None)

@@ -17,7 +17,11 @@ Recorder pods
   REEL_COMPOSITE_CPU_LIMIT             (benchmarks/composite_cpu.py: 4 participants at 1280x720@15 take
   REEL_COMPOSITE_MEMORY_LIMIT          ~0.2 vCPU and ~140 MiB for the composite alone)
       A session may override these with the annotation reel.dev/recorder-resources holding a
-      JSON {"requests": {...}, "limits": {...}} (merged over the defaults).
+      JSON {"requests": {...}, "limits": {...}} (merged over the defaults), within these maxima:
+  REEL_RECORDER_MAX_RESOURCES          JSON object, resource -> quantity: the most a session's annotation may ask
+                                       for (requests and limits); only cpu, memory and ephemeral-storage may be
+                                       asked for at all, and no limit removed (reel_operator/resource_limits.py)
+                                       [{"cpu": "4", "memory": "4Gi", "ephemeral-storage": "20Gi"}; {} = none]
   REEL_RECORDER_SPOOL_SIZE_LIMIT       sizeLimit of the spool emptyDir, passed to the recorder too (REEL_SPOOL_LIMIT):
                                        it records no new media above 90 % of it (DiskFull) [2Gi]
   REEL_RECORDER_UID                    runAsUser/runAsGroup/fsGroup of the recorder [10001]
@@ -76,6 +80,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .endpoints import DEFAULT_DENIED_CIDRS, DEFAULT_DENIED_HOSTS
+from .resource_limits import DEFAULT_MAX_RESOURCES, maxima_problems
 
 #: Our finalizer and the prefix of kopf's annotations (progress, last-handled-configuration).
 FINALIZER = "reel.dev/finalizer"
@@ -98,6 +103,7 @@ class Settings:
     limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "512Mi"})
     composite_requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "300m", "memory": "256Mi"})
     composite_limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "768Mi"})
+    max_resources: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MAX_RESOURCES))
     spool_size_limit: str = "2Gi"
     recorder_uid: int = 10001
     recorder_log_level: str = "INFO"
@@ -155,6 +161,7 @@ class Settings:
                                            memory=r.str("REEL_COMPOSITE_MEMORY_REQUEST", "256Mi")),
             composite_limits=_quantities(cpu=r.str("REEL_COMPOSITE_CPU_LIMIT", "2"),
                                          memory=r.str("REEL_COMPOSITE_MEMORY_LIMIT", "768Mi")),
+            max_resources=_maxima(r.json("REEL_RECORDER_MAX_RESOURCES", DEFAULT_MAX_RESOURCES, dict)),
             spool_size_limit=r.str("REEL_RECORDER_SPOOL_SIZE_LIMIT", "2Gi"),
             recorder_uid=r.int("REEL_RECORDER_UID", 10001, minimum=1),
             recorder_log_level=r.str("REEL_RECORDER_LOG_LEVEL", "INFO"),
@@ -188,6 +195,14 @@ def _api_server(env: Mapping[str, str]) -> tuple[str, ...]:
         return (str(ipaddress.ip_address(host)),)
     except ValueError:
         return ()
+
+
+def _maxima(values: Mapping) -> dict[str, str]:
+    """REEL_RECORDER_MAX_RESOURCES checked: known resources, positive quantities (as strings)."""
+    problems = maxima_problems(values)
+    if problems:
+        raise SettingsError(f"REEL_RECORDER_MAX_RESOURCES: {'; '.join(problems)}")
+    return {k: str(v) for k, v in values.items()}
 
 
 def _quantities(**values: str) -> dict[str, str]:

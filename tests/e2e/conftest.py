@@ -86,5 +86,8 @@ def env(kit, images, crds, request) -> Env:
         failed = getattr(getattr(request.node, "rep_call", None), "failed", True)
         if failed:
             print(kit.dump(ns))
+        # the sessions first, while their operator runs: it removes their finalizer (uninstalled first, it could
+        # not, and the namespace would stay Terminating)
+        kit.kubectl("delete", "recs", "--all", "-n", ns, "--timeout=120s", check=False)
         kit.helm_uninstall("reel", ns)
         kit.delete_namespace(ns, wait=False)

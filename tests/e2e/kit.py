@@ -135,25 +135,27 @@ class Kit:
         self.kubectl("rollout", "status", f"deployment/{name}", "-n", ns, f"--timeout={int(timeout)}s",
                      timeout=timeout + 30)
 
-    def deploy_janus(self, ns: str, rooms: list[int]) -> str:
-        """Janus with the given rooms (H.264 + Opus); returns the WebSocket URL for sessions.
+    def deploy_janus(self, ns: str, rooms: list[int], *, admin_key: str = ADMIN_KEY, room_secret: str = ROOM_SECRET,
+                     pin: str | None = None) -> str:
+        """Janus with the given rooms (H.264 + Opus); returns the WebSocket URL for sessions. Secret ``room``
+        holds the credentials (``adminKey``, ``secret`` and, with a ``pin``, ``pin``).
 
         The Service is headless: the name resolves to the pod IP, where the recorder sends its RTCP keyframe
         requests (Janus's forwarder RTCP ports are not Service ports).
         """
         self._deployment(ns, "janus", IMAGES["janus"], ports=[8188, 8088], headless=True, env={
-            "JANUS_ADMIN_KEY": ADMIN_KEY, "JANUS_ROOMS": ",".join(map(str, rooms)),
-            "JANUS_ROOM_SECRET": ROOM_SECRET})
-        self.apply(ns, secret("room", {"adminKey": ADMIN_KEY, "secret": ROOM_SECRET}))
+            "JANUS_ADMIN_KEY": admin_key, "JANUS_ROOMS": ",".join(map(str, rooms)),
+            "JANUS_ROOM_SECRET": room_secret, **({"JANUS_ROOM_PIN": pin} if pin else {})})
+        self.apply(ns, secret("room", {"adminKey": admin_key, "secret": room_secret, **({"pin": pin} if pin else {})}))
         return f"ws://janus.{ns}.svc.cluster.local:8188"
 
-    def deploy_minio(self, ns: str, name: str = "minio") -> str:
+    def deploy_minio(self, ns: str, name: str = "minio", *, user: str = S3_USER, password: str = S3_PASSWORD) -> str:
         """A MinIO server (emptyDir data); returns its in-cluster endpoint URL. Secret ``s3`` holds its keys."""
         self._deployment(ns, name, IMAGES["minio"], ports=[9000], env={
-            "MINIO_ROOT_USER": S3_USER, "MINIO_ROOT_PASSWORD": S3_PASSWORD, "MINIO_BROWSER": "off"},
+            "MINIO_ROOT_USER": user, "MINIO_ROOT_PASSWORD": password, "MINIO_BROWSER": "off"},
             volumes=[{"name": "data", "emptyDir": {}}], mounts=[{"name": "data", "mountPath": "/data"}],
             ready_path="/minio/health/ready")
-        self.apply(ns, secret("s3", {"AWS_ACCESS_KEY_ID": S3_USER, "AWS_SECRET_ACCESS_KEY": S3_PASSWORD}))
+        self.apply(ns, secret("s3", {"AWS_ACCESS_KEY_ID": user, "AWS_SECRET_ACCESS_KEY": password}))
         return f"http://{name}.{ns}.svc.cluster.local:9000"
 
     @contextlib.contextmanager
@@ -178,17 +180,18 @@ class Kit:
             proc.wait(10)
 
     @contextlib.contextmanager
-    def s3(self, ns: str, name: str = "minio"):
+    def s3(self, ns: str, name: str = "minio", *, user: str = S3_USER, password: str = S3_PASSWORD):
         import boto3
         from botocore.config import Config
 
         with self.port_forward(ns, f"svc/{name}", 9000) as port:
-            yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=S3_USER,
-                               aws_secret_access_key=S3_PASSWORD, region_name="us-east-1",
+            yield boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id=user,
+                               aws_secret_access_key=password, region_name="us-east-1",
                                config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}))
 
-    def create_bucket(self, ns: str, bucket: str, name: str = "minio") -> None:
-        with self.s3(ns, name) as s3:
+    def create_bucket(self, ns: str, bucket: str, name: str = "minio", **keys: str) -> None:
+        """``keys``: ``user``/``password`` of a MinIO deployed with its own (``deploy_minio``)."""
+        with self.s3(ns, name, **keys) as s3:
             wait_for(lambda: _try(lambda: s3.create_bucket(Bucket=bucket)), 120, f"bucket {bucket}", interval=2)
 
     # -- participants ---------------------------------------------------------------------------------------

@@ -159,10 +159,11 @@ def test_resources_defaults_and_override():
     settings = Settings(requests={"cpu": "100m", "memory": "128Mi"}, limits={"cpu": "1", "memory": "512Mi"})
     assert container(podspec.build_pod(session(), settings))["resources"] == {
         "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
-    s = session(annotations={RESOURCES_ANNOTATION: json.dumps({"limits": {"memory": "1Gi", "cpu": ""},
-                                                              "requests": {"cpu": "250m"}})})
+    # a request may be removed (Kubernetes then uses the limit); a limit may not (test_resource_limits.py)
+    s = session(annotations={RESOURCES_ANNOTATION: json.dumps({"limits": {"memory": "1Gi", "cpu": "2"},
+                                                              "requests": {"cpu": "250m", "memory": ""}})})
     assert container(podspec.build_pod(s, settings))["resources"] == {
-        "requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
+        "requests": {"cpu": "250m"}, "limits": {"cpu": "2", "memory": "1Gi"}}
 
 
 def test_composite_sessions_get_their_own_resources():
