@@ -39,12 +39,14 @@ class StreamAligner:
     _held: list = field(default_factory=list)
     _best: float = float("inf")
 
-    def push(self, item, media_time: float, arrival: float) -> list[tuple[object, float]]:
+    def push(self, item, media_time: float, arrival: float, *, measure: bool = True) -> list[tuple[object, float]]:
+        """``measure=False``: place the item, but its media time is not to be trusted for the offset."""
         if self.offset is not None:
             return [(item, media_time + self.offset)]
         if self._first_arrival is None:
             self._first_arrival = arrival
-        self._best = min(self._best, arrival - media_time)
+        if measure:
+            self._best = min(self._best, arrival - media_time)
         self._held.append((item, media_time))
         if arrival - self._first_arrival >= self.window and len(self._held) >= self.min_packets:
             return self.flush()
@@ -55,6 +57,6 @@ class StreamAligner:
         if self.offset is None:
             if not self._held:
                 return []
-            self.offset = self._best
+            self.offset = self._best if self._best != float("inf") else 0.0
         held, self._held = self._held, []
         return [(item, t + self.offset) for item, t in held]

@@ -135,10 +135,10 @@ def test_camera_switched_on_late_keeps_audio_and_sync(record, room, publisher):
     assert d.video_times[0] - d.segment_spans[0][0] > 2.5  # audio first, video ~3 s later
     offsets = av_offsets(d.flashes, d.beeps, d.video_times)
     assert len(offsets) >= 5, offsets
-    assert max(abs(o) for o in offsets) <= 0.040, offsets
+    assert max(abs(o) for o in offsets) <= 0.010, offsets  # issue 16: within 10 ms
 
 
-def test_av_sync_within_40ms(record, room, publisher):
+def test_av_sync_within_5ms_median_10ms_max(record, room, publisher):
     run = record(room)
     _joined(run)
     p = publisher(room, display="sync", duration=12, flash_beep=True, vfr=True)
@@ -148,7 +148,8 @@ def test_av_sync_within_40ms(record, room, publisher):
     offsets = av_offsets(d.flashes, d.beeps, d.video_times)
     print(f"A/V offsets (video - audio, ms): {[round(o * 1000, 1) for o in offsets]}")
     assert len(offsets) >= 9, offsets
-    assert abs(statistics.median(offsets)) <= 0.040 and max(abs(o) for o in offsets) <= 0.040, offsets
+    # issue 16: within 5 ms median, 10 ms max (measured +0.2 to +0.9 ms: docs/recorder.md)
+    assert abs(statistics.median(offsets)) <= 0.005 and max(abs(o) for o in offsets) <= 0.010, offsets
 
 
 def test_resolution_change_mid_stream_stays_decodable(record, room, publisher):
@@ -324,7 +325,8 @@ def test_mp4_of_a_participant_whose_camera_stays_off_has_the_audio(record, room,
 
 
 HOSTILE = ["../../../etc/passwd", "/abs/olute",
-           "a\x07b\x1bc", "\uff21\uff22\uff0f\uff0e\uff0e", "x" * 300, "\u202eevil.ts", ".hidden"]
+           "a\x07b\x1bc", "\uff21\uff22\uff0f\uff0e\uff0e", "x" * 300, "\u202eevil.ts", ".hidden",
+           "../../../escape", "zero\u200bwidth\u2060", "\u05e9\u05dc\u05d5\u05dd\u202b"]
 
 
 def test_hostile_display_names_stay_inside_the_prefix(record, room, publisher):
@@ -342,6 +344,9 @@ def test_hostile_display_names_stay_inside_the_prefix(record, room, publisher):
         rel = f.relative_to(out)
         assert all(re.fullmatch(r"[A-Za-z0-9._-]+", part) and not part.startswith(".") for part in rel.parts), rel
         assert len(str(rel)) < 300
+    # no file or folder named after a path a display name aimed at, anywhere in the test's folder (spool too)
+    stray = [f for f in run.workdir.parent.rglob("*") if f.name in ("escape", "passwd", "etc", "abs", "olute")]
+    assert not stray, stray
     folders = recording_folders(run.output)
     assert len(folders) == len(HOSTILE), sorted(folders)
     displays = sorted(p["display"] for p in _manifest(run)["participants"])

@@ -267,7 +267,7 @@ def test_config_refuses_nonsense(settings, message):
 
 def flash_and_beep(flashes: list[float], seconds: float, flash: float = 0.1):
     """30 fps black video turning white, and a 1 kHz beep, for ``flash`` s from each of ``flashes`` (media time);
-    the audio is given as (packet, t) with the Opus encoder's own look-ahead (312 samples) taken out."""
+    the audio is given as (packet, t), t the time of the packet's input as a WebRTC sender stamps it."""
     from fractions import Fraction
 
     def on(t):
@@ -291,7 +291,7 @@ def flash_and_beep(flashes: list[float], seconds: float, flash: float = 0.1):
     for i in range(0, len(t) - 959, 960):
         frame = av.AudioFrame.from_ndarray(beeps[None, i:i + 960].astype(np.int16), format="s16", layout="mono")
         frame.sample_rate, frame.pts = 48000, i
-        audio += [(p, (p.pts + 312) / 48000 - 312 / 48000) for p in aenc.encode(frame)]
+        audio += [(p, (p.pts + 312) / 48000) for p in aenc.encode(frame)]  # stamped as WebRTC senders do
     return video, audio
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from ..output.audio import OPUS_PRE_SKIP
 from .limiter import LIMIT_DB, Limiter
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class AudioMixer:
             part.decoder.sample_rate = RATE
             part.decoder.layout = "stereo"
         index = round(t * self.rate)
+        if part.codec == "opus":  # the decoder's output starts with older samples (output/audio.py OPUS_PRE_SKIP)
+            index -= round(OPUS_PRE_SKIP * self.rate / 48000)
         try:
             frames = part.decoder.decode(av.Packet(bytes(packet)))
         except av.FFmpegError as err:

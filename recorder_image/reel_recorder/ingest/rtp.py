@@ -169,7 +169,7 @@ class RtpStreamReader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rtp-{name}", daemon=True)
         self._last_pts: int | None = None
-        self._held_video: tuple[av.Packet, float, float] | None = None
+        self._held_video: tuple[av.Packet, float, float, bool] | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -260,18 +260,25 @@ class RtpStreamReader:
         self.packets += 1
         media_time = float(packet.pts * packet.time_base)
         arrival = self.clock.now()
+        # The first packet's media time is not the RTP timestamp's: Janus's forwarders start timestamps at 0, and
+        # FFmpeg's RTP demuxer takes a base of 0 for "none yet", so the *second* timestamp becomes the base and
+        # the first packet is stamped one packet interval too late (pts 0, as the second one). Measured against
+        # its arrival it would look that much early and, arriving undelayed, win the alignment's minimum: the
+        # stream placed up to 20 ms (audio) or a frame (video) early, a shift fixed for the whole run (issue 16).
+        first = self.packets == 1
         if self.stream.kind == "video" and self.aligner.offset is None:
             # FFmpeg's H.264 parser returns an access unit only when the next one starts, so a video packet
             # leaves the demuxer when the *next* frame arrives: pair each arrival with the next media time.
-            held, self._held_video = self._held_video, (packet, media_time, arrival)
+            held, self._held_video = self._held_video, (packet, media_time, arrival, first)
             if held is None:
                 return
-            packet, prev_media, prev_arrival = held
-            ready = self.aligner.push(packet, prev_media, prev_arrival - (media_time - prev_media))
+            packet, prev_media, prev_arrival, prev_first = held
+            ready = self.aligner.push(packet, prev_media, prev_arrival - (media_time - prev_media),
+                                      measure=not prev_first)
             if self.aligner.offset is not None:
                 ready += self._release_held_video()
         else:
-            ready = self.aligner.push(packet, media_time, arrival)
+            ready = self.aligner.push(packet, media_time, arrival, measure=not first)
         for item, t in ready:
             self._deliver(item, t)
 
@@ -279,8 +286,8 @@ class RtpStreamReader:
         held, self._held_video = self._held_video, None
         if held is None:
             return []
-        packet, media_time, arrival = held
-        return self.aligner.push(packet, media_time, arrival)
+        packet, media_time, arrival, first = held
+        return self.aligner.push(packet, media_time, arrival, measure=not first)
 
     def _deliver(self, packet, t: float) -> None:
         self.sink(packet, t)

@@ -10,6 +10,12 @@ import av
 RATE = 48000
 AAC_FRAME = 1024
 MAX_FILL = RATE  # gaps up to 1 s are filled with silence; longer ones restart the timeline there
+# An Opus decoder's output lags its input by the encoder's lookahead: 312 samples (6.5 ms: 2.5 ms + 4 ms delay
+# compensation) for libopus in its VOIP and AUDIO modes, which browsers (libwebrtc) and aiortc use. Ogg and MP4
+# state it as the stream's pre-skip and FFmpeg then places decoded samples by it; RTP carries no such header and
+# WebRTC senders stamp each packet with the capture time of its input, so the decoded audio of the packet
+# stamped t starts at t - 312 samples. Without this the recorded sound was 6.5 ms late against the picture.
+OPUS_PRE_SKIP = 312
 
 
 class OpusToAac:
@@ -38,7 +44,7 @@ class OpusToAac:
 
     def encode(self, packet: av.Packet, t: float) -> list[av.Packet]:
         """Transcode one Opus packet whose first sample plays at recording time ``t``."""
-        pts = round(t * RATE)
+        pts = round(t * RATE) - OPUS_PRE_SKIP  # what the decoder returns for it starts with older samples
         out: list[av.Packet] = []
         for frame in self.decoder.decode(packet):
             for mono in self.resampler.resample(frame):
