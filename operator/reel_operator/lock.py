@@ -1,9 +1,13 @@
-"""The room lock. First start wins: one active session per Janus server + room + mode.
+"""The room lock. First start wins: one active session per Janus server + room + mode among all the sessions
+one operator serves. That is one meaning in both modes: cluster-wide, every namespace; namespaced
+(``watchNamespaces: [a, b]``), the watched namespaces together, never per namespace. Two operator installs (two
+releases watching different namespaces) do not see each other's sessions: their rooms are theirs to keep apart.
 
 Two layers, both keyed by ``names.room_key``:
 1. every session carries the label ``reel.dev/room-key``; before starting, the operator lists the labelled
-   sessions in its scope (all namespaces when cluster-wide). An active one that was created earlier wins
-   (ties: the smaller uid), so two sessions checking at the same time agree on one winner;
+   sessions in its scope (all namespaces when cluster-wide, each watched namespace when namespaced). An active
+   one that was created earlier wins (ties: the smaller uid), so two sessions checking at the same time agree
+   on one winner, whichever namespaces they are in;
 2. a Lease ``reel-room-<key>`` in the session's namespace, created by the winner (create is atomic: one
    of two racing creators gets AlreadyExists). A Lease left by a session that ended or is gone is taken over
    with optimistic concurrency (replace at its resourceVersion).
@@ -14,6 +18,7 @@ The Lease and its holder identity are built by the pure functions below (``build
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -111,8 +116,12 @@ def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, n
     """Take the room. None when we have it, else a description of the session that records the room."""
     key = room_key(session)
     selector = f"{LABEL_ROOM_KEY}={key}"
-    if namespaces:
-        candidates = [s for ns in {session.metadata.namespace} for s in kube.list_sessions(selector, ns)]
+    if namespaces and not any(set(ns) & set("*?[") for ns in namespaces):  # namespaced: every watched one
+        candidates = [s for ns in sorted({*namespaces, session.metadata.namespace})
+                      for s in kube.list_sessions(selector, ns)]
+    elif namespaces:  # REEL_NAMESPACES with globs (the chart takes names only): the matching namespaces
+        candidates = [s for s in kube.list_sessions(selector)
+                      if any(fnmatch.fnmatchcase(s["metadata"].get("namespace") or "", ns) for ns in namespaces)]
     else:
         candidates = kube.list_sessions(selector)
     winner = earlier_active(candidates, body)

@@ -4,6 +4,7 @@ events, delete, lock, and status writes that lose nothing to a concurrent writer
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -146,6 +147,19 @@ def test_create_makes_identity_pod_and_lock(ctx):
     assert ("Normal", "Starting", "Starting") in ctx.posted
     create.start(ctx, ctx.kube.get_session("media", "a"))  # resumed / retried: nothing new, no error
     assert sorted(k for k, ns, n in ctx.kube.objects) == kinds
+
+
+def test_the_room_lock_spans_every_watched_namespace(ctx):
+    """Namespaced (watchNamespaces: [media, other]): the lock means what it means cluster-wide, one session per
+    room among all the sessions this operator serves, not one per namespace."""
+    ctx.settings = dataclasses.replace(ctx.settings, namespaces=("media", "other"))
+    create.start(ctx, ctx.kube.add_session("a"))
+    create.start(ctx, ctx.kube.add_session("b", ns="other"))
+    st = ctx.kube.sessions[("other", "b")]["status"]
+    assert (st["phase"], st["stopReason"]) == ("Failed", "AlreadyRecording") and "media/a" in st["message"]
+    ctx.settings = dataclasses.replace(ctx.settings, namespaces=("med*", "team-*"))  # REEL_NAMESPACES globs
+    create.start(ctx, ctx.kube.add_session("c", ns="team-x"))
+    assert ctx.kube.sessions[("team-x", "c")]["status"]["stopReason"] == "AlreadyRecording"
 
 
 def test_second_session_of_the_room_is_refused(ctx):
