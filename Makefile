@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 export REEL_CACHE ?= $(HOME)/.cache/reel
 
-.PHONY: help deps lint test test-unit test-integration crds crds-check
+.PHONY: help deps lint test test-unit test-integration crds crds-apply crds-check
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -28,6 +28,9 @@ test-integration: ## integration tests (real Janus in network namespaces, MinIO)
 
 crds: ## regenerate the RecordingSession CRD (crds/, charts/reel/crds/) from operator/reel_api/models.py
 	$(PYTHON) -m reel_api.crd
+
+crds-apply: ## apply the chart's CRDs to the cluster of the current kubeconfig (Helm never upgrades CRDs)
+	kubectl apply --server-side --force-conflicts -f charts/reel/crds/
 
 crds-check: ## fail with a diff when the committed CRD YAML differs from what the models generate
 	$(PYTHON) -m reel_api.crd --check
