@@ -196,6 +196,31 @@ def test_pause_and_resume_with_spec_paused(env, tmp_path):
     print(f"spec.paused: true -> phase Paused: {pause_latency:.1f} s")
 
 
+def test_kubectl_wait_ready_returns_once_recording_and_finished_at_the_end(env):
+    """What a GitOps pipeline waits on (issue 20): `kubectl wait --for=condition=Ready` returns once the session
+    records (not when it ends), `--for=condition=Finished` once it has ended."""
+    kit, ns = env.kit, env.ns
+    t0 = time.monotonic()
+    kit.create_session(ns, "waited", session_spec(env.server, 1009, endpoint=env.endpoint))
+    pub = kit.start_publisher(ns, "gina", 1009, None, "--no-video")
+    kit.kubectl("wait", "-n", ns, "recs/waited", "--for=condition=Ready", "--timeout=180s", timeout=200)
+    ready_after = time.monotonic() - t0
+    status = kit.session(ns, "waited")["status"]
+    assert status["phase"] == "Recording", status  # Ready while recording, not at the end
+    finished = kit.kubectl("wait", "-n", ns, "recs/waited", "--for=condition=Finished", "--timeout=2s",
+                           check=False, timeout=30)
+    assert finished.returncode != 0  # not finished yet
+    kit.wait_published(ns, pub)
+    kit.stop_session(ns, "waited")
+    kit.kubectl("wait", "-n", ns, "recs/waited", "--for=condition=Finished", "--timeout=240s", timeout=260)
+    status = kit.session(ns, "waited")["status"]
+    assert status["phase"] == "Completed", status
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Finished"]["status"] == "True" and conditions["Reconciling"]["status"] == "False"
+    assert all(c.get("observedGeneration") == status["observedGeneration"] for c in status["conditions"])
+    print(f"kubectl wait --for=condition=Ready returned {ready_after:.1f} s after the session was created")
+
+
 def test_empty_room_ends_no_users(env):
     kit, ns = env.kit, env.ns
     kit.create_session(ns, "empty", session_spec(env.server, 1002, endpoint=env.endpoint,
