@@ -28,23 +28,11 @@ from pathlib import Path
 from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
 from .keys import content_type_for
+from .s3_errors import DENIED_CODES, NOT_IMPLEMENTED_CODES, PRECONDITION_CODES, S3Errors
 
 log = logging.getLogger("reel.storage")
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # files above this use multipart (segments are far smaller)
-
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
-                     "TokenRefreshRequired", "InvalidSecurity", "InvalidClientTokenId",
-                     "AuthorizationHeaderMalformed"}
-_DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "AccountProblem", "Forbidden", "403"}
-_BUCKET_CODES = {"NoSuchBucket", "InvalidBucketName", "PermanentRedirect",
-                 "IllegalLocationConstraintException"}
-_OBJECT_CODES = {"BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch",
-                 "EntityTooLarge", "KeyTooLongError", "InvalidObjectName", "NoSuchKey", "404"}
-_PRECONDITION_CODES = {"PreconditionFailed", "412"}
-_NOT_IMPLEMENTED_CODES = {"NotImplemented", "501"}
-_SSE_CODES = {"NotImplemented", "InvalidEncryptionAlgorithmError", "InvalidArgument", "KMSNotConfigured",
-              "InvalidEncryptionMethod", "kms.NotFoundException"}
 
 
 def _transfer_config():
@@ -89,7 +77,7 @@ def _session(fresh_credentials: bool):
     return boto3.session.Session(botocore_session=core)
 
 
-class S3Store(Store):
+class S3Store(S3Errors, Store):
     def __init__(
         self,
         bucket: str,
@@ -172,83 +160,6 @@ class S3Store(Store):
             return f"{where} @ {self.endpoint_url}"
         return f"{where} ({self.region})" if self.region else where
 
-    def _where_credentials(self) -> str:
-        if self.credentials_secret:
-            return f"from Secret {self.credentials_secret!r}"
-        if self._static_credentials:
-            return "given to the recorder"
-        return "from the AWS environment/credential chain"
-
-    def _credentials_hint(self) -> str:
-        if self.credentials_secret:
-            return (f"check the credentials Secret {self.credentials_secret!r} (keys AWS_ACCESS_KEY_ID, "
-                    "AWS_SECRET_ACCESS_KEY)")
-        if self._static_credentials:
-            return "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in the credentials folder"
-        return ("check the AWS credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
-                "instance role) or set credentialsSecretRef")
-
-    def translate(self, exc: BaseException, what: str = "") -> StoreError:
-        """A StoreError for a botocore/boto3 exception, with its kind decided."""
-        from botocore import exceptions as bx
-
-        pre = f"{what}: " if what else ""
-        if isinstance(exc, StoreError):
-            return exc
-        if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-            return self.error(f"{pre}no usable credentials ({type(exc).__name__}): "
-                              f"{self._credentials_hint()}", kind="config", code="NoCredentials")
-        if isinstance(exc, bx.ClientError):
-            err = exc.response.get("Error", {}) or {}
-            code = str(err.get("Code") or "")
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            message = err.get("Message") or ""
-            if not code and status:
-                code = str(status)
-            detail = f" - {message}" if message and message not in code else ""
-            if code in _CREDENTIAL_CODES:
-                return self.error(f"{pre}access denied ({code}): {self._credentials_hint()}", kind="config",
-                                  code=code)
-            if code in _DENIED_CODES:
-                return self.error(f"{pre}access denied ({code}): the credentials {self._where_credentials()} "
-                                  f"may not write to bucket {self.bucket!r}{self._prefix_text()}; "
-                                  "grant s3:PutObject (and s3:GetObject, s3:ListBucket for backfill)",
-                                  kind="config", code=code)
-            if code in _BUCKET_CODES:
-                if code == "NoSuchBucket":
-                    why = f"bucket {self.bucket!r} does not exist: create it or fix the bucket name"
-                elif code == "PermanentRedirect":
-                    why = f"bucket {self.bucket!r} is in another region than {self.region!r}: fix the region"
-                else:
-                    why = f"bucket {self.bucket!r} is not usable ({code}){detail}"
-                return self.error(f"{pre}{why}", kind="config", code=code)
-            if self.sse and (code in _SSE_CODES or code.startswith("KMS")):
-                return self.error(f"{pre}server-side encryption {self.sse!r} refused ({code}){detail}: the "
-                                  "server needs a KMS, or set serverSideEncryption to ''",
-                                  kind="config", code=code)
-            if code in _OBJECT_CODES:
-                kind = "object"
-                if code in ("BadDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch",
-                            "InvalidDigest"):
-                    return self.error(f"{pre}content does not match its checksum ({code}){detail}",
-                                      kind=kind, code=code)
-                if code in ("NoSuchKey", "404"):
-                    return self.error(f"{pre}no such object", kind=kind, code="NoSuchKey")
-                return self.error(f"{pre}object refused ({code}){detail}", kind=kind, code=code)
-            return self.error(f"{pre}server error ({code}{f', HTTP {status}' if status else ''}){detail}",
-                              kind="transient", code=code)
-        if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError):
-            return self.error(f"{pre}cannot connect ({type(exc).__name__}): is the endpoint reachable?",
-                              kind="transient", code="ConnectionError")
-        if isinstance(exc, bx.ReadTimeoutError):
-            return self.error(f"{pre}no answer within the read timeout", kind="transient", code="ReadTimeout")
-        if isinstance(exc, bx.BotoCoreError | OSError):
-            return self.error(f"{pre}{type(exc).__name__}: {exc}", kind="transient", code=type(exc).__name__)
-        return self.error(f"{pre}{type(exc).__name__}: {exc}", kind="transient", code=type(exc).__name__)
-
-    def _prefix_text(self) -> str:
-        return f" under {self.key_prefix!r}" if self.key_prefix else ""
-
     def _sse_args(self) -> dict:
         if not self.sse:
             return {}
@@ -267,7 +178,7 @@ class S3Store(Store):
             self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.key_prefix, MaxKeys=1)
         except Exception as e:
             err = self.translate(e, "check")
-            if err.code not in _DENIED_CODES:
+            if err.code not in DENIED_CODES:
                 raise err from None
             probe_write = True  # may write without listing: find out by writing
         if probe_write:
@@ -352,10 +263,10 @@ class S3Store(Store):
                 return
             except Exception as e:
                 err = self.translate(e, f"upload {key!r}")
-                if err.code in _PRECONDITION_CODES:
+                if err.code in PRECONDITION_CODES:
                     self.accept_existing(key, size, sha256())
                     return
-                if err.code not in _NOT_IMPLEMENTED_CODES:
+                if err.code not in NOT_IMPLEMENTED_CODES:
                     raise err from None
                 # 501: the header, or (with server-side encryption) the encryption. Try once without the header.
                 self._look_then_put(key, upload, size, sha256)
