@@ -66,7 +66,8 @@ def plan_streams(streams: list[PublishedStream], mode: str) -> StreamPlan:
         if codec in takes[s.kind]:
             forward.append(s)
         else:
-            skipped.append(_skipped(s, f"Reel records {'H.264' if s.kind == 'video' else 'Opus'} {s.kind}" + (
+            skipped.append(_skipped(s, SkipReason.CODEC_UNSUPPORTED, f"{s.kind} is {s.codec}: Reel records "
+                                    f"{'H.264' if s.kind == 'video' else 'Opus'} {s.kind}" + (
                 " (VP8 too in mode composite or both, which re-encode)" if s.kind == "video" else "") +
                 ": create the room with videocodec=h264" + (", or record it with spec.recording.mode: composite"
                                                              if mode == "individual" and codec == "vp8" else "")))
@@ -75,13 +76,15 @@ def plan_streams(streams: list[PublishedStream], mode: str) -> StreamPlan:
     own = frozenset(s.kind for s in forward if (s.codec or "").lower() in HLS_CODECS[s.kind])
     for s in forward:
         if s.kind not in own:
-            skipped.append(_skipped(s, f"in the composite only: their own folder copies H.264 (MPEG-TS cannot "
-                                       f"carry {s.codec}); create the room with videocodec=h264"))
+            skipped.append(_skipped(s, SkipReason.CODEC_UNSUPPORTED, f"{s.kind} is {s.codec}: in the composite "
+                                    f"only: their own folder copies H.264 (MPEG-TS cannot carry {s.codec}); create "
+                                    "the room with videocodec=h264"))
     return StreamPlan(forward, own, skipped)
 
 
-def _skipped(s: PublishedStream, message: str, reason: str = SkipReason.CODEC_UNSUPPORTED) -> dict:
-    return {"kind": s.kind, "codec": s.codec, "reason": reason, "message": f"{s.kind} is {s.codec}: {message}"}
+def _skipped(s: PublishedStream, reason: str, message: str) -> dict:
+    """A status/manifest entry for a stream not recorded (status.participants[].skipped[])."""
+    return {"kind": s.kind, "codec": s.codec, "reason": reason, "message": message}
 
 
 class Ingest(Protocol):
@@ -167,8 +170,7 @@ class Outputs:
             log.warning("participant %r (%s) not recorded: %s", pub.display, pub.id, err.message)
             going = ingest.packets_of(pub.id) if was_recorded else {}
             self.participants.skip(pub, plan.skipped + [
-                {"kind": s.kind, "codec": s.codec, "reason": SkipReason.FORWARD_FAILED, "message": err.message}
-                for s in plan.forward if s.kind not in going])
+                _skipped(s, SkipReason.FORWARD_FAILED, err.message) for s in plan.forward if s.kind not in going])
             return False
         self._publishers[pub.id] = pub
         return True
@@ -205,10 +207,9 @@ class Outputs:
                 log.warning("participant %r (%s): no media came, also after forwarding it again: skipped",
                             pub.display, pub_id)
                 self.participants.skip(pub, plan.skipped + [
-                    {"kind": s.kind, "codec": s.codec, "reason": SkipReason.NO_MEDIA,
-                     "message": f"no {s.kind} packet came from Janus, also after forwarding it again (media is "
-                                "taken from Janus's address only: the room server's, or REEL_JANUS_MEDIA_ADDRESS "
-                                "when Janus sends from another one)"}
+                    _skipped(s, SkipReason.NO_MEDIA, f"no {s.kind} packet came from Janus, also after forwarding "
+                             "it again (media is taken from Janus's address only: the room server's, or "
+                             "REEL_JANUS_MEDIA_ADDRESS when Janus sends from another one)")
                     for s in plan.forward])
                 self._publishers.pop(pub_id, None)
                 continue

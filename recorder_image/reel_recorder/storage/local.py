@@ -206,21 +206,7 @@ class LocalStore(Store):
             self.accept_existing(key, *found)
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            dfd, leaf = self._open_parent(key, create=False)
-        except FileNotFoundError:
-            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
-        except OSError as e:
-            raise self._os_error(f"cannot read {key!r}", e) from None
-        try:
-            ffd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
-        except FileNotFoundError:
-            raise self.error(f"{key!r}: no such object", kind="object", code="NoSuchKey") from None
-        except OSError as e:
-            raise self._os_error(f"cannot read {key!r}", e) from None
-        finally:
-            os.close(dfd)
-        with os.fdopen(ffd, "rb") as f:
+        with self._open_read(key) as f:
             return f.read()
 
     def exists(self, key: str) -> bool:
