@@ -105,7 +105,7 @@ NOT_OURS = {
     ("reel_operator/status.py", "NodeLost"),  # POD_NODE_LOST: a pod's status.reason
     ("reel_api/__init__.py", "Recording"),  # the model class Recording, exported lazily
     ("reel_api/models.py", "Recording"),  # the model class Recording, in __all__
-    ("reel_recorder/storage/s3.py", "Error"),  # botocore's error response key
+    ("reel_recorder/storage/s3_errors.py", "Error"),  # botocore's error response key (the S3 error translation)
 }
 VALUES = {m.value for enum in (Phase, StopReason, FailureReason, ConditionType, ConditionReason, InterruptionReason,
                                SkipReason, RoomState) for m in enum}
