@@ -21,15 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from reel_api.vocabulary import TERMINAL_PHASES, ConditionReason, ConditionStatus, ConditionType, Phase
+from reel_api.vocabulary import TERMINAL_PHASES, ConditionReason, ConditionType, Phase
+
+from .conditions import condition
 
 #: Phases during which Reel is on its way to a steady one (Recording/Paused, or a final phase).
 WORKING_PHASES = frozenset({Phase.PENDING, Phase.STARTING, Phase.STOPPING, Phase.UPLOADING})
-
-
-def _cond(ctype: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:
-    return {"type": ctype, "status": ConditionStatus.TRUE if ok else ConditionStatus.FALSE, "reason": reason,
-            "message": message}
 
 
 def health_conditions(status: Mapping[str, Any], *, failure: str | None, gap: tuple[str, str] | None,
@@ -44,21 +41,22 @@ def health_conditions(status: Mapping[str, Any], *, failure: str | None, gap: tu
     gave_up = phase == Phase.BACKED_UP and bool(backfill.get("gaveUpAt"))
 
     if phase in WORKING_PHASES and not gap:
-        reconciling = _cond(ConditionType.RECONCILING, True, phase, message)
+        reconciling = condition(ConditionType.RECONCILING, True, phase, message)
     elif gap and not final:
-        reconciling = _cond(ConditionType.RECONCILING, True, *gap)
+        reconciling = condition(ConditionType.RECONCILING, True, *gap)
     elif phase == Phase.BACKED_UP and backfill and not gave_up:
-        reconciling = _cond(ConditionType.RECONCILING, True, ConditionReason.BACKFILLING, backed_up.get("message", ""))
+        reconciling = condition(ConditionType.RECONCILING, True, ConditionReason.BACKFILLING,
+                                backed_up.get("message", ""))
     else:
-        reconciling = _cond(ConditionType.RECONCILING, False, phase)
+        reconciling = condition(ConditionType.RECONCILING, False, phase)
 
     if phase == Phase.FAILED:
-        stalled = _cond(ConditionType.STALLED, True, failure or Phase.FAILED, message)
+        stalled = condition(ConditionType.STALLED, True, failure or Phase.FAILED, message)
     elif gave_up:
-        stalled = _cond(ConditionType.STALLED, True, backed_up.get("reason") or phase, backed_up.get("message", ""))
+        stalled = condition(ConditionType.STALLED, True, backed_up.get("reason") or phase, backed_up.get("message", ""))
     else:
-        stalled = _cond(ConditionType.STALLED, False, phase)
+        stalled = condition(ConditionType.STALLED, False, phase)
 
-    finished = _cond(ConditionType.FINISHED, final, phase, message if final else "")
+    finished = condition(ConditionType.FINISHED, final, phase, message if final else "")
     return [reconciling, stalled, finished]
 

@@ -25,6 +25,8 @@ from typing import Any
 
 from reel_api.vocabulary import ConditionReason, ConditionStatus, ConditionType, Phase, RoomState
 
+from .conditions import condition, find
+
 WARNING = "Warning"
 NORMAL = "Normal"
 
@@ -43,26 +45,20 @@ def degraded_condition(status: Mapping[str, Any]) -> dict[str, Any] | None:
     """Degraded for ``status`` (its ``conditions`` are the ones before this change), or None when there is none
     to show (nobody skipped, and nobody ever was)."""
     skipped = skipped_of(status)
-    had = any(c.get("type") == ConditionType.DEGRADED for c in status.get("conditions") or [])
     if skipped:
-        return {"type": ConditionType.DEGRADED, "status": ConditionStatus.TRUE,
-                "reason": ConditionReason.PARTICIPANT_SKIPPED,
-                "message": "not recorded: " + "; ".join(skipped) + " (see status.participants[].skipped)"}
-    if had:
-        return {"type": ConditionType.DEGRADED, "status": ConditionStatus.FALSE,
-                "reason": ConditionReason.ALL_RECORDED, "message": ""}
+        return condition(ConditionType.DEGRADED, True, ConditionReason.PARTICIPANT_SKIPPED,
+                         "not recorded: " + "; ".join(skipped) + " (see status.participants[].skipped)")
+    if find(status.get("conditions"), ConditionType.DEGRADED) is not None:
+        return condition(ConditionType.DEGRADED, False, ConditionReason.ALL_RECORDED)
     return None
 
 
 def skipped_event(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """Warning ParticipantSkipped when Degraded becomes True, or its list changes, in ``patch``."""
-    def degraded(conds) -> Mapping[str, Any] | None:
-        return next((c for c in conds or [] if c.get("type") == ConditionType.DEGRADED), None)
-
-    new = degraded(patch.get("conditions"))
+    new = find(patch.get("conditions"), ConditionType.DEGRADED)
     if new is None or new.get("status") != ConditionStatus.TRUE:
         return None
-    old = degraded(old_status.get("conditions"))
+    old = find(old_status.get("conditions"), ConditionType.DEGRADED)
     if old is not None and old.get("status") == ConditionStatus.TRUE and old.get("message") == new.get("message"):
         return None
     return WARNING, ConditionReason.PARTICIPANT_SKIPPED, new.get("message") or ConditionReason.PARTICIPANT_SKIPPED
@@ -81,16 +77,14 @@ def room_event(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple
     """Warning Reconnecting when the Recording condition in ``patch`` turns to Reconnecting, Normal Reconnected
     when it leaves it while the session still records (the recorder writes status.room itself: the operator
     sees the change in the conditions it recomputes)."""
-    def reason(conds) -> str | None:
-        return next((c.get("reason") for c in conds or [] if c.get("type") == ConditionType.RECORDING), None)
-
     new_conds = patch.get("conditions")
     if new_conds is None:
         return None
-    old, new = reason(old_status.get("conditions")), reason(new_conds)
+    recording = find(new_conds, ConditionType.RECORDING) or {}
+    old = (find(old_status.get("conditions"), ConditionType.RECORDING) or {}).get("reason")
+    new = recording.get("reason")
     if new == RoomState.RECONNECTING and old != RoomState.RECONNECTING:
-        message = next(c.get("message") for c in new_conds if c.get("type") == ConditionType.RECORDING)
-        return WARNING, RoomState.RECONNECTING, message or RoomState.RECONNECTING
+        return WARNING, RoomState.RECONNECTING, recording.get("message") or RoomState.RECONNECTING
     if old == RoomState.RECONNECTING and new in (ConditionReason.PARTICIPANTS_PRESENT,
                                                   ConditionReason.WAITING_FOR_PARTICIPANTS, ConditionReason.PAUSED):
         room = {**old_status, **patch}.get("room") or {}

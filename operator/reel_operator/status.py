@@ -40,6 +40,7 @@ from reel_api import (
     StorageLocation,
 )
 
+from .conditions import condition, find
 from .health import health_conditions
 from .room_faults import degraded_condition, reconnecting
 
@@ -118,11 +119,6 @@ def parse_time(value: Any) -> datetime | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _cond(ctype: str, ok: bool, reason: str, message: str = "") -> dict[str, Any]:
-    status = ConditionStatus.TRUE if ok else ConditionStatus.FALSE
-    return {"type": ctype, "status": status, "reason": reason, "message": message}
-
-
 def failure_reason(status: Mapping[str, Any]) -> str:
     """The detailed reason of a failed session, as recorded in its Ready condition (or the stop reason)."""
     for cond in status.get("conditions") or []:
@@ -148,35 +144,35 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
 
     lost_room = None if interruption else reconnecting(status)  # the recorder is getting Janus back
     if interruption:
-        recording = _cond(ConditionType.RECORDING, False, ConditionReason.INTERRUPTED,
+        recording = condition(ConditionType.RECORDING, False, ConditionReason.INTERRUPTED,
                           interruption.get("message") or "")
     elif lost_room:
-        recording = _cond(ConditionType.RECORDING, False, RoomState.RECONNECTING, lost_room)
+        recording = condition(ConditionType.RECORDING, False, RoomState.RECONNECTING, lost_room)
     elif phase == Phase.RECORDING:
         if active:
-            recording = _cond(ConditionType.RECORDING, True, ConditionReason.PARTICIPANTS_PRESENT,
+            recording = condition(ConditionType.RECORDING, True, ConditionReason.PARTICIPANTS_PRESENT,
                               f"{active} participant(s) being recorded")
         else:
-            recording = _cond(ConditionType.RECORDING, True, ConditionReason.WAITING_FOR_PARTICIPANTS,
+            recording = condition(ConditionType.RECORDING, True, ConditionReason.WAITING_FOR_PARTICIPANTS,
                               "no participant is publishing")
     elif phase == Phase.PAUSED:
-        recording = _cond(ConditionType.RECORDING, False, ConditionReason.PAUSED, "spec.paused is true")
+        recording = condition(ConditionType.RECORDING, False, ConditionReason.PAUSED, "spec.paused is true")
     elif phase in (Phase.PENDING, Phase.STARTING):
-        recording = _cond(ConditionType.RECORDING, False, ConditionReason.STARTING, "the recorder is starting")
+        recording = condition(ConditionType.RECORDING, False, ConditionReason.STARTING, "the recorder is starting")
     elif failed:
-        recording = _cond(ConditionType.RECORDING, False, why, message)
+        recording = condition(ConditionType.RECORDING, False, why, message)
     else:
-        recording = _cond(ConditionType.RECORDING, False, stop or ConditionReason.STOPPED, message)
+        recording = condition(ConditionType.RECORDING, False, stop or ConditionReason.STOPPED, message)
 
     segments, pending = upload.get("segments", 0), upload.get("pendingSegments", 0)
     stored = f"{segments - pending} of {segments} segment(s) stored"
     if phase in (Phase.COMPLETED, Phase.BACKED_UP):
-        uploaded = _cond(ConditionType.UPLOADED, True, ConditionReason.ALL_STORED,
+        uploaded = condition(ConditionType.UPLOADED, True, ConditionReason.ALL_STORED,
                          stored if segments else "nothing to store")
     elif failed:
-        uploaded = _cond(ConditionType.UPLOADED, False, why, stored if segments else message)
+        uploaded = condition(ConditionType.UPLOADED, False, why, stored if segments else message)
     else:  # no counts in the message: it would change (and be patched) with every segment
-        uploaded = _cond(ConditionType.UPLOADED, False,
+        uploaded = condition(ConditionType.UPLOADED, False,
                          ConditionReason.UPLOADING if segments else ConditionReason.NOTHING_RECORDED,
                          "segments are uploaded while recording; see status.upload" if segments else "")
 
@@ -185,21 +181,21 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     if backfill and phase in (Phase.COMPLETED, Phase.BACKED_UP):
         backed_up = backfill_condition(backfill, phase)
     elif phase == Phase.BACKED_UP or location in (StorageLocation.BACKUP, StorageLocation.MIXED):
-        backed_up = _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_USED,
+        backed_up = condition(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_USED,
                           "primary storage failed: some or all segments are in the backup storage")
     else:
-        backed_up = _cond(ConditionType.BACKED_UP, False, ConditionReason.NOT_NEEDED, "")
+        backed_up = condition(ConditionType.BACKED_UP, False, ConditionReason.NOT_NEEDED, "")
 
     if failed:
-        ready = _cond(ConditionType.READY, False, why, message)
+        ready = condition(ConditionType.READY, False, why, message)
     elif interruption:  # a gap in the recording: `kubectl wait --for=condition=Ready` users see it
-        ready = _cond(ConditionType.READY, False, ConditionReason.INTERRUPTED, interruption.get("message") or "")
+        ready = condition(ConditionType.READY, False, ConditionReason.INTERRUPTED, interruption.get("message") or "")
     elif lost_room:  # a gap too, shorter: the same recorder gets the room back (or fails with JanusLost)
-        ready = _cond(ConditionType.READY, False, RoomState.RECONNECTING, lost_room)
+        ready = condition(ConditionType.READY, False, RoomState.RECONNECTING, lost_room)
     elif phase in (Phase.RECORDING, Phase.PAUSED, Phase.COMPLETED, Phase.BACKED_UP):
-        ready = _cond(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
+        ready = condition(ConditionType.READY, True, phase, message if phase != Phase.RECORDING else "")
     else:
-        ready = _cond(ConditionType.READY, False, phase, message)
+        ready = condition(ConditionType.READY, False, phase, message)
     spool = status.get("spool")
     extra = [disk_full_condition(spool)] if isinstance(spool, Mapping) else []
     degraded = degraded_condition(status)  # someone not (fully) recorded: degraded.py
@@ -213,13 +209,13 @@ def backfill_condition(backfill: Mapping[str, Any], phase: str) -> dict[str, Any
     """BackedUp (True: the backup was used) while and after the backfill (handlers/backfill.py): Backfilling, then
     BackupMoved once Completed, or the FailureReason it gave up with."""
     if phase == Phase.COMPLETED and backfill.get("completedAt"):
-        return _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_MOVED,
+        return condition(ConditionType.BACKED_UP, True, ConditionReason.BACKUP_MOVED,
                      f"the primary storage failed during the recording; the backfill of {backfill['completedAt']} "
                      f"moved the backup into it: {backfill.get('message') or ''}".rstrip(": "))
     if backfill.get("gaveUpAt"):
-        return _cond(ConditionType.BACKED_UP, True, backfill.get("reason") or FailureReason.BACKFILL_TIMEOUT,
+        return condition(ConditionType.BACKED_UP, True, backfill.get("reason") or FailureReason.BACKFILL_TIMEOUT,
                      f"backfill gave up at {backfill['gaveUpAt']}: {backfill.get('message') or ''}")
-    return _cond(ConditionType.BACKED_UP, True, ConditionReason.BACKFILLING,
+    return condition(ConditionType.BACKED_UP, True, ConditionReason.BACKFILLING,
                  f"Job {backfill.get('job')} copies what is only in the backup storage into the primary storage "
                  f"(since {backfill.get('startedAt')})")
 
@@ -229,12 +225,12 @@ def disk_full_condition(spool: Mapping[str, Any]) -> dict[str, Any]:
     with every measurement (each change is a status patch)."""
     if spool.get("full"):
         limit = f" (limit {spool['limitBytes'] / 2**20:.0f} MiB)" if spool.get("limitBytes") else ""
-        return _cond(ConditionType.DISK_FULL, True, ConditionReason.SPOOL_FULL,
+        return condition(ConditionType.DISK_FULL, True, ConditionReason.SPOOL_FULL,
                      f"the recorder's spool is nearly full{limit}: the stores are not taking segments fast enough "
                      "(see status.upload); segments not stored yet are kept, new media is not recorded until "
                      "uploads make room (what it costs: status.spool)")
     lost = spool.get("droppedSegments") or 0
-    return _cond(ConditionType.DISK_FULL, False, ConditionReason.SPOOL_AVAILABLE,
+    return condition(ConditionType.DISK_FULL, False, ConditionReason.SPOOL_AVAILABLE,
                  f"{lost} segment(s), {float(spool.get('droppedSeconds') or 0):.0f} s of media were not recorded "
                  "while the spool was full" if lost else "")
 
@@ -242,13 +238,10 @@ def disk_full_condition(spool: Mapping[str, Any]) -> dict[str, Any]:
 def disk_full_event(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """The Event for a DiskFull change in a status patch: Warning DiskFull when it becomes True, Normal
     SpoolAvailable when it becomes False again; None otherwise."""
-    def disk_full(conds) -> Mapping[str, Any] | None:
-        return next((c for c in conds or [] if c.get("type") == ConditionType.DISK_FULL), None)
-
-    new = disk_full(patch.get("conditions"))
+    new = find(patch.get("conditions"), ConditionType.DISK_FULL)
     if new is None:
         return None
-    old = disk_full(old_status.get("conditions"))
+    old = find(old_status.get("conditions"), ConditionType.DISK_FULL)
     was_full = old is not None and old.get("status") == ConditionStatus.TRUE
     if new.get("status") == ConditionStatus.TRUE and not was_full:
         return WARNING, ConditionType.DISK_FULL, new.get("message") or ConditionType.DISK_FULL
@@ -316,8 +309,8 @@ def transition(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> tuple
         reason, since = old_interruption.get("reason"), old_interruption.get("since")
         return NORMAL, ConditionReason.RESUMED, f"a new recorder continues {what} after the interruption ({reason}) " \
                                                 f"of {since}"
-    old_ready = next((c for c in old_status.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
-    new_ready = next((c for c in patch.get("conditions") or [] if c.get("type") == ConditionType.READY), None)
+    old_ready = find(old_status.get("conditions"), ConditionType.READY)
+    new_ready = find(patch.get("conditions"), ConditionType.READY)
     if new_ready is None or (old_ready and (old_ready.get("status"), old_ready.get("reason")) ==
                              (new_ready.get("status"), new_ready.get("reason"))):
         return None
