@@ -341,6 +341,9 @@ def test_empty_room_ends_with_no_users(kube, ns, janus, reel):
     st = wait_phase(kube, ns, "empty", ("Completed", "Failed"), 90)
     assert (st["phase"], st["stopReason"]) == ("Completed", "NoUsers"), st
     wait_for(lambda: pod_of(kube, ns, "empty") is None, 30, "the pod of the finished session to be removed")
+    # the conditions as the operator computed them for the final status (the snapshot above may be the recorder's
+    # final report before the operator's recomputation: a race seen once in three full runs)
+    st = wait_phase(kube, ns, "empty", ("Completed",), 30)
     assert conditions(st)["Recording"]["reason"] == "NoUsers"
 
 
