@@ -5,17 +5,22 @@ stream ended early."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from tests.support.analyze import read_participant, recording_folders
 
 pytestmark = pytest.mark.integration
 FPS = 30
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Attacker:
@@ -99,3 +104,39 @@ def test_forged_rtp_and_rtcp_from_a_third_address_change_nothing(record, room, p
         assert abs(decoded.audio_samples / 48000 - total) < 0.3
         figures.append(f"{who}: {decoded.video_frames}/{frames_sent} frames, {total:.2f} s")
     print(f"forged media: {forged} packets at {len(attacker.ports)} ports; " + "; ".join(figures))
+
+
+def test_forged_rtp_from_janus_own_address_with_foreign_ssrcs_changes_nothing(record, room, publisher, janus,
+                                                                               test_network):
+    """The forger sits where Janus is (its network namespace, its address): only the SSRC we asked Janus's
+    forwarder to use tells its packets from Janus's (the RTP gate, recorder_image/reel_recorder/ingest/gate.py)."""
+    run = record(room, recording={"segmentSeconds": 4})
+    run.wait_event("joined", timeout=30)
+    alice = publisher(room, display="alice", duration=12)
+    deadline = time.monotonic() + 30
+    ports: set[int] = set()
+    while len(ports) < 2:
+        assert time.monotonic() < deadline, ports
+        ports |= _forwarded_ports(janus, room)
+        time.sleep(0.1)
+    forger = test_network.popen([sys.executable, "-m", "tests.support.forger", "--source", test_network.addr,
+                                 "--target", test_network.addr, "--ports", ",".join(map(str, sorted(ports))),
+                                 "--seconds", "8"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    sent = alice.wait(90)
+    forged = int(forger.communicate(timeout=30)[0])
+    status = run.wait(60)
+    assert status["phase"] == "Completed" and status["stopReason"] == "NoUsers", status
+    assert forged > 2000, forged
+    (folder,) = recording_folders(run.output).values()
+    info, decoded = read_participant(folder)
+    frames_sent = sent["video_frames"]
+    assert abs(decoded.video_frames - frames_sent) <= 0.01 * frames_sent, (decoded.video_frames, frames_sent)
+    assert decoded.decode_errors == 0, decoded.decode_messages
+    assert decoded.sizes == {(640, 480)}, decoded.sizes
+    assert not any(d for _, _, d in info.entries), info.entries
+    assert all(0 < d <= 5.0 for _, d, _ in info.entries), info.entries
+    (part,) = json.loads(next(run.output.rglob("manifest.json")).read_text())["participants"]
+    assert part["packetsRejected"] >= forged, (part, forged)  # every forged RTP packet was kept out, counted
+    assert part["droppedFrames"] == 0, part
+    print(f"forged from Janus's address: {forged} RTP packets, {part['packetsRejected']} rejected; "
+          f"{decoded.video_frames}/{frames_sent} frames")

@@ -34,12 +34,15 @@ class RtpSource:
         video_delay: float = 0.0,
         resize_at: float | None = None,
         pli_port: int | None = None,
+        video_pkt_size: int | None = None,
     ):
+        """``video_pkt_size``: the largest video RTP packet (smaller: frames in more FU-A fragments)."""
         self.addr = addr
         self.video_port, self.audio_port = video_port, audio_port
         self.duration, self.fps, self.size, self.gop = duration, fps, size, gop
         self.video_delay, self.resize_at = video_delay, resize_at
         self.pli_port = pli_port
+        self.video_pkt_size = video_pkt_size
         self.frames_sent = 0
         self.samples_sent = 0
         self.keyframes_on_request = 0
@@ -98,7 +101,8 @@ class RtpSource:
 
     # -- media ---------------------------------------------------------------------------------------------
     def _video(self) -> None:
-        out = av.open(f"rtp://{self.addr}:{self.video_port}", "w", format="rtp")
+        query = f"?pkt_size={self.video_pkt_size}" if self.video_pkt_size else ""
+        out = av.open(f"rtp://{self.addr}:{self.video_port}{query}", "w", format="rtp")
         stream = None
         size = None
         n = 0

@@ -1,8 +1,10 @@
 """Forward ingest: Janus forwards each recorded publisher's RTP to us (VideoRoom ``rtp_forward``).
 
-Needs the room secret (and the admin key when Janus locks forwarding). One demuxer thread per stream, taking
-packets from Janus's address only (``janus_addr``: the room server's, or REEL_JANUS_MEDIA_ADDRESS when Janus
-sends media from another address) on a port picked at random in the range (rtp.PortAllocator).
+Needs the room secret (and the admin key when Janus locks forwarding). Janus sends each stream to a port picked
+at random in the range (rtp.PortAllocator), owned by the RTP gate (relay.py, gate.py): one thread for every
+stream, taking packets from Janus's address only (``janus_addr``: the room server's, or REEL_JANUS_MEDIA_ADDRESS
+when Janus sends media from another address) and with the SSRC we asked Janus to use (a random one per stream),
+passing whole frames on to one FFmpeg demuxer thread per stream on a loopback port.
 A WebRTC-subscriber ingest, for rooms where the recorder may not forward, would offer the same methods.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +24,9 @@ from ..clock import RecordingClock
 from ..errors import RecorderError
 from ..room.janus import JanusRequestError, JanusRoom
 from ..room.presence import PublishedStream, Publisher
-from .rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
+from .gate import MediaCounts, StreamGate
+from .relay import LOOPBACK, GatedStream, RtpGate
+from .rtp import RTP_CODECS, KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 # Which codecs each kind of recording can take is outputs.py's business (plan_streams).
 PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "opus": 111}
 FMTP = {"h264": "packetization-mode=1"}
+# The demuxers' ports on loopback, apart from the range Janus sends to (40000-44999: what firewalls and
+# NetworkPolicies see), so that a rule on that range never touches the leg from the gate to FFmpeg.
+LOOPBACK_PORTS = (45000, 49999)
 ERR_NO_SUCH_FEED = 428  # VideoRoom: no such publisher (they left while we asked)
 FORWARD_ATTEMPTS = 2  # an rtp_forward that timed out is asked once more
 
@@ -55,8 +63,11 @@ class MediaSink:
 class _Forwarded:
     mid: str
     kind: str
-    port: int
+    port: int  # ours, where Janus sends (the gate's)
     reader: RtpStreamReader | None
+    ssrc: int = 0  # the SSRC we ask Janus to send with
+    target: int = 0  # the loopback port of the reader's demuxer
+    gated: GatedStream | None = None
     stream_id: int | None = None
     requester: KeyframeRequester | None = None
     _first_seen: threading.Event = field(default_factory=threading.Event)
@@ -67,11 +78,14 @@ class _Forwarded:
         if self._first_seen.is_set():
             requester.request(force=True)
 
-    def first_packet(self) -> None:
-        """The reader's first packet (reader thread): ask for a keyframe now, past the rate limit."""
+    def keyframe_needed(self, new: bool = True) -> None:
+        """The gate waits for a keyframe (gate thread): the stream's start (the first packets are rarely one),
+        or a frame lost. Asked at once at the start and at each ``new`` loss (the keyframe asked before came),
+        past the rate limit; else at most every 0.3 s."""
+        first = not self._first_seen.is_set()
         self._first_seen.set()
         if self.requester is not None:
-            self.requester.request(force=True)
+            self.requester.request(force=first or new)
 
 
 class ForwardIngest:
@@ -84,15 +98,19 @@ class ForwardIngest:
         self.secret = secret
         self.admin_key = admin_key
         self.ports = ports or PortAllocator(local_addr)
+        self.gate = RtpGate(local_addr, janus_addr, now=clock.now)
+        self.loopback_ports = PortAllocator(LOOPBACK, *LOOPBACK_PORTS)
         self._streams: dict[object, dict[str, _Forwarded]] = {}
         # forwarders left on Janus when the connection was lost (they belong to the publisher, not to our session):
         # stopped once the room is back (``_reclaim``), their ports kept until then (never two forwarders on one)
         self._orphans: list[tuple[object, _Forwarded]] = []
 
-    async def update(self, pub: Publisher, streams: list[PublishedStream], sink: MediaSink) -> None:
+    async def update(self, pub: Publisher, streams: list[PublishedStream], sink: MediaSink,
+                     counts: MediaCounts | None = None) -> None:
         """Forward exactly ``streams`` of ``pub`` into ``sink``; starts new ones, stops dropped ones. Raises
         ForwardFailed when Janus does not forward them (a timeout is asked again once), RecorderError when it
-        refuses the credentials (that cannot get better)."""
+        refuses the credentials (that cannot get better). ``counts``: the participant's, where each new stream's
+        gate counts (frames dropped, packets rejected)."""
         await self._reclaim()
         current = self._streams.setdefault(pub.id, {})
         wanted = {s.mid: s for s in streams}
@@ -102,21 +120,24 @@ class ForwardIngest:
             return
         started: list[_Forwarded] = []
         for s in new:
-            port = self.ports.allocate()
             codec = s.codec.lower()
-            rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=port,
-                            local_addr=self.local_addr, fmtp=FMTP.get(codec), source=self.janus_addr)
+            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=0, reader=None, ssrc=secrets.randbits(32) or 1)
+            # The gate asks for a keyframe as soon as video flows (the first packets are rarely one), not only
+            # once the writer sees them after the clock alignment window; and again after a frame is lost.
+            gate = StreamGate(codec, RTP_CODECS[codec][1], payload_type=PAYLOAD_TYPES[codec], ssrc=fwd.ssrc,
+                              request_keyframe=fwd.keyframe_needed if s.kind == "video" else None)
+            fwd.port, fwd.target, fwd.gated = self._open_gate(gate)
+            if counts is not None:
+                counts.add(gate)
+            rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=fwd.target,
+                            local_addr=LOOPBACK, fmtp=FMTP.get(codec), source=LOOPBACK)
             target = sink.video if s.kind == "video" else sink.audio
-            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=port, reader=None)
-            # Ask for a keyframe as soon as video flows (the first packets are rarely one: FFmpeg drops a new
-            # stream's first RTP packet, often part of the IDR), not only once the writer sees them after the
-            # clock alignment window.
-            first = fwd.first_packet if s.kind == "video" else None
-            fwd.reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}", on_first_packet=first)
+            fwd.reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}",
+                                         gate=gate)
             fwd.reader.start()
             current[s.mid] = fwd
             started.append(fwd)
-        request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()],
+        request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()], "ssrc": f.ssrc,
                     **({"rtcp_port": f.port + 1} if f.kind == "video" else {})} for f in started]
         try:
             forwarders = await self._forward(pub, request)
@@ -135,6 +156,22 @@ class ForwardIngest:
                 log.info("keyframe requests for %r go to %s:%s", pub.display, *requester.target)
                 sink.request_keyframe = requester.request
                 f.set_requester(requester)  # the multistream forward sends no PLI itself: start with a keyframe
+
+    def _open_gate(self, gate: StreamGate) -> tuple[int, int, GatedStream]:
+        """A public port pair for Janus (bound by the gate at once) and a loopback pair for the demuxer."""
+        for _ in range(8):
+            port = self.ports.allocate()
+            try:
+                target = self.loopback_ports.allocate()
+            except RuntimeError:
+                self.ports.release(port)
+                raise
+            try:
+                return port, target, self.gate.open(port, target, gate)
+            except OSError:  # taken meanwhile (another process): try the next pair
+                self.ports.release(port)
+                self.loopback_ports.release(target)
+        raise RuntimeError(f"no free UDP port pair for the RTP gate on {self.local_addr}")
 
     async def _forward(self, pub: Publisher, request: list[dict]) -> list[dict]:
         for attempt in range(1, FORWARD_ATTEMPTS + 1):
@@ -189,12 +226,16 @@ class ForwardIngest:
         lost = janus and self.room.closed.is_set()  # their forwarders outlive the connection: ``_reclaim``
         if janus and not lost:
             await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in items if f.stream_id is not None))
+        # the gate first: a frame still incomplete is dropped, nothing more is passed on; then each demuxer reads
+        # what the gate had passed (its loopback socket keeps it) until a read times out
+        await asyncio.gather(*(asyncio.to_thread(self.gate.close, fwd.gated) for _, fwd in items if fwd.gated))
         for _, fwd in items:
             fwd.reader.request_stop()
         await asyncio.gather(*(asyncio.to_thread(fwd.reader.stop) for _, fwd in items))
         for pub_id, fwd in items:
             if fwd.requester:
                 fwd.requester.close()
+            self.loopback_ports.release(fwd.target)
             if lost and fwd.stream_id is not None:
                 self._orphans.append((pub_id, fwd))
             else:

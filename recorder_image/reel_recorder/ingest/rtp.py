@@ -1,9 +1,10 @@
 """Reading one forwarded RTP stream with FFmpeg's RTP/SDP demuxer.
 
-Janus forwards each recorded publisher stream as plain RTP to a UDP port of ours. FFmpeg (through PyAV)
-does the depacketizing, reordering and H.264 access-unit assembly in C, on its own thread per stream; the
-GIL is released while it waits for packets. Each stream gets its own demuxer so that a stream that starts
-late (a camera switched on after the microphone) never holds up the others.
+Janus forwards each recorded publisher stream as plain RTP to a UDP port of ours, owned by the RTP gate
+(gate.py, relay.py), which passes whole frames on to a loopback port. FFmpeg (through PyAV) reads them there and
+does the depacketizing and H.264 access-unit assembly in C, on its own thread per stream; the GIL is released
+while it waits for packets. Each stream gets its own demuxer so that a stream that starts late (a camera
+switched on after the microphone) never holds up the others.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import av
 
 from ..clock import RecordingClock, StreamAligner
+from .gate import StreamGate
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,9 @@ class KeyframeRequester:
         self._sock.close()
 
 
+OPEN_TIMEOUT = 5.0  # seconds an open may take behind the gate (the packets are there: it takes milliseconds)
+GATE_POLL = 0.02  # seconds between looks at whether the gate has passed anything
+
 PacketSink = Callable[[av.Packet, float], None]
 """Receives a demuxed packet and its time on the recording clock (seconds)."""
 
@@ -156,19 +161,28 @@ class RtpStreamReader:
         name: str,
         on_first_packet: Callable[[], None] | None = None,
         read_timeout: float = 0.5,
+        gate: StreamGate | None = None,
     ):
+        """``gate``: the stream's RTP gate, which tells when the packet of a given pts came from the network, on
+        ``clock`` (``StreamGate.arrival_of``), and which packet is its copy of the first keyframe for FFmpeg
+        (``StreamGate.is_copy``, not recorded); without it, a packet's arrival is when the demuxer returns it."""
         self.stream = stream
         self.sink = sink
         self.clock = clock
         self.name = name
         self.on_first_packet = on_first_packet
         self.read_timeout = read_timeout
+        self.gate = gate
+        self.arrival_of = gate.arrival_of if gate is not None else None
+        self.is_copy = gate.is_copy if gate is not None else None
         self.aligner = StreamAligner()
         self.packets = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rtp-{name}", daemon=True)
         self._last_pts: int | None = None
+        self._last_frame_pts: int | None = None  # behind the gate: the last video frame the demuxer returned
+        self._gap = False  # behind the gate: frames were lost after it; until the next keyframe
         self._held_video: tuple[av.Packet, float, float, bool] | None = None
 
     def start(self) -> None:
@@ -197,8 +211,11 @@ class RtpStreamReader:
             "probesize": "32",
             "fpsprobesize": "0",
         }
-        # The read timeout bounds every blocking call so that stop() is noticed promptly.
-        timeout = (self.read_timeout, self.read_timeout)
+        # The read timeout bounds every blocking call so that stop() is noticed promptly. Behind the gate the
+        # demuxer opens once the gate has packets for it, held until its port is bound (relay.py): they come at
+        # once, and an open that gave up in the middle of them would lose the stream's start (its first
+        # keyframe, and the timestamps FFmpeg counts from): it may take longer on a busy machine.
+        timeout = (OPEN_TIMEOUT if self.gate is not None else self.read_timeout, self.read_timeout)
         return av.open(sdp_path, format="sdp", options=options, timeout=timeout)
 
     def _run(self) -> None:
@@ -208,6 +225,9 @@ class RtpStreamReader:
         container = None
         try:
             while not self._stop.is_set():
+                if container is None and self.gate is not None and not self.gate.started:
+                    self._stop.wait(GATE_POLL)  # nothing passed the gate yet (e.g. camera still off)
+                    continue
                 if container is None:
                     try:
                         container = self._open(sdp_path)
@@ -252,6 +272,10 @@ class RtpStreamReader:
     def _handle(self, packet: av.Packet) -> None:
         if packet.pts is None or packet.size == 0:
             return
+        if self.is_copy is not None and self.is_copy(packet.pts):
+            return  # the gate's copy of the first keyframe, for FFmpeg (gate.py); FFmpeg gave it a pts this time
+        if self.gate is not None and self.stream.kind == "video" and not self._continues(packet):
+            return
         if self._last_pts is not None and packet.pts <= self._last_pts:
             return  # late duplicate or reordering beyond FFmpeg's queue: keep timestamps monotonic
         self._last_pts = packet.pts
@@ -259,6 +283,21 @@ class RtpStreamReader:
             self.on_first_packet()
         self.packets += 1
         media_time = float(packet.pts * packet.time_base)
+        if self.arrival_of is not None and self.packets == 1 and self.arrival_of(packet.pts) is None:
+            # the gate's timestamps do not match this demuxer's (it missed the gate's first packets): the
+            # demuxer's own times, below
+            log.warning("reader %s: no arrival times from the RTP gate; timing the packets here", self.name)
+            self.arrival_of = None
+        if self.arrival_of is not None:
+            # Behind the gate: the time its (first) packet came from Janus, taken by the gate's thread as it
+            # read it. Neither FFmpeg's H.264 parser (it returns a frame once the next one starts) nor this
+            # thread's wait for the GIL is in it.
+            arrival = self.arrival_of(packet.pts)
+            ready = self.aligner.push(packet, media_time, self.clock.now() if arrival is None else arrival,
+                                      measure=arrival is not None)
+            for item, t in ready:
+                self._deliver(item, t)
+            return
         arrival = self.clock.now()
         # The first packet's media time is not the RTP timestamp's: Janus's forwarders start timestamps at 0, and
         # FFmpeg's RTP demuxer takes a base of 0 for "none yet", so the *second* timestamp becomes the base and
@@ -281,6 +320,24 @@ class RtpStreamReader:
             ready = self.aligner.push(packet, media_time, arrival, measure=not first)
         for item, t in ready:
             self._deliver(item, t)
+
+    def _continues(self, packet: av.Packet) -> bool:
+        """Behind the gate: False for a video frame that must not be recorded because frames the gate passed on
+        never reached this demuxer (its socket overran while this thread waited for a CPU): from such a gap to
+        the next keyframe, frames refer to what is missing (counted: the gate's ``overrun_frames``; a keyframe
+        is asked for)."""
+        previous = self.gate.previous_of(packet.pts)
+        if self._last_frame_pts is not None and previous is not None and previous % (1 << 32) != \
+                self._last_frame_pts % (1 << 32):
+            self._gap = True
+        self._last_frame_pts = packet.pts
+        if self._gap and not packet.is_keyframe:
+            self.gate.counts.overrun_frames += 1
+            if self.gate.request_keyframe is not None:
+                self.gate.request_keyframe(False)
+            return False
+        self._gap = False
+        return True
 
     def _release_held_video(self) -> list[tuple[object, float]]:
         held, self._held_video = self._held_video, None

@@ -1,0 +1,118 @@
+"""One RTP packet as the RTP gate sees it (gate.py): its header, and the marks of the codecs whose frames the gate
+assembles: where an H.264 NAL unit (RFC 6184) or a VP8 frame (RFC 7741) starts and ends, and whether it is a
+keyframe. Pure functions of the packet's bytes; the payload itself is FFmpeg's to read.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_RTP = struct.Struct("!BBHII")
+
+
+@dataclass(slots=True)
+class RtpPacket:
+    data: bytes
+    marker: bool
+    pt: int
+    seq: int
+    ts: int
+    ssrc: int
+    payload: int  # offset of the payload in ``data``
+    end: int  # end of the payload (padding taken off)
+
+
+def parse_rtp(data: bytes) -> RtpPacket | None:
+    """The RTP header of a datagram; None when it is not an RTP packet (too short, version not 2, RTCP, bad
+    extension or padding)."""
+    if len(data) < 12:
+        return None
+    b0, b1, seq, ts, ssrc = _RTP.unpack_from(data)
+    if b0 >> 6 != 2 or 72 <= (b1 & 0x7F) <= 79:  # RTCP (200-207 with the marker bit) is not media
+        return None
+    offset = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if len(data) < offset + 4:
+            return None
+        offset += 4 + 4 * int.from_bytes(data[offset + 2:offset + 4], "big")
+    end = len(data)
+    if b0 & 0x20:
+        end -= data[-1]
+    if end < offset:
+        return None
+    return RtpPacket(data, bool(b1 & 0x80), b1 & 0x7F, seq, ts, ssrc, offset, end)
+
+
+# -- codec marks ----------------------------------------------------------------------------------------------
+
+def h264_marks(pkt: RtpPacket) -> tuple[bool, bool, bool]:
+    """(starts a NAL unit, ends one, carries an IDR slice) of an H.264 RTP payload (RFC 6184)."""
+    if pkt.end <= pkt.payload:
+        return False, False, False
+    data, i = pkt.data, pkt.payload
+    t = data[i] & 0x1F
+    if 1 <= t <= 23:
+        return True, True, t == 5
+    if t == 24:  # STAP-A: whole NAL units
+        idr, j = False, i + 1
+        while j + 2 < pkt.end:
+            size = int.from_bytes(data[j:j + 2], "big")
+            idr |= data[j + 2] & 0x1F == 5
+            j += 2 + size
+        return True, True, idr
+    if t == 28 and pkt.end - i >= 2:  # FU-A
+        fu = data[i + 1]
+        return bool(fu & 0x80), bool(fu & 0x40), fu & 0x1F == 5
+    return False, False, False  # STAP-B, MTAP, FU-B (not in packetization-mode 1), or reserved
+
+
+def vp8_marks(pkt: RtpPacket) -> tuple[bool, bool, bool]:
+    """(starts the frame, ends it: unknown, keyframe) of a VP8 RTP payload (RFC 7741): a frame starts at the
+    start of its partition 0; only the marker bit tells its end."""
+    data, i, end = pkt.data, pkt.payload, pkt.end
+    if end <= i:
+        return False, False, False
+    start = bool(data[i] & 0x10) and data[i] & 0x07 == 0
+    j = i + 1
+    if data[i] & 0x80 and j < end:  # extensions
+        x = data[j]
+        j += 1
+        if x & 0x80 and j < end:
+            j += 2 if data[j] & 0x80 else 1
+        j += bool(x & 0x40) + bool(x & 0x30)
+    key = start and j < end and not data[j] & 0x01
+    return start, False, key
+
+
+def h264_opens(pkt: RtpPacket) -> bool:
+    """The packet can only be the first of an access unit: its first NAL unit is an SPS or an access unit
+    delimiter (an encoder puts them before the slices of a frame)."""
+    if pkt.end <= pkt.payload:
+        return False
+    t = pkt.data[pkt.payload] & 0x1F
+    if t == 24 and pkt.end - pkt.payload > 3:
+        t = pkt.data[pkt.payload + 3] & 0x1F
+    return t in (7, 9)
+
+
+def h264_whole(packets: list[RtpPacket]) -> bool:
+    """Every NAL unit of the frame whole: FU-A fragments from a start to an end, nothing else inside."""
+    inside = False  # within a fragmented NAL unit
+    for p in packets:
+        starts, ends, _ = h264_marks(p)
+        if starts == inside:  # a start inside a fragment, or a continuation outside one
+            return False
+        inside = not ends
+    return not inside
+
+
+def vp8_whole(packets: list[RtpPacket]) -> bool:
+    """The frame's first packet starts it, and no other does."""
+    return vp8_marks(packets[0])[0] and not any(vp8_marks(p)[0] for p in packets[1:])
+
+
+MARKS: dict[str, Callable[[RtpPacket], tuple[bool, bool, bool]]] = {"h264": h264_marks, "vp8": vp8_marks}
+WHOLE: dict[str, Callable[[list[RtpPacket]], bool]] = {"h264": h264_whole, "vp8": vp8_whole}
+OPENS: dict[str, Callable[[RtpPacket], bool]] = {"h264": h264_opens, "vp8": lambda p: vp8_marks(p)[0]}
