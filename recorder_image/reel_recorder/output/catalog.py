@@ -78,7 +78,9 @@ class Catalog:
         stored."""
         entry = CatalogEntry(record, Playlist(target_duration=self.target_duration))
         for s in record.segments:
-            entry.playlist.add(PlaylistEntry(uri=s.name, key=s.key, duration=s.duration, discontinuity=s.discontinuity))
+            init_key = folder_key(self.prefix, record.folder, s.init) if s.init else None
+            entry.playlist.add(PlaylistEntry(uri=s.name, key=s.key, duration=s.duration, discontinuity=s.discontinuity,
+                                             map_uri=s.init, map_key=init_key))
         if record.folder == COMPOSITE_FOLDER:
             self.manifest.composite = record
         else:
@@ -87,13 +89,22 @@ class Catalog:
         return entry
 
     def segment_closed(self, entry: CatalogEntry, info: SegmentInfo) -> None:
-        """A segment file is complete in the spool: list it, and let the uploader store it."""
+        """A segment file is complete in the spool: list it, and let the uploader store it. An fMP4 segment's
+        init segment, when it is the first to need it, is stored first and listed in the manifest (checksum);
+        the playlist lists the segment once both are stored."""
         key = folder_key(self.prefix, entry.record.folder, info.name)
+        init = info.init
+        map_key = folder_key(self.prefix, entry.record.folder, init.name) if init is not None else None
+        if init is not None and init.new:
+            entry.record.inits.append({"name": init.name, "key": map_key, "bytes": init.size, "sha256": init.sha256})
+            self.uploader.segment_closed(map_key, init.path, size=init.size, sha256=init.sha256)
         entry.playlist.add(PlaylistEntry(uri=info.name, key=key, duration=info.duration,
-                                         discontinuity=info.discontinuity))
+                                         discontinuity=info.discontinuity,
+                                         map_uri=init.name if init is not None else None, map_key=map_key))
         entry.record.segments.append(SegmentRecord(name=info.name, key=key, start=info.start, duration=info.duration,
                                                    bytes=info.size, sha256=info.sha256,
-                                                   discontinuity=info.discontinuity))
+                                                   discontinuity=info.discontinuity,
+                                                   init=init.name if init is not None else None))
         self.uploader.segment_closed(key, info.path, size=info.size, sha256=info.sha256)
         self._publish(entry)
 

@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +33,7 @@ import av.bitstream
 log = logging.getLogger(__name__)
 
 VIDEO_TB = Fraction(1, 90000)
+TS_SYNC = b"\x47"  # an MPEG-TS segment's first byte; an fMP4 one starts with a box (its init's ftyp)
 AUDIO_HOLD = 10.0  # seconds of audio held for the first keyframe; then the MP4 starts with audio only
 # Fragmented MP4, a fragment at a keyframe at least every 2 s: the muxer's sample index is flushed with each
 # fragment (a plain MP4 keeps it all in memory: ~15 MiB per participant-hour), and a file cut short by a
@@ -122,7 +123,7 @@ class ParticipantMp4:
         self._first_t = min(times)
         container = av.open(str(self.path), "w", format="mp4", options=MP4_OPTIONS)
         if self.expect_video and keyframe is not None:
-            width, height = _picture_size(keyframe)
+            width, height = picture_size(keyframe)
             stream = container.add_mux_stream("h264", rate=90000, width=width, height=height)
             stream.time_base = VIDEO_TB
             self._streams["video"] = stream
@@ -163,28 +164,51 @@ class ParticipantMp4:
                 container.close()
 
 
-def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | None, str | None]:
-    """One MP4 from a participant's TS segments (the bytes of each, in playlist order): (info, None), or
-    (None, error) when it failed, or (None, None) when the segments held no media. Timestamps are the segments'
-    (the recording's timeline), so a gap between runs stays a gap."""
-    from .audio import OpusToAac  # the same AAC parameters as the segments' audio
+def demuxable_segments(record, read: Callable[[str], bytes]) -> Iterator[bytes]:
+    """Each listed segment of a folder's record (manifest.ParticipantRecord) as bytes FFmpeg can demux on their
+    own, in playlist order: a TS segment as stored, an fMP4 segment after its init segment (``read``: a key's
+    bytes; each init is read once)."""
+    inits = {i["name"]: i["key"] for i in list(record.inits)}
+    init_name, init = None, b""
+    for s in list(record.segments):
+        data = read(s.key)
+        if s.init:
+            if s.init != init_name:
+                init_name, init = s.init, read(inits.get(s.init) or f"{s.key.rsplit('/', 1)[0]}/{s.init}")
+            data = init + data
+        yield data
 
-    aac = OpusToAac()
+
+def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | None, str | None]:
+    """One MP4 from a participant's segments (``demuxable_segments``: TS, or fMP4 after its init, in playlist
+    order): (info, None), or (None, error) when it failed, or (None, None) when the segments held no media.
+    Timestamps are the segments' (the recording's timeline), so a gap between runs stays a gap. The audio keeps
+    its codec (AAC, or Opus from fMP4 segments), with the parameters the writer gave it."""
+    from .audio import OpusToAac  # the same AAC parameters as the segments' audio
+    from .opus import OpusCopy  # ... and the same OpusHead
+
+    audio_path = None
     mp4: ParticipantMp4 | None = None
     try:
         for data in segments:
-            with av.open(io.BytesIO(data), "r", format="mpegts") as ts:
+            with av.open(io.BytesIO(data), "r", format="mpegts" if data[:1] == TS_SYNC else "mp4") as ts:
                 if mp4 is None:
-                    mp4 = ParticipantMp4(path, audio_template=aac.template, expect_video=True,
+                    opus = any(s.codec_context.name == "opus" for s in ts.streams.audio)
+                    audio_path = OpusCopy() if opus else OpusToAac()
+                    mp4 = ParticipantMp4(path, audio_template=audio_path.template, expect_video=True,
                                          expect_audio=any(s.type == "audio" for s in ts.streams))
-                # AAC in TS carries ADTS headers; MP4 wants raw frames (FFmpeg's aac_adtstoasc takes them off)
-                adts = {s.index: av.bitstream.BitStreamFilterContext("aac_adtstoasc", s)
-                        for s in ts.streams.audio}
+                # The MP4 writer takes what the live writer gives it: H.264 in Annex B, raw audio frames. AAC in TS
+                # carries ADTS headers (FFmpeg's aac_adtstoasc takes them off); H.264 in fMP4 is length-prefixed
+                # with the parameter sets in the init segment (h264_mp4toannexb puts them back in line).
+                fmp4 = ts.format.name != "mpegts"
+                filters = {s.index: av.bitstream.BitStreamFilterContext(
+                    ("h264_mp4toannexb" if fmp4 else "null") if s.type == "video" else
+                    ("null" if fmp4 else "aac_adtstoasc"), s) for s in [*ts.streams.video, *ts.streams.audio]}
                 for packet in ts.demux():
                     if packet.pts is None or packet.size == 0 or packet.stream.type not in ("video", "audio"):
                         continue
                     kind, time_base = packet.stream.type, packet.time_base
-                    for out in adts[packet.stream.index].filter(packet) if kind == "audio" else [packet]:
+                    for out in filters[packet.stream.index].filter(packet):
                         mp4.add(kind, out, time_base)
             if mp4.error is not None:
                 break
@@ -193,14 +217,15 @@ def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | 
             mp4._give_up(f"{type(err).__name__}: {err}")
         return None, f"{type(err).__name__}: {err}"
     finally:
-        aac.close()
+        if audio_path is not None:
+            audio_path.close()
     if mp4 is None:
         return None, None
     info = mp4.close()
     return info, mp4.error
 
 
-def _picture_size(keyframe: bytes) -> tuple[int, int]:
+def picture_size(keyframe: bytes) -> tuple[int, int]:
     """Width and height of an H.264 keyframe (with its parameter sets), by decoding it once."""
     decoder = av.CodecContext.create("h264", "r")
     decoder.decode(av.Packet(keyframe))

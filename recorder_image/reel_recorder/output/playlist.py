@@ -1,10 +1,13 @@
-"""HLS media playlists (RFC 8216) for one participant: the model, and its text as one store sees it."""
+"""HLS media playlists (RFC 8216) for one participant: the model, and its text as one store sees it.
+
+TS segments: version 3. fMP4 segments: version 7, each segment's init segment named by an ``#EXT-X-MAP`` before
+the first segment that needs it (and again wherever the init changes: a new run, new parameter sets)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -13,6 +16,12 @@ class PlaylistEntry:
     key: str  # object key, used to ask whether the segment is stored yet
     duration: float
     discontinuity: bool = False
+    map_uri: str | None = None  # fMP4: the init segment it needs (relative to the playlist)
+    map_key: str | None = None  # ... and its object key: the segment is listed only once both are stored
+
+
+#: The playlist version: 3 for TS segments, 7 for fMP4 (EXT-X-MAP needs 6 without I-frame playlists; CMAF: 7).
+VERSION_TS, VERSION_FMP4 = 3, 7
 
 
 @dataclass
@@ -39,25 +48,30 @@ class Playlist:
         listed: list[PlaylistEntry] = []
         skipped = False
         for entry in entries:
-            if not is_stored(entry.key):
+            if (entry.map_key is not None and not is_stored(entry.map_key)) or not is_stored(entry.key):
                 skipped = True
                 continue
             if skipped and listed and not entry.discontinuity:
-                entry = PlaylistEntry(entry.uri, entry.key, entry.duration, discontinuity=True)
+                entry = replace(entry, discontinuity=True)
             skipped = False
             listed.append(entry)
         longest = max((e.duration for e in entries), default=0.0)
+        version = VERSION_FMP4 if any(e.map_uri is not None for e in entries) else VERSION_TS
         target = max(self.target_duration, math.floor(longest + 0.5))  # RFC 8216: EXTINF rounded ≤ target
         lines = [
             "#EXTM3U",
-            "#EXT-X-VERSION:3",
+            f"#EXT-X-VERSION:{version}",
             f"#EXT-X-TARGETDURATION:{target}",
             "#EXT-X-MEDIA-SEQUENCE:0",
             "#EXT-X-PLAYLIST-TYPE:EVENT",
         ]
+        current_map = None
         for entry in listed:
             if entry.discontinuity:
                 lines.append("#EXT-X-DISCONTINUITY")
+            if entry.map_uri is not None and entry.map_uri != current_map:
+                lines.append(f'#EXT-X-MAP:URI="{entry.map_uri}"')
+                current_map = entry.map_uri
             lines.append(f"#EXTINF:{entry.duration:.3f},")
             lines.append(entry.uri)
         if ended and len(listed) == len(entries):
@@ -78,4 +92,19 @@ def parse_playlist(text: str) -> list[tuple[str, float, bool]]:
         elif line and not line.startswith("#"):
             out.append((line, duration, discontinuity))
             duration, discontinuity = 0.0, False
+    return out
+
+
+def playlist_maps(text: str) -> dict[str, str]:
+    """Each listed segment's init segment (``#EXT-X-MAP`` URI in force before it): segment uri -> init uri."""
+    out: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#EXT-X-MAP:"):
+            attrs = line[len("#EXT-X-MAP:"):]
+            start = attrs.find('URI="')
+            current = attrs[start + 5: attrs.index('"', start + 5)] if start != -1 else None
+        elif line and not line.startswith("#") and current is not None:
+            out[line] = current
     return out

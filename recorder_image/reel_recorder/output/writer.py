@@ -1,10 +1,13 @@
 """A participant's writer: their media written as HLS segments and, with ``outputs: [hls, mp4]``, as an MP4.
 
-HLS: MPEG-TS segments cut at keyframes, H.264 copied, Opus → AAC (output/audio.py). Each segment is its own
-MPEG-TS file written by FFmpeg's muxer (through PyAV); timestamps run on across segments (``mpegts_copyts``),
-so the segments of a playlist form one timeline. The writer decides where to cut; it knows nothing about
-playlists or where the files go afterwards: each closed segment is handed to ``on_segment`` (output/catalog.py
-lists it in the playlist and the manifest).
+HLS: segments cut at keyframes, H.264 copied; the segment files and the audio by ``segment_format``
+(output/formats.py): MPEG-TS with Opus → AAC (output/ts.py, output/audio.py), or fMP4/CMAF (output/fmp4.py)
+with AAC or Opus as sent (output/opus.py). Each segment is its own file written by an FFmpeg muxer (through
+PyAV) whose timestamps are the recording's timeline, so the segments of a playlist form one timeline. The
+writer decides where to cut, for every format alike; it knows nothing about playlists or where the files go
+afterwards: each closed segment is handed to ``on_segment`` (output/catalog.py lists it in the playlist and the
+manifest). An fMP4 segment comes with the init segment it needs (``SegmentInfo.init``): a new one at the first
+segment of each run and whenever the init changes (new parameter sets: a segment is cut there).
 
 MP4: every packet written to a segment also goes to the participant's ``ParticipantMp4`` (output/mp4.py): the
 same H.264 and AAC, a second muxer, no second encoder.
@@ -18,11 +21,10 @@ written, seconds); once the gate admits again, recording starts as a new run (a 
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
@@ -30,10 +32,13 @@ from typing import Protocol
 import av
 
 from ..errors import DISK_FULL, RecorderError
-from ..layout import segment_name
+from ..layout import init_name, segment_name
 from ..media import h264
-from .audio import RATE, OpusToAac
-from .mp4 import Mp4Info, ParticipantMp4
+from .audio import RATE
+from .fmp4 import Fmp4Segment, InitSegment, write_init
+from .formats import TS_AAC, SegmentFormat
+from .mp4 import Mp4Info, ParticipantMp4, picture_size
+from .ts import TsSegment
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,8 @@ AUDIO_TB = Fraction(1, RATE)
 EARLY_CUT = 0.25  # a keyframe this close before the target duration may start the next segment
 KEYFRAME_LEAD = 0.15  # ask for a keyframe this long before the segment reaches its target
 VIDEO_STALL = 1.0  # no video for this long: cut on audio time instead (camera off, video-less run)
-VIDEO_WAIT = 1.0  # at the start of a run, hold audio this long for the first keyframe (one segment, both tracks)
+VIDEO_WAIT = 1.0  # at the start of a run, hold audio this long for the first keyframe (one segment, both tracks);
+# fMP4: output/formats.py (longer: a player takes its tracks from the first init segment)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class SegmentInfo:
     discontinuity: bool
     has_video: bool
     has_audio: bool
+    init: InitSegment | None = None  # fMP4: the init segment it needs (``new``: first needed by this segment)
 
 
 class SpoolGate(Protocol):
@@ -67,48 +74,8 @@ class SpoolGate(Protocol):
     def dropped(self, *, segments: int = 0, seconds: float = 0.0) -> None: ...
 
 
-class _HashingFile:
-    """The file a segment is written to; counts and hashes bytes on the way."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._f = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data) -> int:
-        self._f.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def close(self) -> None:
-        self._f.flush()
-        self._f.close()
-
-
-class _Segment:
-    def __init__(self, index: int, path: Path, start: float, has_video: bool, has_audio: bool,
-                 audio_template, discontinuity: bool):
-        self.index = index
-        self.start = start
-        self.end = start
-        self.discontinuity = discontinuity
-        self.file = _HashingFile(path)
-        self.container = av.open(self.file, "w", format="mpegts", options={"mpegts_copyts": "1"})
-        self.video = self.container.add_mux_stream("h264", rate=90000) if has_video else None
-        if self.video is not None:
-            self.video.time_base = VIDEO_TB
-        self.audio = self.container.add_stream_from_template(audio_template) if has_audio else None
-        self.keyframe_requested = False
-
-    def close(self) -> None:
-        self.container.close()
-        self.file.close()
-
-
 class ParticipantWriter:
-    """Records one participant into a folder of TS segments (in the spool), and their MP4 when asked.
+    """Records one participant into a folder of HLS segments (in the spool), and their MP4 when asked.
 
     Thread-safe: the video and audio reader threads call ``video``/``audio`` concurrently.
     """
@@ -127,10 +94,13 @@ class ParticipantWriter:
         on_mp4: Callable[[Mp4Info], None] | None = None,
         first_index: int = 0,
         spool_gate: SpoolGate | None = None,
-        audio_transcoder: Callable[[], OpusToAac] = OpusToAac,
+        audio_transcoder: Callable | None = None,
+        segment_format: SegmentFormat | None = None,
     ):
-        """``audio_transcoder`` makes what turns the audio packets given to ``audio`` into AAC (one per run):
-        Opus from the ingest by default; the composite's AAC passes through (composite/encoder.py)."""
+        """``segment_format``: TS with AAC by default (output/formats.py). ``audio_transcoder`` makes what turns
+        the audio packets given to ``audio`` into the segments' audio (one per run; same members as
+        ``OpusToAac``): by default the format's (Opus from the ingest → AAC, or Opus copied); the composite's AAC
+        passes through (composite/encoder.py)."""
         self.folder = folder
         self.dir = spool / folder
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -140,12 +110,16 @@ class ParticipantWriter:
         self.expect_audio = expect_audio
         self.expect_video = expect_video
         self._lock = threading.Lock()
-        self._seg: _Segment | None = None
+        self._seg: TsSegment | Fmp4Segment | None = None
         self._index = first_index  # a resumed recording continues the numbering of its earlier runs
-        self._new_transcoder = audio_transcoder
-        self._transcoder = audio_transcoder()
+        self.format = segment_format or TS_AAC
+        self._new_transcoder = audio_transcoder or self.format.audio_path()
+        self._transcoder = self._new_transcoder()
         self._video_started = False  # a keyframe with parameter sets seen in this run
         self._parameter_sets = b""
+        self._picture: tuple[int, int] | None = None  # fMP4: the picture size of the parameter sets
+        self._init: tuple[bytes, InitSegment] | None = None  # fMP4: the run's current init segment
+        self._carry: list[av.Packet] = []  # fMP4: audio from after a cut, for the next segment (output/fmp4.py)
         self._last_video_t: float | None = None
         self._last_video_dur = 1 / 30
         self._pending_discontinuity = first_index > 0  # ... after a discontinuity
@@ -168,9 +142,13 @@ class ParticipantWriter:
             if self._spool_refuses(t):
                 return
             key = packet.is_keyframe and h264.is_idr(data)
+            new_sets = False
             if key:
                 sets = h264.parameter_sets(data)
                 if sets:
+                    new_sets = sets != self._parameter_sets
+                    if new_sets and self.format.needs_init:
+                        self._picture = picture_size(data)  # the init segment states it
                     self._parameter_sets = sets
                 elif self._parameter_sets:
                     data = self._parameter_sets + data  # every segment must start decodable
@@ -184,7 +162,7 @@ class ParticipantWriter:
                 log.info("%s: first keyframe at %.3f s", self.folder, t)
             if self._last_video_t is not None and t <= self._last_video_t:
                 return
-            if key and self._should_cut(t, keyframe=True):
+            if key and (self._should_cut(t, keyframe=True) or (new_sets and self._new_init_needed())):
                 self._cut(t)
             elif self._seg is not None and not key:
                 self._maybe_request_keyframe(t)
@@ -212,7 +190,7 @@ class ParticipantWriter:
                 pt = float(p.pts * AUDIO_TB)
                 if self._seg is None and self.expect_video and not self._video_started:
                     self._audio_wait.append((p, pt))
-                    if pt - self._audio_wait[0][1] < VIDEO_WAIT:
+                    if pt - self._audio_wait[0][1] < self.format.video_wait:
                         continue  # give the first keyframe a moment, so the run starts with both tracks
                     self._open(self._audio_wait[0][1])
                     self._release_audio_wait()
@@ -259,6 +237,10 @@ class ParticipantWriter:
                       and t - self._last_video_t < VIDEO_STALL)
         return not video_live and elapsed >= self.segment_seconds
 
+    def _new_init_needed(self) -> bool:
+        """fMP4: new parameter sets start a segment (its init segment states them)."""
+        return self.format.needs_init and self._seg is not None and self._seg.video is not None
+
     def _maybe_request_keyframe(self, t: float) -> None:
         seg = self._seg
         if t - seg.start >= self.segment_seconds - KEYFRAME_LEAD:
@@ -283,8 +265,10 @@ class ParticipantWriter:
             if self._seg is not None:
                 self._cut(t)
             self._audio_wait = []
+            self._carry = []
             self._transcoder = self._new_transcoder()  # what the encoder holds is dropped with the rest
             self._video_started = False
+            self._init = None  # the next run gets its own init segment
             self._last_video_t = None
             self._pending_discontinuity = self._pending_discontinuity or self._index > 0
         self._drop(t)
@@ -305,14 +289,20 @@ class ParticipantWriter:
             self.spool_gate.dropped(segments=segments, seconds=seconds)
 
     def _open(self, t: float) -> None:
-        name = segment_name(self._index)
-        self._seg = _Segment(
+        name = segment_name(self._index, self.format.extension)
+        self._seg = self.format.segment(
             self._index, self.dir / name, t,
             has_video=self._video_started, has_audio=self.expect_audio,
             audio_template=self._transcoder.template, discontinuity=self._pending_discontinuity,
+            picture=self._picture, parameter_sets=self._parameter_sets,
         )
         self._pending_discontinuity = False
         self._index += 1
+        carried, self._carry = self._carry, []
+        for packet in carried if self._seg.audio is not None else ():  # fMP4: sound from after the cut
+            packet.stream = self._seg.audio
+            self._seg.mux(packet)
+            self._seg.end = max(self._seg.end, float(packet.pts * AUDIO_TB) + (packet.duration or 1024) / RATE)
 
     def _write(self, packet: av.Packet, stream, end: float) -> None:
         seg = self._seg
@@ -321,7 +311,7 @@ class ParticipantWriter:
             self.mp4.add("video" if video else "audio", packet, VIDEO_TB if video else AUDIO_TB)
         packet.stream = stream
         try:
-            seg.container.mux(packet)
+            seg.mux(packet)
         except OSError as err:
             self._fail(err)
         seg.end = max(seg.end, end)
@@ -355,11 +345,16 @@ class ParticipantWriter:
             self._close_segment()
         self._video_started = False
         self._last_video_t = None
+        self._init = None  # the next run gets its own init segment
+        self._carry = []
 
     def _close_segment(self) -> None:
         seg, self._seg = self._seg, None
+        init = None
         try:
-            seg.close()
+            seg.close(seg.end)
+            self._carry = list(getattr(seg, "leftover", ()))
+            init = self._init_for(seg)
         except OSError as err:
             self._fail(err)
         duration = max(seg.end - seg.start, 0.001)
@@ -369,8 +364,20 @@ class ParticipantWriter:
             start=seg.start,
             duration=duration, size=seg.file.size, sha256=seg.file.sha.hexdigest(),
             discontinuity=seg.discontinuity, has_video=seg.video is not None, has_audio=seg.audio is not None,
+            init=init,
         )
         self.on_segment(info)
+
+    def _init_for(self, seg) -> InitSegment | None:
+        """The init segment ``seg`` needs: the run's current one, or a new one (written to the spool, named after
+        the first segment that needs it) at a run's first segment and when the init changed."""
+        if seg.init is None:
+            return None
+        if self._init is not None and self._init[0] == seg.init:
+            return replace(self._init[1], new=False)
+        made = write_init(self.dir / init_name(seg.index), seg.init)
+        self._init = (seg.init, made)
+        return made
 
     def _fail(self, err: OSError):
         if err.errno == errno.ENOSPC:
