@@ -83,3 +83,8 @@ test-operator: ## the operator's cluster tests (tests/cluster/test_operator.py) 
 
 bench-operator: ## apply->pod created and stop->pod gone latencies of the operator on the kind cluster
 	KUBECONFIG=$(REEL_CACHE)/kubeconfig $(PYTHON) benchmarks/operator_latency.py
+
+.PHONY: bench-scale
+bench-scale: ## the operator at scale: 1,000 sessions + a burst of 300, recorder pods on a kwok fake node (benchmarks/README.md)
+	@./hack/kind/build.sh kwok
+	$(PYTHON) benchmarks/operator_scale.py $(BENCH_SCALE_ARGS)

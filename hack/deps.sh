@@ -10,6 +10,9 @@ apt_pkgs=(janus iproute2 iptables podman debootstrap catatonit uidmap fuse-overl
 apt_pkgs+=(runc)
 # the Argo CD health check's tests (charts/reel/argocd/health.lua): Argo CD runs it in gopher-lua, Lua 5.1
 apt_pkgs+=(lua5.1)
+# a recording played by a real HLS player (tests/integration/test_hls_browser.py): hls.js in headless Chromium
+apt_pkgs+=(chromium nodejs)
+command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)  # Debian's nodejs comes without npm; NodeSource's has it
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,3 +25,12 @@ if ((${#missing[@]})); then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[recorder,operator,dev]'
+
+# hls.js for the browser test (tests/support/browser.py reads it from $REEL_CACHE/npm)
+HLS_JS_VERSION=1.7.4
+npm_dir="${REEL_CACHE:-$HOME/.cache/reel}/npm"
+if [ "$(node -p "require('$npm_dir/node_modules/hls.js/package.json').version" 2>/dev/null)" != "$HLS_JS_VERSION" ]; then
+  echo "deps: npm install hls.js@$HLS_JS_VERSION into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --loglevel=error "hls.js@$HLS_JS_VERSION" >/dev/null
+fi

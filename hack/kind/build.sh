@@ -6,7 +6,10 @@
 #   base-image  localhost/reel-base:bookworm: the root + Python 3.11, base of our Dockerfiles here
 #   cp-images   control-plane images under the names kubeadm lists -> $REEL_CACHE/images/*.tar
 #   node-image  localhost/reel-kind-node:v1.37.2 with the control-plane images preloaded
+#   netpol-image  localhost/reel-kube-router:v2.1.0 (NetworkPolicy enforcement, hack/kind/netpol/)
+#               -> $REEL_CACHE/images/kube-router-v2.1.0.tar; `cluster.sh netpol-on` loads and runs it
 #   all         everything above (default); `images` = everything but tools
+#   kwok        $REEL_CACHE/bin/kwok (kwok v0.8.0, fake nodes): for `make bench-scale` only, not in `all`
 # Every piece is skipped when it exists and was built from the same inputs (a hash of the inputs is
 # kept in $REEL_CACHE/stamps and, for images, in the image label reel.inputs).
 set -euo pipefail
@@ -58,7 +61,11 @@ build_tools() {
   build_module crictl "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.37.0" crictl
   build_module kind "" kind
   build_module helm "-X helm.sh/helm/v3/internal/version.version=v3.22.0" helm
+  build_module kube-router "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=v2.1.0" kube-router
 }
+
+# kwok (fake nodes for benchmarks/operator_scale.py): only on demand, `build.sh kwok`, not part of `all`
+build_kwok() { build_module kwok "" kwok; }
 
 # ---------------------------------------------------------------- images
 image_label() { podman image inspect --format '{{index .Labels "reel.inputs"}}' "$1" 2>/dev/null || true; }
@@ -200,11 +207,31 @@ build_node_image() {
   log "node image: built in $((SECONDS - t0)) s ($(podman image inspect --format '{{.Size}}' "$NODE_IMAGE" | awk '{printf "%d MB", $1/1e6}'))"
 }
 
+# NetworkPolicy enforcement for the podman cluster: kube-router's policy controller in an image of its
+# own (not in the node image: cluster.sh netpol-on loads the archive and applies hack/kind/netpol/kube-router.yaml).
+build_netpol_image() {
+  local h ctx=$WORK/ctx-kube-router
+  h=$({ echo "$ROOT_HASH"; cat "$STAMP_DIR"/go-kube-router; hash_inputs "$KIND_DIR/netpol/Containerfile"
+        declare -f build_netpol_image; } | sha256sum | cut -d' ' -f1)
+  if [ -s "$NETPOL_ARCHIVE" ] && image_ok "$NETPOL_IMAGE" "$h"; then log "kube-router image: up to date"; return; fi
+  local t0=$SECONDS old; old=$(image_id "$NETPOL_IMAGE")
+  log "kube-router image: building $NETPOL_IMAGE"
+  rm -rf "$ctx"; mkdir -p "$ctx" "$IMG_DIR"; stage_bins "$ctx" kube-router
+  pbuild -q --label "reel.inputs=$h" -f "$KIND_DIR/netpol/Containerfile" -t "$NETPOL_IMAGE" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  [ "$old" = "$(image_id "$NETPOL_IMAGE")" ] || drop_old_image "$old"
+  rm -f "$NETPOL_ARCHIVE.tmp"
+  podman save -q --format docker-archive -o "$NETPOL_ARCHIVE.tmp" "$NETPOL_IMAGE"
+  mv "$NETPOL_ARCHIVE.tmp" "$NETPOL_ARCHIVE"
+  log "kube-router image: built in $((SECONDS - t0)) s"
+}
+
 build_images() {
   build_root_image
   build_base_image
   build_cp_images
   build_node_image
+  build_netpol_image
 }
 
 hold_lock build
@@ -215,5 +242,7 @@ case "${1:-all}" in
   cp-images) build_root_image; build_cp_images ;;
   node-image|images) build_tools; build_images ;;
   all) build_tools; build_images ;;
-  *) die "usage: $0 [all|tools|root-image|base-image|cp-images|node-image]" ;;
+  netpol-image) build_tools; build_root_image; build_netpol_image ;;
+  kwok) build_kwok ;;
+  *) die "usage: $0 [all|tools|root-image|base-image|cp-images|node-image|netpol-image|kwok]" ;;
 esac

@@ -3,6 +3,9 @@
 #   tools              build what the provider needs (podman: everything; docker: kind, kubectl, helm)
 #   up                 build what is missing, clean leftovers, create (or reuse) the cluster, wait until
 #                      it is ready; the last line printed is `export KUBECONFIG=...`
+#   netpol-on          NetworkPolicy enforcement on the podman cluster: kube-router's policy controller
+#                      (see netpol_on; with docker, kind's kindnetd enforces it always)
+#   netpol-off         stop enforcing it: remove kube-router and every iptables rule it made
 #   down               delete the cluster, its node container, volumes and podman network
 #   images             build the project images (Dockerfile, recorder_image/Dockerfile: those that exist)
 #                      and load them into the cluster
@@ -93,6 +96,51 @@ wait_ready() {
   kctl -n default wait --for=create serviceaccount/default --timeout=120s >/dev/null
 }
 
+# NetworkPolicy enforcement (podman provider; kind's own kindnetd enforces it with docker): the node keeps its
+# bridge CNI, and kube-router's network policy controller (hack/kind/netpol/, image built by build.sh) runs as
+# a DaemonSet. kindnetd and kube-network-policies are no option here: they need the nftables `queue`
+# expression, which these machines' kernel lacks (CONFIG_NFT_QUEUE). The image is loaded only when the node
+# does not have this very build of it.
+# Only on request (netpol-on; `up` with REEL_KIND_NETPOL=1), not always: kube-router ACCEPTs every pod's
+# packets that pass its policies at the top of FORWARD/OUTPUT, before kube-proxy's iptables rules that REJECT
+# connections to a Service without endpoints; with it, such a connection hangs instead of being refused (the
+# e2e tests that take a store down that way then fail).
+netpol_on() {
+  [ "$PROVIDER" = podman ] || return 0
+  local want have
+  want=sha256:$(podman image inspect --format '{{.Id}}' "$NETPOL_IMAGE")
+  have=$(podman exec "$NODE_CONTAINER" crictl inspecti -o go-template --template '{{.status.id}}' \
+         "$NETPOL_IMAGE" 2>/dev/null || true)
+  if [ "$want" != "$have" ]; then
+    log "NetworkPolicy: loading $NETPOL_IMAGE"
+    kind load image-archive "$NETPOL_ARCHIVE" --name "$CLUSTER_NAME" >&2
+    kctl -n kube-system delete pod -l k8s-app=kube-router --ignore-not-found >/dev/null
+  fi
+  kctl apply -f "$KIND_DIR/netpol/kube-router.yaml" >/dev/null
+  kctl -n kube-system rollout status daemonset/kube-router --timeout=180s >/dev/null
+  log "NetworkPolicy: enforced by kube-router"
+}
+
+# netpol_off: kube-router gone, then its rules: the jumps from INPUT/FORWARD/OUTPUT (comment "kube-router
+# netpol") and its chains KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-* (flushed first: they jump to each other).
+# Its ipsets stay (no rule uses them; a later netpol_on reuses them).
+netpol_off() {
+  [ "$PROVIDER" = podman ] || return 0
+  kctl delete -f "$KIND_DIR/netpol/kube-router.yaml" --ignore-not-found --wait >/dev/null
+  kctl -n kube-system wait --for=delete pod -l k8s-app=kube-router --timeout=120s >/dev/null 2>&1 || true
+  podman exec "$NODE_CONTAINER" sh -euc '
+    for c in INPUT FORWARD OUTPUT; do
+      iptables -w -S "$c" | grep -e "kube-router netpol" | sed "s/^-A /-D /" | while read -r rule; do
+        eval "iptables -w $rule"; done
+    done
+    chains=$(iptables -w -S | sed -n "s/^-N \(KUBE-ROUTER-[^ ]*\|KUBE-POD-FW-[^ ]*\|KUBE-NWPLCY-[^ ]*\)$/\1/p")
+    for c in $chains; do iptables -w -F "$c"; done
+    for c in $chains; do iptables -w -X "$c"; done
+    ! iptables-save | grep -q -e KUBE-ROUTER -e KUBE-POD-FW -e KUBE-NWPLCY -e "kube-router netpol"' \
+    || die "NetworkPolicy: kube-router rules are left in the node"
+  log "NetworkPolicy: not enforced (kube-router and its rules removed)"
+}
+
 cmd_up() {
   local t0=$SECONDS
   cmd_tools
@@ -114,6 +162,7 @@ cmd_up() {
   fi
   kind export kubeconfig --name "$CLUSTER_NAME" --kubeconfig "$KUBECONFIG_PATH" >/dev/null 2>&1
   wait_ready
+  [ "${REEL_KIND_NETPOL:-0}" != 1 ] || netpol_on
   log "cluster $CLUSTER_NAME ready in $((SECONDS - t0)) s"
   echo "export KUBECONFIG=$KUBECONFIG_PATH"
 }
@@ -192,6 +241,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     images) cmd_images ;;
     load-image) shift; [ $# -ge 2 ] || die "usage: $0 load-image DOCKERFILE TAG [CONTEXT]"; build_and_load "$@" ;;
     status) cmd_status ;;
-    *) die "usage: $0 test|tools|up|down|images|load-image DOCKERFILE TAG [CONTEXT]|status" ;;
+    netpol-on) netpol_on ;;
+    netpol-off) netpol_off ;;
+    *) die "usage: $0 test|tools|up|down|images|load-image DOCKERFILE TAG [CONTEXT]|status|netpol-on|netpol-off" ;;
   esac
 fi

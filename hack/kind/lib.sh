@@ -14,6 +14,9 @@ COREDNS_IMAGE_TAG=v1.14.6       # kubeadm v1.37.2: constants.CoreDNSVersion
 PAUSE_TAGS="3.10.2 3.10"        # kubeadm wants 3.10.2; the node's containerd sandbox_image is 3.10
 NODE_IMAGE=localhost/reel-kind-node:$K8S_VERSION
 LOCAL_BASE_IMAGE=localhost/reel-base:bookworm
+# NetworkPolicy enforcement on the podman cluster (hack/kind/netpol/): built by build.sh, loaded by cluster.sh
+NETPOL_IMAGE=localhost/reel-kube-router:v2.1.0
+NETPOL_ARCHIVE=$IMG_DIR/kube-router-v2.1.0.tar
 PUBLIC_BASE_IMAGE=python:3.11-slim-bookworm
 # REEL_CLUSTER=NAME gives a private cluster (own node, network and kubeconfig) next to the shared `reel`
 CLUSTER_NAME=${REEL_CLUSTER:-reel}

@@ -37,6 +37,7 @@ _MODELS = (
     "Interruption",
     "LocalStorage",
     "Mode",
+    "Notify",
     "ObjectMeta",
     "Output",
     "Participant",
@@ -46,8 +47,10 @@ _MODELS = (
     "RecordingSessionStatus",
     "Room",
     "RoomStatus",
+    "SecretKeyRef",
     "SecretRef",
     "SegmentFormat",
+    "AudioCodec",
     "SkippedStream",
     "ServerSideEncryption",
     "SpoolStatus",
@@ -55,6 +58,7 @@ _MODELS = (
     "StorageLocation",
     "StreamTypes",
     "UploadStatus",
+    "Webhook",
 )
 _LAZY = {**dict.fromkeys(_LOADER, ".loader"), **dict.fromkeys(_MODELS, ".models")}
 

@@ -75,6 +75,8 @@ IPV4_PATTERN = r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$"
 DOTDOT_SEGMENT_PATTERN = r"(^|/)[.][.](/|$)"
 # Kubernetes object names (RFC 1123 subdomain), as Secrets need.
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Keys of a Secret's data (as Kubernetes allows them).
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 # metav1.Condition
 CONDITION_TYPE_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -95,6 +97,11 @@ ROOM_ID = Rule(
 ENDPOINT_URL = Rule(
     rule=cel_matches(HTTP_URL_PATTERN),
     message="endpoint must be an http:// or https:// URL, e.g. http://minio.media.svc:9000",
+    check=lambda v: re2_search(HTTP_URL_PATTERN, v),
+)
+WEBHOOK_URL = Rule(
+    rule=cel_matches(HTTP_URL_PATTERN),
+    message="url must be an http:// or https:// URL, e.g. https://app.example.com/hooks/reel",
     check=lambda v: re2_search(HTTP_URL_PATTERN, v),
 )
 BUCKET_NAME = Rule(
@@ -213,6 +220,20 @@ PHASE_IS_FINAL = Rule(
             "everything in the primary",
     check_transition=lambda old, new: old not in TERMINAL_PHASES or new == old or (old, new) == PHASE_AFTER_BACKFILL,
 )
+OPUS_NEEDS_FMP4 = Rule(
+    rule="!(has(self.audioCodec) && self.audioCodec == 'opus' && (!has(self.segmentFormat) || "
+         "self.segmentFormat == 'ts'))",
+    message="audioCodec opus needs segmentFormat fmp4: browsers (hls.js, Safari) do not play Opus in MPEG-TS "
+            "segments; use segmentFormat: fmp4, or audioCodec aac",
+    check=lambda r: not (r.audio_codec == AudioCodec.OPUS and r.segment_format == SegmentFormat.TS),
+)
+AUDIO_CODEC_IMMUTABLE = Rule(
+    rule="has(self.audioCodec) == has(oldSelf.audioCodec) && "
+         "(!has(self.audioCodec) || self.audioCodec == oldSelf.audioCodec)",
+    message="audioCodec is immutable (it cannot be added or removed either): the recording is set up with it when "
+            "it starts; create a new RecordingSession to record differently",
+    check_transition=lambda old, new: old.audio_codec == new.audio_codec,
+)
 STOP_IS_FINAL = Rule(
     rule="self || !oldSelf",
     message="stop cannot go back from true to false: create a new RecordingSession to record again",
@@ -296,6 +317,14 @@ class SegmentFormat(StrEnum):
     """The HLS segment container."""
 
     TS = "ts"
+    FMP4 = "fmp4"
+
+
+class AudioCodec(StrEnum):
+    """The audio codec of the HLS segments."""
+
+    AAC = "aac"
+    OPUS = "opus"
 
 
 class ServerSideEncryption(StrEnum):
@@ -368,6 +397,48 @@ class SecretRef(ApiModel):
     )
 
 
+class SecretKeyRef(ApiModel):
+    """One key of a Secret in the session's namespace."""
+
+    name: StrictStr = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        description="Name of the Secret, in the namespace of the RecordingSession.",
+    )
+    key: StrictStr = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="The key in the Secret's data.",
+    )
+
+
+class Webhook(ApiModel):
+    """Where the operator sends the session's events (README "Webhooks"): JSON POSTs signed the Standard Webhooks
+    way (headers webhook-id, webhook-timestamp, webhook-signature: HMAC-SHA256 with the Secret key)."""
+
+    url: Annotated[StrictStr, Field(max_length=2048), WEBHOOK_URL] = Field(
+        description="http:// or https:// URL that receives the events (POST, JSON); subject to the same allow "
+        "rules as the other endpoints of a session.",
+    )
+    secret_ref: SecretKeyRef = Field(
+        description="The Secret key holding the signing key (any bytes; a value starting with whsec_ is read as "
+        "base64 after the prefix, as Standard Webhooks libraries expect).",
+    )
+
+
+class Notify(ApiModel):
+    """Who is told what happens to the recording."""
+
+    webhook: Webhook | None = Field(
+        default=None,
+        description="Send every event of the session (started, participants, upload progress, pauses, gaps, the "
+        "end and its outcome) to this URL, in order, retried with backoff; a failing receiver never affects "
+        "the recording.",
+    )
+
+
 class Room(ApiModel):
     """The Janus VideoRoom room to record (the "channel")."""
 
@@ -419,7 +490,7 @@ class Composite(ApiModel):
 class Recording(ApiModel):
     """What to record and how."""
 
-    reel_rules = (SUBSCRIBE_XOR_UNSUBSCRIBE,)
+    reel_rules = (SUBSCRIBE_XOR_UNSUBSCRIBE, OPUS_NEEDS_FMP4, AUDIO_CODEC_IMMUTABLE)
 
     ingest: Annotated[Ingest, fixed("ingest")] = Field(
         default=Ingest.AUTO,
@@ -484,7 +555,16 @@ class Recording(ApiModel):
     )
     segment_format: Annotated[SegmentFormat, fixed("segmentFormat")] = Field(
         default=SegmentFormat.TS,
-        description="HLS segment format: ts (MPEG-TS with H.264 video and AAC audio).",
+        description="HLS segment format: ts (MPEG-TS: H.264 video as sent, AAC audio) or fmp4 (CMAF fragmented MP4 "
+        "segments with an init segment per run, #EXT-X-MAP, playlist version 7: H.264 as sent, audio as "
+        "audioCodec says).",
+    )
+    audio_codec: AudioCodec | None = Field(
+        default=None,
+        description="Audio codec of the HLS segments: opus (the participants' Opus as sent, not re-encoded: "
+        "segmentFormat fmp4 only) or aac (Opus re-encoded as AAC). Default: aac for ts, opus for fmp4. The MP4 "
+        "output has the same audio; the composite's audio is always AAC (it is mixed, so encoded anyway). "
+        "Immutable.",
     )
     max_restarts: StrictInt = Field(
         default=DEFAULT_MAX_RESTARTS,
@@ -621,6 +701,11 @@ class RecordingSessionSpec(ApiModel):
         max_length=256,
         description="Free text, copied into the recording's manifest.",
     )
+    notify: Notify | None = Field(
+        default=None,
+        description="Who is told what happens to the recording: a webhook (README \"Webhooks\"). May be "
+        "changed while recording: events not delivered yet go to the new URL.",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -657,6 +742,17 @@ class Participant(StatusModel):
         default=None, ge=0,
         description="Times their media stopped for 10 s while Janus still listed them and the recorder set up "
         "its forwarding again (the playlist goes on after a discontinuity).")
+    dropped_frames: int | None = Field(
+        default=None, ge=0,
+        description="Video frames not recorded: a packet of theirs never came (the frame is dropped whole, never "
+        "stored cut short), and the frames after it until the next keyframe (also when the recorder itself fell "
+        "behind). manifest.json also has incompleteFrames (the first kind alone).")
+    packets_rejected: int | None = Field(
+        default=None, ge=0,
+        description="Packets that came to their ports and were kept out: not from Janus's address, not the SSRC "
+        "or payload type of Janus's forwarder, a timestamp far ahead, late or doubled.")
+    packets_lost: int | None = Field(
+        default=None, ge=0, description="Packets of Janus's forwarder that never came (sequence numbers missing).")
 
 
 class UploadStatus(StatusModel):
@@ -835,8 +931,14 @@ class RecordingSessionStatus(StatusModel):
         default=None,
         description=f"A {Phase.BACKED_UP} session's backfill into the primary storage (kept once {Phase.COMPLETED}).",
     )
+    applied_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation whose spec the current recorder has applied "
+        "(paused, maxDurationSeconds, maxIdleSeconds, tag; the recorder writes it)."
+    )
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The .metadata.generation the status was computed for."
+        default=None, ge=0, description="The .metadata.generation acted on: at once while no recorder runs "
+        "(Pending, a final phase), else once the recorder has applied it (appliedGeneration). Lagging "
+        ".metadata.generation, the Reconciling condition is True."
     )
     conditions: list[Condition] = Field(
         default_factory=list,
@@ -901,6 +1003,7 @@ __all__ = [
     "SINGULAR",
     "TERMINAL_PHASES",
     "VERSION",
+    "AudioCodec",
     "BackfillStatus",
     "BackupStorage",
     "Condition",
@@ -911,6 +1014,7 @@ __all__ = [
     "Interruption",
     "LocalStorage",
     "Mode",
+    "Notify",
     "ObjectMeta",
     "Output",
     "Participant",
@@ -921,6 +1025,7 @@ __all__ = [
     "RecordingSessionStatus",
     "Room",
     "RoomStatus",
+    "SecretKeyRef",
     "SecretRef",
     "SegmentFormat",
     "ServerSideEncryption",
@@ -931,4 +1036,5 @@ __all__ = [
     "StorageLocation",
     "StreamTypes",
     "UploadStatus",
+    "Webhook",
 ]

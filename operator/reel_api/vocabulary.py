@@ -143,6 +143,9 @@ class ConditionReason(StrEnum):
     SPOOL_AVAILABLE = "SpoolAvailable"  # DiskFull False: the spool has room (Normal Event: uploads drained it)
     BACKFILLING = "Backfilling"  # BackedUp True, Normal Event: a Job copies the backup-only objects into the primary
     BACKUP_MOVED = "BackupMoved"  # BackedUp True once Completed: the backfill moved the backup into the primary
+    APPLYING_SPEC = "ApplyingSpec"  # Reconciling True: the recorder has not applied the latest spec edit yet
+    WEBHOOK_FAILING = "WebhookFailing"  # Warning Event: spec.notify.webhook refused an event; it is sent again later
+    WEBHOOK_DROPPED = "WebhookDropped"  # Warning Event: an event could not be delivered within the retry bound
 
 
 class SkipReason(StrEnum):
@@ -180,6 +183,26 @@ class InterruptionReason(StrEnum):
     RESUMED_BY_HAND = "ResumedByHand"  # reel-recorder --resume PREFIX: a person continued the recording
 
 
+class WebhookEvent(StrEnum):
+    """The ``type`` of a webhook event (spec.notify.webhook; README "Webhooks"): one per thing the application
+    may want to act on, derived by the operator from the session's status."""
+
+    STARTED = "recording.started"  # the recorder is in the room, recording (phase Recording for the first time)
+    PARTICIPANT_JOINED = "participant.joined"  # a participant's recording began (again, after leaving)
+    PARTICIPANT_LEFT = "participant.left"  # a participant left or stopped publishing
+    PARTICIPANT_SKIPPED = "participant.skipped"  # a stream of a participant cannot be recorded (reason, what to do)
+    UPLOAD_PROGRESS = "upload.progress"  # status.upload while recording, at most about once a minute
+    PAUSED = "recording.paused"  # spec.paused took effect: no media is written
+    UNPAUSED = "recording.unpaused"  # recording again after a pause
+    INTERRUPTED = "recording.interrupted"  # a gap began: the recorder was lost, or it lost its Janus connection
+    RESUMED = "recording.resumed"  # the gap ended: the replacement recorder (or the room connection) is back
+    STOPPED = "recording.stopped"  # the recording ended (stopReason); what follows is its storing
+    UPLOADED = "recording.uploaded"  # everything recorded is in the primary storage (manifest, playlists)
+    BACKED_UP = "recording.backedUp"  # everything is stored, some of it only in the backup storage
+    COMPLETED = "recording.completed"  # final: phase Completed (also after a BackedUp session's backfill)
+    FAILED = "recording.failed"  # final: phase Failed, with the FailureReason and the message
+
+
 __all__ = [
     "PHASE_AFTER_BACKFILL",
     "TERMINAL_PHASES",
@@ -192,4 +215,5 @@ __all__ = [
     "RoomState",
     "SkipReason",
     "StopReason",
+    "WebhookEvent",
 ]

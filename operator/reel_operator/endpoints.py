@@ -2,8 +2,9 @@
 recorder pod (handlers/create.py), the same rules the chart's ValidatingAdmissionPolicy applies at admission
 (charts/reel/templates/admission-policy.yaml).
 
-A session names up to three endpoints: ``spec.room.server`` (ws:// or wss://), ``spec.storage.endpoint`` and
-``spec.backupStorage.endpoint`` (http:// or https://, optional). Each one's host must not be
+A session names up to four endpoints: ``spec.room.server`` (ws:// or wss://), ``spec.storage.endpoint``,
+``spec.backupStorage.endpoint`` and ``spec.notify.webhook.url`` (http:// or https://, optional; the webhook's
+is checked again, resolved anew, before each delivery: webhooks/delivery.py). Each one's host must not be
 
 - a denied address: an IP literal, or any address a host name resolves to, in ``denied_cidrs`` (by default
   loopback 127.0.0.0/8 and ::1, link-local 169.254.0.0/16 (cloud metadata) and fe80::/10, "this network"
@@ -129,7 +130,20 @@ def session_endpoints(spec: Any) -> list[tuple[str, str]]:
     for field, store in (("spec.storage", spec.storage), ("spec.backupStorage", spec.backup_storage)):
         if store is not None and getattr(store, "endpoint", None):
             out.append((f"{field}.endpoint", store.endpoint))
+    webhook = webhook_of(spec)
+    if webhook is not None:
+        out.append((WEBHOOK_FIELD, webhook.url))
     return out
+
+
+#: The field of the webhook URL (checked at the start like the others, and again before each delivery).
+WEBHOOK_FIELD = "spec.notify.webhook.url"
+
+
+def webhook_of(spec: Any):
+    """spec.notify.webhook of a typed spec, or None."""
+    notify = getattr(spec, "notify", None)
+    return getattr(notify, "webhook", None) if notify is not None else None
 
 
 def resolve_host(host: str, port: int | None = None) -> list[str]:

@@ -3,6 +3,7 @@ sync handlers in its thread pool)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from dataclasses import dataclass
@@ -16,13 +17,19 @@ from reel_api import GROUP, PLURAL, VERSION
 log = logging.getLogger("reel.operator")
 
 
-def load_client() -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config)."""
+def load_client(pool_size: int = 0) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG or ~/.kube/config).
+    ``pool_size``: connections kept open to the API server (one per handler thread, so that none is closed and
+    opened again, a TLS handshake each, when all threads call at once); 0 = the client's default."""
     try:
         config.load_incluster_config()
-        return client.ApiClient()
+        configuration = client.Configuration.get_default_copy()
     except config.ConfigException:
-        return config.new_client_from_config()
+        configuration = client.Configuration()
+        config.load_kube_config(client_configuration=configuration)
+    if pool_size:
+        configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
 
 
 class Conflict(Exception):
@@ -94,6 +101,13 @@ class Kube:
             resp = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=label_selector,
                                                           _preload_content=False)
         return self._dict(resp).get("items", [])
+
+    # -- webhook signing keys (webhooks/delivery.py; RBAC get on secrets: chart webhooks.enabled) -------------
+    def read_secret_key(self, namespace: str, name: str, key: str) -> bytes | None:
+        """The bytes of one key of a Secret; None when the Secret or the key does not exist."""
+        secret = self._get(self.core.read_namespaced_secret, name, namespace)
+        value = ((secret or {}).get("data") or {}).get(key)
+        return None if value is None else base64.b64decode(value)
 
     # -- pods ----------------------------------------------------------------------------------------------
     def get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -12,12 +12,14 @@ import kopf
 
 from reel_api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 
-from . import lock
+from . import lock, podstate
 from .handlers import backfill, create, delete, pods, session_events, stop
-from .handlers.common import Context, ctx_of
+from .handlers.common import Context, ctx_of, post_event
 from .kube import Kube, load_client
-from .names import LABEL_MANAGED_BY, MANAGED_BY
+from .names import LABEL_MANAGED_BY, LABEL_ROOM_KEY, MANAGED_BY, object_name, owner_session
 from .settings import ANNOTATION_PREFIX, FINALIZER, Settings
+from .webhooks import journal
+from .webhooks.delivery import Delivery
 
 SESSIONS = (GROUP, VERSION, PLURAL)
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
@@ -30,7 +32,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration",
+        ignored_fields=[("metadata", "annotations", journal.ANNOTATION),  # the webhook journal is no change
+                        ("metadata", "labels", LABEL_ROOM_KEY)])  # nor is the room key the create handler sets
     settings.posting.reporting_component = "reel-operator"
     settings.posting.level = logging.WARNING  # handler logs become Events only when they are warnings
     settings.peering.name = cfg.peering_name
@@ -39,13 +43,24 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.watching.label_selectors["v1", "pods"] = OURS_SELECTOR
     settings.watching.label_selectors["coordination.k8s.io", "leases"] = OURS_SELECTOR
     settings.watching.server_timeout = 300
-    memo.reel = Context(kube=Kube(load_client()), settings=cfg)
+    # Sync handlers run in this pool; they mostly wait on the API server, so more threads than cores (kopf's
+    # default is cores + 4), one kept-open API connection each (benchmarks/operator_scale.py measured both).
+    settings.execution.max_workers = cfg.handler_threads
+    # After its own patch kopf waits for the watch to bring that version before it runs change handlers again;
+    # when a loaded API server's watch lags past kopf's 5 s default, it goes ahead on the older event and runs
+    # the create handler a second time (idempotent, ~10 API calls): ~80 % of 1,000 sessions on a loaded machine.
+    # Beyond 30 s create.start itself sees that this process started the session (Context.started).
+    settings.persistence.consistency_timeout = 30
+    memo.reel = Context(kube=Kube(load_client(pool_size=cfg.handler_threads)), settings=cfg)
+    memo.reel.webhooks = Delivery(memo.reel.kube, cfg, memo.reel.metrics, post_event=post_event).start()
     if cfg.metrics_port:
         memo.metrics_server = memo.reel.metrics.serve(cfg.metrics_port)
 
 
 @kopf.on.cleanup()
 def cleanup(memo: kopf.Memo, **_) -> None:
+    if getattr(memo, "reel", None) is not None and memo.reel.webhooks is not None:
+        memo.reel.webhooks.stop()
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.shutdown()
@@ -68,6 +83,20 @@ def room_locks(spec, **_):
     return {spec.get("holderIdentity"): True}
 
 
+@kopf.index("v1", "pods", labels=OURS)
+def running_recorders(namespace: str, name: str, body, **_):
+    """Recorder pods whose container runs (not being deleted): -> (owner session uid, restart number)."""
+    view, owner = podstate.pod_view(body), owner_session(body)
+    return {(namespace, name): (owner[1], view.restart)} if owner and view.running and view.terminated is None \
+        and not view.deleting else {}
+
+
+@kopf.index(*SESSIONS)
+def session_hints(namespace: str, name: str, body, **_):
+    """Each session as last seen (podstate.SessionHint): lets a pod event that changes nothing skip reading it."""
+    return {(namespace, name): podstate.session_hint(body)}
+
+
 # -- sessions --------------------------------------------------------------------------------------------------
 @kopf.on.create(*SESSIONS)
 @kopf.on.resume(*SESSIONS)
@@ -86,8 +115,14 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
     meta = body["metadata"]
     deleted = event.get("type") == "DELETED"
     ctx_of(memo).metrics.session(meta["namespace"], meta["name"], None if deleted else body)
+    webhooks = ctx_of(memo).webhooks
     if deleted:
+        ctx_of(memo).started.discard(meta.get("uid"))
+        if webhooks is not None:
+            webhooks.forget(meta["namespace"], meta["name"])
         return
+    if webhooks is not None:
+        webhooks.observe(body)  # derives and queues the session's webhook events; never waits for a receiver
     holder = lock.holder_identity_of(meta)
     session_events.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
                                      holds_lock=holder in room_locks, logger=logger)
@@ -95,8 +130,11 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
             when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
-def on_start_timer(body, memo: kopf.Memo, logger, **_) -> None:
-    session_events.check_start(ctx_of(memo), body, logger=logger)
+def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, logger, **_) -> None:
+    meta, status = body["metadata"], body.get("status") or {}
+    running = running_recorders.get((meta["namespace"], object_name(meta["name"])), [])
+    session_events.check_start(ctx_of(memo), body, logger=logger,
+                               pod_running=(meta.get("uid"), status.get("restarts") or 0) in running)
 
 
 @kopf.timer(*SESSIONS, interval=10, initial_delay=10,
@@ -127,7 +165,10 @@ def on_delete(body, memo: kopf.Memo, runtime, logger, **_) -> None:
 
 # -- recorder pods ---------------------------------------------------------------------------------------------
 @kopf.on.event("v1", "pods", labels=OURS)
-def on_pod_event(event, body, memo: kopf.Memo, logger, **_) -> None:
+def on_pod_event(event, body, memo: kopf.Memo, session_hints: kopf.Index, logger, **_) -> None:
     gone = event.get("type") == "DELETED"
-    ctx_of(memo).metrics.pod(body["metadata"]["namespace"], body["metadata"]["name"], gone=gone)
-    pods.observe(ctx_of(memo), body, gone=gone, logger=logger)
+    namespace = body["metadata"]["namespace"]
+    ctx_of(memo).metrics.pod(namespace, body["metadata"]["name"], gone=gone)
+    owner = owner_session(body)
+    hint = next(iter(session_hints.get((namespace, owner[0]), [])), None) if owner else None
+    pods.observe(ctx_of(memo), body, gone=gone, hint=hint, logger=logger)

@@ -12,7 +12,7 @@ from collections import Counter as Tally
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
@@ -38,6 +38,16 @@ class Metrics:
         self.start_seconds = Histogram(
             "reel_session_start_seconds", "Time from a session's creation to its phase Recording.",
             buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300), registry=self.registry)
+        # Webhooks (webhooks/delivery.py): every attempt's outcome, events waiting, event -> accepted.
+        self.webhook_deliveries = Counter(
+            "reel_webhook_deliveries", "Webhook attempts by outcome: delivered (2xx), failed (will be retried), "
+            "dropped (not delivered within the retry bound).", ["outcome"], registry=self.registry)
+        self.webhook_pending = Gauge(
+            "reel_webhook_pending_events", "Webhook events derived but not delivered (nor dropped) yet.",
+            registry=self.registry)
+        self.webhook_latency = Histogram(
+            "reel_webhook_delivery_seconds", "Time from a webhook event's creation to its receiver accepting it.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900), registry=self.registry)
         self.registry.register(_Current(self))
         ProcessCollector(registry=self.registry)
 

@@ -54,6 +54,9 @@ LIVENESS_PROBE: dict[str, Any] = {
     "timeoutSeconds": 2,
     "failureThreshold": 3,
 }
+#: The recorder's Prometheus metrics (reel_recorder/metrics.py): GET /metrics, scraped from the pod (chart
+#: metrics.recorderPodMonitor selects the port by name).
+METRICS_ENV, METRICS_PORT, METRICS_PORT_NAME = "REEL_METRICS_PORT", 9102, "metrics"
 #: The spool's sizeLimit, for the recorder: it stops recording new media before the kubelet would evict the pod.
 SPOOL_LIMIT_ENV = "REEL_SPOOL_LIMIT"
 
@@ -63,6 +66,12 @@ VOLUME_FIELDS = {
     "storage-credentials": "spec.storage.credentialsSecretRef",
     "backup-storage-credentials": "spec.backupStorage.credentialsSecretRef",
 }
+
+
+def pod_generation(pod: Mapping[str, Any] | None) -> int | None:
+    """The session's metadata.generation a recorder pod was built from (its GENERATION_ANNOTATION), if known."""
+    value = (((pod or {}).get("metadata") or {}).get("annotations") or {}).get(GENERATION_ANNOTATION)
+    return int(value) if isinstance(value, str) and value.isdigit() and int(value) > 0 else None
 
 
 def session_manifest(session: RecordingSession) -> str:
@@ -213,6 +222,7 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         {"name": "REEL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "REEL_LOG_LEVEL", "value": settings.recorder_log_level},
         {"name": LIVENESS_ENV, "value": str(LIVENESS_PORT)},
+        {"name": METRICS_ENV, "value": str(METRICS_PORT)},
         {"name": "HOME", "value": TMP_DIR},
     ]
     if settings.spool_size_limit:  # the same limit, in bytes (the Kubernetes client parses the quantity)
@@ -232,7 +242,8 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
         "env": env,
         "resources": resources(session, settings),
         "volumeMounts": mounts,
-        "ports": [{"name": LIVENESS_PORT_NAME, "containerPort": LIVENESS_PORT, "protocol": "TCP"}],
+        "ports": [{"name": LIVENESS_PORT_NAME, "containerPort": LIVENESS_PORT, "protocol": "TCP"},
+                  {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "livenessProbe": copy.deepcopy(LIVENESS_PROBE),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",

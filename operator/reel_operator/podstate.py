@@ -24,7 +24,9 @@ from .status import (
     KILLED_EXIT_CODES,
     OOM_KILLED,
     POD_FAILED,
+    POD_PENDING,
     POD_READY,
+    POD_RUNNING,
     POD_SCHEDULED,
     UNSCHEDULABLE,
     WARNING,
@@ -100,6 +102,48 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
         ready=ready,
         restart=_restart_number((meta.get("annotations") or {}).get(RESTART_ANNOTATION)),
     )
+
+
+@dataclass(frozen=True)
+class SessionHint:
+    """What a pod event needs to know of its session to see that it changes nothing (``uneventful``), as the
+    operator last saw the session (main.py keeps one per session in a kopf index, from the session watch)."""
+
+    uid: str | None
+    phase: str | None
+    restarts: int = 0
+    pod: str | None = None  # status.pod
+    stopping: bool = False  # spec.stop
+    deleting: bool = False  # metadata.deletionTimestamp
+    interrupted: bool = False  # status.interruption
+
+
+def session_hint(body: Mapping[str, Any]) -> SessionHint:
+    meta = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return SessionHint(uid=meta.get("uid"), phase=status.get("phase"), restarts=status.get("restarts") or 0,
+                       pod=status.get("pod"), stopping=bool((body.get("spec") or {}).get("stop")),
+                       deleting=bool(meta.get("deletionTimestamp")), interrupted=bool(status.get("interruption")))
+
+
+def uneventful(view: PodView, hint: SessionHint | None, owner_uid: str | None) -> bool:
+    """True when this pod event cannot change its session, so the handler need not read the session (nor the
+    pod's Events): the pod is waiting to be scheduled or started and nothing is reported about it yet (no
+    waiting reason, not unschedulable: the start timer watches the time), or its recorder runs and the session
+    already names the pod. Anything else (an exit, a deletion, a waiting reason, a disruption, a pod of another
+    restart number or another session, a session stopping, deleted, final, interrupted, or not seen yet) is
+    judged with the session read fresh. ``hint`` may be older than the session: it only ever lets events
+    through, and what a newer session state would do with a quiet pod is done by the session's own handlers
+    (a final phase removes the pod, a stop or a deletion deletes it). Pure."""
+    if hint is None or hint.uid != owner_uid or view.gone or view.deleting or view.terminated is not None:
+        return False
+    if hint.stopping or hint.deleting or hint.interrupted or is_terminal(hint.phase) or view.restart != hint.restarts:
+        return False
+    if view.disruption or view.pod_reason or view.waiting_reason or view.unschedulable:
+        return False
+    if view.running:
+        return view.phase == POD_RUNNING and hint.pod == view.name
+    return view.phase in (None, POD_PENDING)
 
 
 @dataclass(frozen=True)

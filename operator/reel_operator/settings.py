@@ -57,6 +57,15 @@ Lifecycle
                                        then the pod is force-deleted and the finalizer removed
                                        [termination grace + 30]
 
+Webhooks (spec.notify.webhook; reel_operator/webhooks/)
+  REEL_WEBHOOK_RETRY_SECONDS           an event not accepted (2xx) within this long of its first attempt is
+                                       dropped (Warning Event WebhookDropped) and the next one sent [900]
+  REEL_WEBHOOK_BACKOFF_SECONDS         first retry delay, doubling per attempt [1]
+  REEL_WEBHOOK_BACKOFF_MAX_SECONDS     the longest delay between two attempts [30]
+  REEL_WEBHOOK_TIMEOUT_SECONDS         one POST's connect + response timeout [5]
+  REEL_WEBHOOK_PROGRESS_SECONDS        upload.progress at most this often per session [60]
+  REEL_WEBHOOK_WORKERS                 sessions delivered to at once (each session's events in order) [4]
+
 Operator process
   REEL_NAMESPACES                      comma-separated namespaces (globs allowed) to watch; "" = cluster-wide [""]
   REEL_PEERING_NAME                    kopf peering object name (KopfPeering/ClusterKopfPeering, CRDs in crds/)
@@ -67,6 +76,8 @@ Operator process
   REEL_LIVENESS_ENDPOINT               kopf liveness endpoint ["http://0.0.0.0:8080/healthz"; "" = off]
   REEL_METRICS_PORT                    serve Prometheus metrics on this port (/metrics) [0 = off]
   REEL_LOG_LEVEL                       operator log level [INFO]
+  REEL_HANDLER_THREADS                 threads that run the handlers (they wait on the API server most of the
+                                       time), and API connections kept open [16]
 """
 
 from __future__ import annotations
@@ -127,6 +138,13 @@ class Settings:
     liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
     metrics_port: int = 0
     log_level: str = "INFO"
+    handler_threads: int = 16
+    webhook_retry_seconds: float = 900.0
+    webhook_backoff_seconds: float = 1.0
+    webhook_backoff_max_seconds: float = 30.0
+    webhook_timeout_seconds: float = 5.0
+    webhook_progress_seconds: float = 60.0
+    webhook_workers: int = 4
 
     @property
     def clusterwide(self) -> bool:
@@ -185,6 +203,13 @@ class Settings:
             liveness_endpoint=r.str("REEL_LIVENESS_ENDPOINT", "http://0.0.0.0:8080/healthz"),
             metrics_port=r.int("REEL_METRICS_PORT", 0, minimum=0),
             log_level=r.str("REEL_LOG_LEVEL", "INFO"),
+            handler_threads=r.int("REEL_HANDLER_THREADS", 16, minimum=1),
+            webhook_retry_seconds=r.float("REEL_WEBHOOK_RETRY_SECONDS", 900.0),
+            webhook_backoff_seconds=r.float("REEL_WEBHOOK_BACKOFF_SECONDS", 1.0),
+            webhook_backoff_max_seconds=r.float("REEL_WEBHOOK_BACKOFF_MAX_SECONDS", 30.0),
+            webhook_timeout_seconds=r.float("REEL_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            webhook_progress_seconds=r.float("REEL_WEBHOOK_PROGRESS_SECONDS", 60.0),
+            webhook_workers=r.int("REEL_WEBHOOK_WORKERS", 4, minimum=1),
         )
 
 

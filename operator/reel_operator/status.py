@@ -41,7 +41,7 @@ from reel_api import (
 )
 
 from .conditions import condition, find
-from .health import health_conditions
+from .health import health_conditions, observed_generation
 from .room_faults import degraded_condition, reconnecting
 
 PHASE_RANK = {
@@ -58,6 +58,7 @@ PHASE_RANK = {
 
 #: Kubernetes' own strings (not Reel's vocabulary) that the operator reads.
 POD_FAILED = "Failed"  # a pod's status.phase
+POD_PENDING, POD_RUNNING = "Pending", "Running"  # a pod's status.phase
 JOB_COMPLETE, JOB_FAILED = "Complete", POD_FAILED  # a Job's condition types (the backfill Job)
 OOM_KILLED = "OOMKilled"  # a terminated container's reason
 FAILED_MOUNT = "FailedMount"  # a kubelet Event's reason (e.g. a Secret volume that does not exist)
@@ -131,8 +132,10 @@ def failure_reason(status: Mapping[str, Any]) -> str:
 PHASE_NAMES = frozenset(p.value for p in Phase)
 
 
-def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) -> list[dict[str, Any]]:
-    """The four conditions for a status (without times). ``reason``: the detailed reason of a failure."""
+def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None,
+                       generation: int | None = None) -> list[dict[str, Any]]:
+    """The conditions for a status (without times). ``reason``: the detailed reason of a failure; ``generation``:
+    metadata.generation (status.observedGeneration below it: Reconciling True, health.py)."""
     phase = status.get("phase") or Phase.PENDING
     stop = status.get("stopReason")
     message = status.get("message") or ""
@@ -201,7 +204,8 @@ def desired_conditions(status: Mapping[str, Any], *, reason: str | None = None) 
     degraded = degraded_condition(status)  # someone not (fully) recorded: degraded.py
     gap = ((ConditionReason.INTERRUPTED, interruption.get("message") or "") if interruption else
            (RoomState.RECONNECTING, lost_room) if lost_room else None)
-    health = health_conditions(status, failure=why, gap=gap, backed_up=backed_up)  # kstatus, kubectl wait: health.py
+    health = health_conditions(status, failure=why, gap=gap, backed_up=backed_up,  # kstatus, kubectl wait: health.py
+                               generation=generation)
     return [recording, uploaded, backed_up, *extra, *([degraded] if degraded else []), *health, ready]
 
 
@@ -253,7 +257,8 @@ def disk_full_event(old_status: Mapping[str, Any], patch: Mapping[str, Any]) -> 
 
 def merge_conditions(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]], *, generation: int | None,
                      now: datetime) -> list[dict[str, Any]]:
-    """API conventions: lastTransitionTime changes only when status changes; observedGeneration on each."""
+    """API conventions: lastTransitionTime changes only when status changes; observedGeneration on each
+    (``generation``: the generation acted on, status.observedGeneration)."""
     previous = {c.get("type"): c for c in old or []}
     out = []
     for cond in new:
@@ -272,9 +277,11 @@ def _comparable(conds: Iterable[Mapping[str, Any]]) -> list[tuple]:
 
 
 def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, generation: int | None, now: datetime,
-                 reason: str | None = None) -> dict[str, Any]:
+                 reason: str | None = None, acted: int | None = None) -> dict[str, Any]:
     """A merge patch for .status: ``changes`` applied (phase only forward), conditions and observedGeneration
-    recomputed. Empty when nothing would change."""
+    recomputed. ``generation``: metadata.generation; ``acted``: a generation the operator has just acted on
+    itself (health.observed_generation: while a recorder runs, observedGeneration follows what it applied).
+    Empty when nothing would change."""
     changes = dict(changes)
     backfilled = bool((changes.get("backfill") or {}).get("completedAt"))
     if "phase" in changes and not may_advance(status.get("phase"), changes["phase"], backfilled=backfilled) and \
@@ -284,13 +291,16 @@ def status_patch(status: Mapping[str, Any], changes: Mapping[str, Any], *, gener
     merged = {**status, **changes}
     if is_terminal(merged.get("phase")) and merged.get("interruption"):  # a final phase ends any interruption
         changes["interruption"] = merged["interruption"] = None
-    conditions = merge_conditions(status.get("conditions") or [], desired_conditions(merged, reason=reason),
-                                  generation=generation, now=now)
+    observed = observed_generation(merged, generation, acted=acted)
+    merged["observedGeneration"] = observed
+    conditions = merge_conditions(status.get("conditions") or [],
+                                  desired_conditions(merged, reason=reason, generation=generation),
+                                  generation=observed, now=now)
     patch = {k: v for k, v in changes.items() if status.get(k) != v}
     if _comparable(conditions) != _comparable(status.get("conditions") or []):
         patch["conditions"] = conditions
-    if generation is not None and status.get("observedGeneration") != generation:
-        patch["observedGeneration"] = generation
+    if observed is not None and status.get("observedGeneration") != observed:
+        patch["observedGeneration"] = observed
     return patch
 
 

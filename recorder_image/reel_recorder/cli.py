@@ -126,13 +126,14 @@ def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: R
 
 
 async def record(args, settings: Settings, session: Session, progress: ProgressSink,
-                 liveness: Liveness | None = None) -> dict:
+                 liveness: Liveness | None = None, metrics=None) -> dict:
     """Build the pieces (stores, uploader, room, ingest) and let the Recorder run the recording's life.
-    ``liveness``: marked alive by a task of this loop, in every phase, until the loop ends (liveness.py)."""
+    ``liveness``: marked alive by a task of this loop, in every phase, until the loop ends (liveness.py).
+    ``metrics``: the RecorderMetrics that ``progress`` feeds (metrics.py); it also reads the upload latencies."""
     if liveness is not None:
         liveness.start_beat()
     stop = asyncio.Event()
-    control = PauseControl(bool(session.spec.paused))
+    control = PauseControl(bool(session.spec.paused), session.generation)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -146,6 +147,8 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     uploader = Uploader(primary, backup, failover_after=args.failover_after,
                         backfill_deadline=args.backfill_deadline,
                         on_progress=lambda p: progress.report("upload", {"upload": p.as_status()}))
+    if metrics is not None:
+        metrics.watch_uploads(uploader.latencies)
     credentials = room_credentials(args.room_secrets, settings.room)
     room = JanusRoom(session.spec.room.server, session.spec.room.id, token=credentials.token)
     clock = RecordingClock()
@@ -175,15 +178,36 @@ def integrity_verdict(status: dict, result) -> dict:
     return {**status, "phase": Phase.FAILED, "stopReason": StopReason.ERROR, "reason": result.reason}
 
 
-def make_progress(settings: Settings) -> ProgressSink:
-    """JSON lines on stdout; in a recorder pod also patches to the session's status (k8s_status.py)."""
+def make_progress(settings: Settings, metrics=None) -> ProgressSink:
+    """JSON lines on stdout; in a recorder pod also patches to the session's status (k8s_status.py); and the
+    metrics (metrics.py) when they are served."""
     progress: ProgressSink = JsonLinesProgress()
+    if metrics is not None:
+        from .progress import FanOut
+
+        progress = FanOut(progress, metrics)
     if settings.in_pod:
         from .k8s_status import KubeStatusSink
         from .progress import FanOut
 
         progress = FanOut(progress, KubeStatusSink.for_pod(settings))
     return progress
+
+
+def start_metrics(settings: Settings):
+    """The Prometheus metrics on REEL_METRICS_PORT (in a pod), or None; a port that cannot be bound is logged,
+    and the recording goes on without them."""
+    if settings.metrics_port is None:
+        return None
+    from .metrics import RecorderMetrics
+
+    metrics = RecorderMetrics()
+    try:
+        metrics.serve(settings.metrics_port)
+    except OSError as err:
+        log.error("cannot serve metrics on port %d: %s", settings.metrics_port, err)
+        return None
+    return metrics
 
 
 def start_liveness(settings: Settings) -> Liveness | None:
@@ -233,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "reel_recorder.cli", *(sys.argv[1:] if argv is None else argv)])
     session = session_from_json(settings.validated_session)
-    progress = make_progress(settings)
-    status = asyncio.run(record(args, settings, session, progress, liveness=start_liveness(settings)))
+    metrics = start_metrics(settings)
+    progress = make_progress(settings, metrics)
+    status = asyncio.run(record(args, settings, session, progress, liveness=start_liveness(settings),
+                                metrics=metrics))
     _finish(args, progress, status)
     if status["phase"] == Phase.FAILED:
         print(f"reel-recorder: failed ({status.get('reason')}): {status.get('message')}", file=sys.stderr)

@@ -1,6 +1,11 @@
 """What the session asks of the recorder while it runs: pausing (``spec.paused``), the limits and tag it applies
 live (``LIVE_FIELDS``, ``spec.tag``), and what a SIGTERM means.
 
+Each read also carries the session's ``metadata.generation`` (``PauseControl.generation``); the Recorder's loop,
+once it has used the values of a generation (paused, limits, tag: on the next tick after the read), reports it
+as ``status.appliedGeneration``, and only then does the operator move ``status.observedGeneration`` to it
+(reel_operator/health.observed_generation).
+
 The recorder reads ``PauseControl.paused`` on every tick of its loop. Who sets it:
 - in a recorder pod, ``SpecPoller`` reads the session's ``spec.paused`` from the API server every few seconds
   (a GET of ``recordingsessions/NAME/status``, which returns the whole object: the one read its
@@ -31,8 +36,10 @@ LIVE_FIELDS = {"maxIdleSeconds": "max_idle_seconds", "maxDurationSeconds": "max_
 
 
 class PauseControl:
-    def __init__(self, paused: bool = False):
+    def __init__(self, paused: bool = False, generation: int | None = None):
+        """``generation``: metadata.generation of the spec the recorder starts with (the session it was given)."""
         self._paused = bool(paused)
+        self.generation = generation  # metadata.generation of the spec last read (its values are the ones held)
         self._live: dict = {}  # LIVE_FIELDS and "tag" as last read from the session (empty before the first read)
         self._view: tuple | None = None  # (recording, its live values, the recording with them)
 
@@ -45,8 +52,11 @@ class PauseControl:
             log.info("spec.paused is now %s", bool(paused))
         self._paused = bool(paused)
 
-    def apply(self, spec: Mapping) -> None:
-        """Take the live values of the session's current ``spec``."""
+    def apply(self, spec: Mapping, generation: int | None = None) -> None:
+        """Take the live values of the session's current ``spec`` (of metadata.generation ``generation``, when
+        known: a generation is never taken back, a late read of an older one is ignored)."""
+        if generation is not None and self.generation is not None and generation < self.generation:
+            return
         recording = spec.get("recording") or {}
         live = {name: recording[key] for key, name in LIVE_FIELDS.items()
                 if isinstance(recording.get(key), int) and not isinstance(recording.get(key), bool)}
@@ -55,6 +65,8 @@ class PauseControl:
             if self._live.get(name, value) != value:
                 log.info("spec: %s is now %s", name, value)
         self._live = live
+        if generation is not None:
+            self.generation = generation
 
     def live(self, spec):
         """(spec.recording with the live limits, the tag) of the session view ``spec``, as the recorder's loop uses
@@ -101,8 +113,12 @@ class SpecPoller:
         self._errors = 0
         self.polls += 1
         spec = (body or {}).get("spec") or {}
+        generation = ((body or {}).get("metadata") or {}).get("generation")
+        generation = generation if isinstance(generation, int) and not isinstance(generation, bool) else None
+        if generation is not None and self.control.generation is not None and generation < self.control.generation:
+            return  # an older read than the one held (a stale cache behind the API server)
         self.control.set(bool(spec.get("paused", False)))
-        self.control.apply(spec)
+        self.control.apply(spec, generation)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

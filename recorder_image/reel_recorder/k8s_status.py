@@ -37,7 +37,7 @@ log = logging.getLogger("reel.recorder.status")
 #: schema; the operator reads them from the termination message).
 FIELDS = ("phase", "recordingId", "startedAt", "stoppedAt", "stopReason", "message", "participants",
           "activeParticipants", "upload", "playlists", "manifest", "recorderStartedAt",
-          "heartbeatAt", "spool", "composite", "room")
+          "heartbeatAt", "spool", "composite", "room", "appliedGeneration")
 
 
 def clean(value: Any) -> Any:

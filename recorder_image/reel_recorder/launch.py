@@ -1,8 +1,8 @@
 """The ``reel-recorder`` command: checks that the recorder's own dependencies are installed, then runs cli.main.
 
 ``pip install reel`` gives the API models only; the recorder needs the ``recorder`` extra (PyAV/FFmpeg,
-websockets, boto3, numpy, Pillow). Without it the command says what to install and exits 2 (as for any
-invalid use), instead of a traceback from deep inside an import.
+websockets, boto3, numpy, Pillow, prometheus-client). Without it the command says what to install and exits 2
+(as for any invalid use), instead of a traceback from deep inside an import.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import importlib.util
 import sys
 
 #: Import names of the ``recorder`` extra (pyproject.toml), in its order.
-NEEDED = ("av", "websockets", "boto3", "numpy", "PIL")
+NEEDED = ("av", "websockets", "boto3", "numpy", "PIL", "prometheus_client")
 
 
 def missing() -> list[str]:

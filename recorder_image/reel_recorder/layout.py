@@ -91,6 +91,12 @@ def segment_name(index: int, extension: str = "ts") -> str:
     return f"seg_{index:05d}.{extension}"
 
 
+def init_name(index: int) -> str:
+    """The file name of an fMP4 init segment (``#EXT-X-MAP``), named after the first segment that needs it: a
+    run's first segment, or one whose init changed. Segment numbers are never reused, so neither are these."""
+    return f"init_{index:05d}.mp4"
+
+
 def folder_key(prefix: str, folder: str, name: str) -> str:
     """The key of a file in a participant's folder (a segment, the playlist, the MP4)."""
     return f"{prefix}{folder}/{name}"

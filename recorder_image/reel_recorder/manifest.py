@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 FORMAT_VERSION = 1
+COUNT_KEYS = ("droppedFrames", "incompleteFrames", "packetsRejected", "packetsLost")  # per participant
 
 
 @dataclass
@@ -18,6 +19,7 @@ class SegmentRecord:
     bytes: int
     sha256: str
     discontinuity: bool
+    init: str | None = None  # fMP4: the name of its init segment (one of the folder's ``inits``)
 
 
 @dataclass
@@ -31,6 +33,11 @@ class ParticipantRecord:
     mp4: dict | None = None  # {"key", "bytes", "sha256", "duration"} (outputs: mp4), or {"error": ...}
     # what of them could not be recorded (outputs.py): [{"kind", "codec", "reason", "message"}]
     skipped: list[dict] = field(default_factory=list)
+    # fMP4: the init segments (#EXT-X-MAP) of the folder's segments: [{"name", "key", "bytes", "sha256"}]
+    inits: list[dict] = field(default_factory=list)
+    # what the RTP gate kept out (ingest/gate.py MediaCounts): {"droppedFrames", "incompleteFrames",
+    # "packetsRejected", "packetsLost"}; empty until they are recorded
+    counts: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +90,7 @@ class ManifestData:
                     "playlist": p.playlist if p.runs or p.segments else None,  # None: never recorded (skipped)
                     "joins": list(p.runs),
                     **({"skipped": [dict(x) for x in p.skipped]} if p.skipped else {}),
+                    **dict(p.counts),
                     **_media(p, location_of),
                 }
                 for p in list(self.participants)
@@ -99,9 +107,11 @@ def _media(p: ParticipantRecord, location_of: Callable[[str], str | None]) -> di
     return {
         **({"mp4": {**p.mp4, **({"location": location_of(p.mp4["key"])} if "key" in p.mp4 else {})}}
            if p.mp4 else {}),
+        **({"inits": [{**i, "location": location_of(i["key"])} for i in list(p.inits)]} if p.inits else {}),
         "segments": [
             {"name": s.name, "key": s.key, "start": round(s.start, 3), "duration": round(s.duration, 3),
-             "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity, "location": location_of(s.key)}
+             "bytes": s.bytes, "sha256": s.sha256, "discontinuity": s.discontinuity, "location": location_of(s.key),
+             **({"init": s.init} if s.init else {})}
             for s in list(p.segments)
         ],
     }
@@ -116,11 +126,14 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
         r = ParticipantRecord(display=display, folder=p["folder"], playlist=p["playlist"],
                               ids=list(p.get("ids") or []), runs=[dict(r) for r in p.get("joins") or []],
                               skipped=[dict(x) for x in p.get("skipped") or []],
+                              counts={k: int(p[k]) for k in COUNT_KEYS if isinstance(p.get(k), int)},
                               mp4=({k: v for k, v in p["mp4"].items() if k != "location"} if p.get("mp4") else None))
         for s in p.get("segments") or []:
             r.segments.append(SegmentRecord(name=s["name"], key=s["key"], start=float(s["start"]),
                                             duration=float(s["duration"]), bytes=int(s["bytes"]),
-                                            sha256=s["sha256"], discontinuity=bool(s.get("discontinuity"))))
+                                            sha256=s["sha256"], discontinuity=bool(s.get("discontinuity")),
+                                            init=s.get("init")))
+        r.inits = [{k: i[k] for k in ("name", "key", "bytes", "sha256")} for i in p.get("inits") or []]
         return r
 
     participants = [record(p, p["display"]) for p in doc.get("participants") or []]

@@ -28,6 +28,7 @@ from .errors import CODEC_UNSUPPORTED, INTERNAL, RecorderError
 from .ingest.forward import ForwardFailed
 from .manifest import ParticipantRecord
 from .output.catalog import Catalog, CatalogEntry
+from .output.formats import format_of
 from .output.writer import ParticipantWriter, SpoolGate
 from .participants import Participants
 from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
@@ -90,7 +91,7 @@ def _skipped(s: PublishedStream, reason: str, message: str) -> dict:
 class Ingest(Protocol):
     """Gets each recorded publisher's media into their sink (ingest/forward.py ForwardIngest)."""
 
-    async def update(self, pub: Publisher, streams: list[PublishedStream], sink) -> None: ...
+    async def update(self, pub: Publisher, streams: list[PublishedStream], sink, counts=None) -> None: ...
     async def remove(self, pub_id) -> None: ...
     async def close(self) -> None: ...
     def failures(self) -> list[BaseException]: ...
@@ -160,7 +161,7 @@ class Outputs:
         sink = part.writer if self.composite is None else self.composite.sink(pub, plan.forward, part.writer,
                                                                               plan.own)
         try:
-            await ingest.update(pub, plan.forward, sink)
+            await ingest.update(pub, plan.forward, sink, counts=part.media)
         except ForwardFailed as err:
             if not was_recorded:
                 await self.leave(pub.id, ingest)
@@ -305,5 +306,5 @@ class Outputs:
                                  expect_video=any(s.kind == "video" for s in streams),
                                  mp4="mp4" in self.rec.outputs and not self.resumed,  # resumed: rebuild_mp4s
                                  on_mp4=lambda info: self.catalog.mp4_closed(entry, info),
-                                 spool_gate=self.spool_gate)
+                                 spool_gate=self.spool_gate, segment_format=format_of(self.rec))
 

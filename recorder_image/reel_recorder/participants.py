@@ -21,12 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import RecorderError
+from .ingest.gate import MediaCounts
 from .layout import participant_folder, playlist_key
 from .output.catalog import Catalog, CatalogEntry
-from .output.mp4 import mp4_from_segments
+from .output.mp4 import demuxable_segments, mp4_from_segments
 from .output.writer import ParticipantWriter
 from .progress import now_iso
 from .room.presence import PublishedStream, Publisher
+
+STATUS_COUNTS = ("droppedFrames", "packetsRejected", "packetsLost")  # of MediaCounts, in status.participants[]
 
 #: Builds a participant's writer: (folder, streams, catalog entry, first segment number) -> writer (cut segments
 #: go to the catalog).
@@ -40,6 +43,8 @@ class Participant:
         self.next_index = next_index  # the first segment number of this recorder's writer (resume)
         self.active_id: object | None = None  # the publisher id being recorded now; None between runs
         self.stalls = 0  # times the media watchdog forwarded them again
+        # frames dropped and packets rejected by the RTP gate, over all their streams (and an earlier recorder's)
+        self.media = MediaCounts(entry.record.counts)
 
     @property
     def record(self):
@@ -159,14 +164,14 @@ class Participants:
                 continue
             folder = spool / entry.record.folder
             folder.mkdir(parents=True, exist_ok=True)
-            keys = [s.key for s in list(entry.record.segments)]
-            info, error = mp4_from_segments(folder / "recording.mp4", (read_segment(k) for k in keys))
+            info, error = mp4_from_segments(folder / "recording.mp4", demuxable_segments(entry.record, read_segment))
             if info is not None:
                 self.catalog.mp4_closed(entry, info)
             elif error is not None:
                 self.catalog.mp4_failed(entry, error)
 
     def _end(self, part: Participant, *, final: bool, end_playlist: bool = True) -> None:
+        self._counts(part)
         if part.active_id is not None:
             part.active_id = None
             part.record.runs[-1]["leftAt"] = now_iso()
@@ -188,10 +193,20 @@ class Participants:
         """status.participants: each participant's latest id and run, and their playlist's key."""
         out = []
         for part in self:
+            counts = self._counts(part)
             run = part.record.runs[-1] if part.record.runs else {}
             out.append({"id": part.record.ids[-1], "display": part.record.display, "joinedAt": run.get("joinedAt"),
                         "leftAt": run.get("leftAt"),
                         "playlist": part.record.playlist if part.record.runs or part.record.segments else None,
                         **({"skipped": [dict(x) for x in part.record.skipped]} if part.record.skipped else {}),
-                        **({"stalls": part.stalls} if part.stalls else {})})
+                        **({"stalls": part.stalls} if part.stalls else {}),
+                        **{k: counts[k] for k in STATUS_COUNTS if counts.get(k)}})
         return out
+
+    @staticmethod
+    def _counts(part: Participant) -> dict:
+        """The gate's counts of ``part``, also put in their manifest record (once they have been recorded)."""
+        if not part.record.runs and not part.record.counts:
+            return {}
+        part.record.counts = part.media.totals()  # replaced whole: the upload workers render it
+        return part.record.counts

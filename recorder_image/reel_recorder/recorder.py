@@ -124,7 +124,8 @@ class Recorder:
         self.spool = spool
         self.progress = progress
         self.pin = pin
-        self.control = control or PauseControl(bool(self.spec.paused))
+        self.control = control or PauseControl(bool(self.spec.paused), session.generation)
+        self.applied_generation = session.generation  # status.appliedGeneration: the spec in effect
         self.clock = clock or RecordingClock()
         self.upload_timeout = upload_timeout
         self.resume, self.read_back, self.stop_cause = resume, read_back, stop_cause
@@ -165,6 +166,7 @@ class Recorder:
             "manifest": self.catalog.manifest_key,
             "recorderStartedAt": self.recorder_started_at,
             "heartbeatAt": now_iso(),  # reports come at least every PROGRESS_EVERY s while recording
+            "appliedGeneration": self.applied_generation,
             "room": self.link.status(),  # Connected, or Reconnecting since a loss (None until joined)
             **({"spool": self.spool_budget.snapshot().as_status(episode_totals(self._disk_full_before))}
                if self.spool_budget is not None else {}),
@@ -274,6 +276,7 @@ class Recorder:
         last_progress = last_spool = started
         spool_every = SPOOL_EVERY
         while True:
+            generation = self.control.generation  # read before the values: they are at least this generation's
             rec, self.manifest.tag = self.control.live(self.spec)  # maxIdle/maxDurationSeconds, tag: applied live
             data = None
             if not self.link.connected:  # reconnecting: raises RecorderError (JanusLost) when it gives up
@@ -288,6 +291,9 @@ class Recorder:
                     await self._pause(ingest)
                 else:
                     await self._resume(presence, ingest)
+            if generation not in (None, self.applied_generation) and self.control.paused == self.paused:
+                self.applied_generation = generation  # this tick used the spec of ``generation``: say so
+                self.report("spec")
             now = time.monotonic()
             if stop.is_set():
                 return await self._stopped()

@@ -21,6 +21,11 @@ continues after the highest segment number seen anywhere (stored, listed, lost o
 object is ever written over — not even by the old recorder, if it is still storing its last segment while
 its replacement starts (a force-deleted pod's container lives on for its kill grace period).
 
+fMP4 segments: each listed segment's init segment (``#EXT-X-MAP`` in the playlist, ``init`` in the manifest) is
+taken over with it (stored object, size, SHA-256); a segment stored but never listed uses ``init_<its number>.mp4``
+when that is stored (it started a run or a new init), else the init of the segment before it. The replacement's
+first segment gets an init segment of its own (a new run).
+
 The MP4s of earlier runs are not taken over: the recorder that ends the recording builds each participant's
 MP4 from the stored segments (output/mp4.py ``mp4_from_segments``).
 
@@ -43,9 +48,9 @@ import av
 
 from reel_api.vocabulary import InterruptionReason
 
-from .layout import COMPOSITE_FOLDER, manifest_key, segment_name
+from .layout import COMPOSITE_FOLDER, init_name, manifest_key, segment_name
 from .manifest import ManifestData, ParticipantRecord, SegmentRecord, manifest_from_json
-from .output.playlist import parse_playlist
+from .output.playlist import parse_playlist, playlist_maps
 from .progress import now_iso
 from .storage import Store, StoreError
 
@@ -146,10 +151,13 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
         base = f"{prefix}{folder}/"
         playlist_key = base + PLAYLIST
         listed: dict[str, tuple[float, bool]] = {}
+        maps: dict[str, str] = {}  # fMP4: segment name -> its init segment's name
         for store, keys in ((backup, keys_b), (primary, keys_p)):  # the primary's flags win
             if store is not None and playlist_key in keys:
-                for uri, duration, disc in parse_playlist(store.get_bytes(playlist_key).decode()):
+                text = store.get_bytes(playlist_key).decode()
+                for uri, duration, disc in parse_playlist(text):
                     listed[uri] = (duration, disc)
+                maps.update(playlist_maps(text))
         names = {k[len(base):] for k in keys_p | keys_b if k.startswith(base)}
         seen = [segment_index(n) for n in names]
         seen += [segment_index(s.name) for s in (records[folder].segments if folder in records else [])]
@@ -175,24 +183,33 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
             if not (in_p or in_b):
                 continue  # a playlist never lists a segment its store lacks; be safe anyway
             rec = known.get(key)
+            init = (rec.init if rec is not None else None) or maps.get(name)
+            if init is None and name.endswith(".m4s"):  # never listed: its run's first, or after one
+                own = init_name(segment_index(name))
+                init = own if base + own in keys_p | keys_b else segments[-1].init if segments else None
             if rec is None:  # stored after the last manifest: read it back once
                 data = read(key)
                 if name in listed:
                     duration, disc = listed[name]
                     start = segments[-1].start + segments[-1].duration if segments else 0.0
                 else:  # never listed either: its own timestamps tell where it belongs
-                    times = ts_times(data)
+                    times = ts_times(data, read(base + init) if init else None)
                     if times is None:
                         log.warning("resume: %s is stored but neither listed nor readable: left out", key)
                         continue
                     (start, duration), disc = times, False
                 rec = SegmentRecord(name=name, key=key, start=start, duration=duration, bytes=len(data),
                                     sha256=hashlib.sha256(data).hexdigest(), discontinuity=disc)
+            if init is not None and base + init not in keys_p | keys_b:
+                log.warning("resume: %s needs %s, which no store holds: left out", key, init)
+                continue
+            rec = replace(rec, init=init)
             if segments and segment_index(name) != segment_index(segments[-1].name) + 1 and not rec.discontinuity:
                 rec = replace(rec, discontinuity=True)  # a segment is missing before it: the timeline jumps
             segments.append(rec)
             stored.append(StoredSegment(key, rec.bytes, rec.sha256, in_p, in_b))
         record.segments = segments
+        record.inits = _inits(record, segments, base, keys_p, keys_b, read, stored)
         record.mp4 = None  # rebuilt from the segments by the recorder that ends the recording
         if folder == COMPOSITE_FOLDER:
             composite = record
@@ -202,7 +219,7 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
         if folder not in folders:  # (mode composite: participants have no folder; the manifest says who was there)
             seen = [segment_index(s.name) for s in record.segments]
             next_index[folder] = 1 + max((i for i in seen if i is not None), default=-1)
-            record.segments, record.mp4 = [], None
+            record.segments, record.mp4, record.inits = [], None, []
             if folder == COMPOSITE_FOLDER:
                 composite = record
             else:
@@ -211,11 +228,28 @@ def read_back(primary: Store, backup: Store | None, prefix: str) -> Previous:
     return Previous(manifest, participants, stored, lost, next_index, composite)
 
 
-def ts_times(data: bytes) -> tuple[float, float] | None:
-    """(start, duration) in recording time of a TS segment written by output/writer.py (its timestamps are the
-    recording's timeline), or None when it cannot be read."""
+def _inits(record: ParticipantRecord, segments: list[SegmentRecord], base: str, keys_p: set[str],
+           keys_b: set[str], read, stored: list[StoredSegment]) -> list[dict]:
+    """The init segments ``segments`` need, taken over as stored (the manifest's size and checksum, or read back
+    once), in order of first use."""
+    known = {i["name"]: i for i in record.inits}
+    out: list[dict] = []
+    for name in dict.fromkeys(s.init for s in segments if s.init):
+        key = base + name
+        entry = known.get(name)
+        if entry is None:
+            data = read(key)
+            entry = {"name": name, "key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        out.append(entry)
+        stored.append(StoredSegment(key, entry["bytes"], entry["sha256"], key in keys_p, key in keys_b))
+    return out
+
+
+def ts_times(data: bytes, init: bytes | None = None) -> tuple[float, float] | None:
+    """(start, duration) in recording time of a segment written by output/writer.py (its timestamps are the
+    recording's timeline): TS, or fMP4 after its ``init`` segment; None when it cannot be read."""
     try:
-        with av.open(io.BytesIO(data), "r", format="mpegts") as ts:
+        with av.open(io.BytesIO(init + data if init else data), "r", format="mp4" if init else "mpegts") as ts:
             spans = [(float(p.pts * p.time_base), float((p.pts + (p.duration or 0)) * p.time_base))
                      for p in ts.demux() if p.pts is not None and p.size]
     except (av.FFmpegError, ValueError):

@@ -69,6 +69,7 @@ class Recording:
     segment_seconds: int
     outputs: tuple[str, ...]
     segment_format: str
+    audio_codec: str | None  # None: the format's default (output/formats.py)
     max_restarts: int
     recorder_silence_seconds: int
     reconnect_seconds: int  # a lost Janus connection is regained for this long (room/reconnect.py)
@@ -105,6 +106,7 @@ class Spec:
     stop: bool
     paused: bool
     tag: str | None
+    notify: dict | None  # spec.notify (webhooks): the operator sends them; the recorder does not read it
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class Session:
     name: str
     namespace: str | None
     spec: Spec
+    generation: int | None = None  # metadata.generation of the spec it was started with (status.appliedGeneration)
 
 
 #: Which nested fields are views themselves.
@@ -150,8 +153,10 @@ def build_view(cls: type, data: Any, where: str = "spec"):
 def session_from_manifest(manifest: dict) -> Session:
     """The typed view of a validated manifest (``validated_manifest``'s result)."""
     meta = manifest.get("metadata") or {}
+    generation = meta.get("generation")
     return Session(name=meta.get("name", ""), namespace=meta.get("namespace"),
-                   spec=build_view(Spec, manifest.get("spec") or {}, "spec"))
+                   spec=build_view(Spec, manifest.get("spec") or {}, "spec"),
+                   generation=generation if isinstance(generation, int) and not isinstance(generation, bool) else None)
 
 
 def session_from_json(text: str) -> Session:

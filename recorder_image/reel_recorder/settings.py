@@ -26,6 +26,8 @@ In a recorder pod
   REEL_LIVENESS_PORT         serve GET /healthz on this port for the kubelet's liveness probe: 200 while the event
                              loop turns, 503 when it is wedged (liveness.py) [unset: no endpoint; the operator
                              sets 8086]
+  REEL_METRICS_PORT          serve Prometheus metrics (GET /metrics) on this port (metrics.py) [unset: none; the
+                             operator sets 9102]
 Process
   REEL_LOG_LEVEL             DEBUG | INFO | WARNING | ERROR [INFO]
 
@@ -71,6 +73,7 @@ class Settings:
     log_level: str = "INFO"
     resume: ResumeRequest | None = None
     liveness_port: int | None = None
+    metrics_port: int | None = None
     spool_limit: int | None = None  # bytes
 
     @classmethod
@@ -100,6 +103,12 @@ class Settings:
             liveness_port = int(raw) if raw.isdigit() else 0
             if not 1 <= liveness_port <= 65535:
                 raise SettingsError(f"REEL_LIVENESS_PORT={raw!r}: must be a TCP port (1-65535)")
+        metrics_port = None
+        if get("REEL_METRICS_PORT"):
+            raw = get("REEL_METRICS_PORT")
+            metrics_port = int(raw) if raw.isdigit() else 0
+            if not 1 <= metrics_port <= 65535:
+                raise SettingsError(f"REEL_METRICS_PORT={raw!r}: must be a TCP port (1-65535)")
         level = (get("REEL_LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
             raise SettingsError(f"REEL_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
@@ -134,6 +143,7 @@ class Settings:
             api_port=get("KUBERNETES_SERVICE_PORT") or "443",
             log_level=level,
             liveness_port=liveness_port,
+            metrics_port=metrics_port,
         )
 
     @property

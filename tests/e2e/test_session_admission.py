@@ -54,6 +54,17 @@ def test_admission_refuses_sessions_aimed_at_metadata_or_the_api_server(kit, ns,
     assert "sessions may not point at loopback, link-local (cloud metadata) or the API server" in body, body
 
 
+def test_admission_refuses_a_webhook_aimed_at_metadata_also_when_edited_in(kit, ns):
+    hook = {"webhook": {"url": "http://169.254.169.254/latest/meta-data", "secretRef": {"name": "h", "key": "k"}}}
+    body = refused(kit, ns, "hook", {**spec("ws://janus.example.com:8188"), "notify": hook})
+    assert "spec.notify.webhook.url: host 169.254.169.254 is a denied address" in body, body
+    kit.create_session(ns, "hook", spec("ws://janus.example.com:8188"))
+    with pytest.raises(ApiException) as err:  # notify may change while recording: the rule applies to edits too
+        kit.custom.patch_namespaced_custom_object("reel.dev", "v1alpha1", ns, "recordingsessions", "hook",
+                                                  {"spec": {"notify": hook}})
+    assert "spec.notify.webhook.url" in err.value.body, err.value.body
+
+
 def test_admission_refuses_a_bucket_without_credentials(kit, ns):
     body = refused(kit, ns, "nocreds", spec("ws://janus.example.com:8188", creds=False))
     assert "needs credentialsSecretRef" in body and "recorder.allowAmbientCredentials" in body, body

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import av
+import pytest
 from tests.support.analyze import (
     audio_gaps,
     av_offsets,
@@ -23,6 +24,9 @@ from tests.support.analyze import (
 from tests.support.recorder_proc import RecorderRun
 
 FPS = 30
+# spec.recording's segment format (and audio codec): MPEG-TS with AAC (the default), fMP4 with Opus as sent
+FORMATS = pytest.mark.parametrize("fmt", [{}, {"segmentFormat": "fmp4"}], ids=["ts", "fmp4-opus"])
+AUDIO = {"": "aac", "fmp4": "opus"}  # the audio codec each format records by default
 
 
 def _joined(run: RecorderRun) -> dict:
@@ -30,7 +34,11 @@ def _joined(run: RecorderRun) -> dict:
 
 
 def _participant_outputs(run: RecorderRun) -> dict:
-    return {name: read_participant(folder) for name, folder in recording_folders(run.output).items()}
+    """Each participant's playlist and media, decoded fully: any decoder error fails the test (issue 16)."""
+    outputs = {name: read_participant(folder) for name, folder in recording_folders(run.output).items()}
+    for name, (_info, decoded) in outputs.items():
+        assert decoded.decode_errors == 0, (name, decoded.decode_messages)
+    return outputs
 
 
 def _manifest(run: RecorderRun) -> dict:
@@ -38,16 +46,20 @@ def _manifest(run: RecorderRun) -> dict:
 
 
 def _check_playlist_and_files(folder: Path, segment_seconds: float) -> None:
-    info = parse_playlist((folder / "index.m3u8").read_text())
+    text = (folder / "index.m3u8").read_text()
+    info = parse_playlist(text)
     assert info.ended, "playlist must end with #EXT-X-ENDLIST"
     for uri, dur, _ in info.entries:
         assert (folder / uri).is_file()
         assert 0 < dur <= segment_seconds + 1.0 + 1e-6, f"{uri}: {dur} s"
         assert round(dur) <= info.target
+    for init in re.findall(r'#EXT-X-MAP:URI="([^"]+)"', text):
+        assert (folder / init).is_file() and "#EXT-X-VERSION:7" in text
 
 
-def test_two_participants_two_playlists_with_every_frame(record, room, publisher, wait_publishers):
-    run = record(room, recording={"segmentSeconds": 4})
+@FORMATS
+def test_two_participants_two_playlists_with_every_frame(record, room, publisher, wait_publishers, fmt):
+    run = record(room, recording={"segmentSeconds": 4, **fmt})
     _joined(run)
     alice = publisher(room, display="alice", duration=15)
     bob = publisher(room, display="bob", duration=15)
@@ -71,19 +83,24 @@ def test_two_participants_two_playlists_with_every_frame(record, room, publisher
         _check_playlist_and_files(recording_folders(run.output)[name], 4)
         # full segments are the configured length (cut at keyframes, which Janus asks for every 2 s here)
         assert all(3.0 <= d <= 5.0 for _, d, _ in info.entries[:-1]), info.entries
-    # manifest: every segment with its real size and checksum
-    import hashlib
+        with av.open(str(recording_folders(run.output)[name] / info.entries[0][0]) if not fmt else
+                     str(recording_folders(run.output)[name] / "index.m3u8")) as c:
+            assert c.streams.audio[0].codec_context.name == AUDIO[fmt.get("segmentFormat", "")]
+    # manifest: every segment (and fMP4 init segment) with its real size and checksum
     segs = [s for p in manifest["participants"] for s in p["segments"]]
     assert len(segs) == sum(len(i.entries) for i, _ in outputs.values())
-    for s in segs:
+    inits = [i for p in manifest["participants"] for i in p.get("inits", [])]
+    assert (len(inits) >= 2 if fmt else not inits) and all(s.get("init") for s in segs) == bool(fmt), inits
+    for s in segs + inits:
         data = (run.output / s["key"]).read_bytes()
         assert s["bytes"] == len(data) and s["sha256"] == hashlib.sha256(data).hexdigest()
     assert manifest["stopReason"] == "NoUsers" and manifest["recordingId"] == status["recordingId"]
     assert all(len(p["joins"]) == 1 and p["joins"][0]["leftAt"] for p in manifest["participants"])
 
 
-def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher):
-    run = record(room)
+@FORMATS
+def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher, fmt):
+    run = record(room, recording=fmt)
     _joined(run)
     p = publisher(room, display="carol", duration=11, leave_at=4, rejoin_at=7, id=4101)  # rejoins with its id
     p.wait(90)
@@ -99,6 +116,15 @@ def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(recor
     assert 6.5 < total < 8.5, (total, info.entries, decoded.segment_spans)  # 4 s before leaving + 4 s after
     participant, = _manifest(run)["participants"]
     assert len(participant["joins"]) == 2 and participant["ids"] == [4101]  # one Janus id: one participant
+    if fmt:  # each run has its own init segment: an #EXT-X-MAP at the start and right after the discontinuity
+        [folder] = recording_folders(run.output).values()
+        lines = (folder / "index.m3u8").read_text().splitlines()
+        second = info.entries[disc[0]][0]
+        after = lines.index("#EXT-X-DISCONTINUITY") + 1
+        assert lines[5] == '#EXT-X-MAP:URI="init_00000.mp4"', lines  # before the first segment
+        assert lines[after] == f'#EXT-X-MAP:URI="init_{second[4:9]}.mp4"', lines
+        names = [i["name"] for i in participant["inits"]]
+        assert "init_00000.mp4" in names and f"init_{second[4:9]}.mp4" in names, names
 
 
 def test_late_joiner_and_audio_only_publisher(record, room, publisher):
@@ -283,9 +309,11 @@ def test_paused_at_start_then_resumed_paused_and_resumed(record, room, publisher
     assert len(manifest["participants"][0]["joins"]) == 2
 
 
-def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher):
-    """outputs: [hls, mp4]: one MP4 per participant with the segments' media; a rejoin is a gap in it."""
-    run = record(room, recording={"outputs": ["hls", "mp4"]})
+@FORMATS
+def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher, fmt):
+    """outputs: [hls, mp4]: one MP4 per participant with the segments' media (fMP4: Opus as sent); a rejoin is a
+    gap in it."""
+    run = record(room, recording={"outputs": ["hls", "mp4"], **fmt})
     _joined(run)
     p = publisher(room, display="judy", duration=11, leave_at=4, rejoin_at=7, flash_beep=True, id=4102)
     p.wait(90)
@@ -304,7 +332,8 @@ def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher):
     assert abs(d.audio_samples - hls.audio_samples) <= 2048, (d.audio_samples, hls.audio_samples)
     with av.open(str(mp4)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
-        assert c.streams.video[0].codec_context.name == "h264" and c.streams.audio[0].codec_context.name == "aac"
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert c.streams.audio[0].codec_context.name == AUDIO[fmt.get("segmentFormat", "")]
     gaps = [b - a for a, b in itertools.pairwise(d.video_times) if b - a > 1.0]
     assert len(gaps) == 1 and 2.0 < gaps[0] < 4.5, gaps  # away from 4 s to 7 s, minus the rejoin's setup
     offsets = av_offsets(d.flashes, d.beeps, d.video_times)
@@ -363,9 +392,11 @@ def test_one_percent_loss_on_the_forward_leg(record, room, publisher, test_netwo
         run.wait(60)
     finally:
         rule.remove()
-    (info, d), = _participant_outputs(run).values()
-    # the recording continues to the end and keeps most frames
-    assert d.video_frames >= 0.9 * sent["video_frames"]
+    (info, d), = _participant_outputs(run).values()  # no damaged frame stored (decoded fully)
+    # the recording continues to the end and keeps most frames: a frame that lost a packet is dropped, and the
+    # frames after it until the keyframe the recorder asks for (issue 16; 2 % loss: tests/integration/
+    # test_whole_frames.py)
+    assert d.video_frames >= 0.75 * sent["video_frames"], (d.video_frames, sent["video_frames"])
     assert sum(dur for _, dur, _ in info.entries) > 10.5
     # every segment starts at a keyframe: damage cannot outlive the segment (≤ segmentSeconds + 1 s)
     import av
@@ -470,11 +501,13 @@ def test_invalid_session_exits_2_with_every_problem(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record, room, publisher):
+@FORMATS
+def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record, room, publisher, fmt):
     """SIGKILL (OOM, node lost): nothing flushed. A second recorder started with --resume continues the same
     recording: same id and folder, numbering on, a discontinuity, the interruption and lost segments listed; the
-    MP4, built by the replacement from the stored segments, covers both runs with the gap."""
-    recording = {"segmentSeconds": 2, "maxIdleSeconds": 10, "outputs": ["hls", "mp4"]}
+    MP4, built by the replacement from the stored segments, covers both runs with the gap. fMP4: each run has its
+    own init segment, the first run's taken over with its segments."""
+    recording = {"segmentSeconds": 2, "maxIdleSeconds": 10, "outputs": ["hls", "mp4"], **fmt}
     first = record(room, recording=recording)
     _joined(first)
     alice = publisher(room, display="alice", duration=20)
@@ -493,7 +526,7 @@ def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record,
     [folder] = recording_folders(first.output).values()
     info, decoded = read_participant(folder)
     assert info.ended and decoded.decode_errors == 0
-    numbers = [int(re.match(r"seg_(\d+)\.ts", uri).group(1)) for uri, _, _ in info.entries]
+    numbers = [int(re.match(r"seg_(\d+)\.(ts|m4s)", uri).group(1)) for uri, _, _ in info.entries]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     gaps = [i for i, (_, _, disc) in enumerate(info.entries) if disc]
     assert len(gaps) == 1 and 2 <= gaps[0] < len(info.entries) - 2, info.entries  # one gap: the lost recorder
@@ -502,7 +535,12 @@ def test_a_recorder_killed_mid_recording_is_continued_by_its_replacement(record,
     assert interruption["reason"] == "ResumedByHand" and interruption["resumedAt"] >= interruption["interruptedAt"]
     segs = [s for p in manifest["participants"] for s in p["segments"]]
     assert [s["name"] for s in segs] == [uri for uri, _, _ in info.entries]
-    for s in segs:
+    inits = manifest["participants"][0].get("inits", [])
+    if fmt:  # fMP4: each run starts with an init segment of its own (and a new one wherever the init changes)
+        firsts = [s for i, s in enumerate(segs) if i == 0 or s["discontinuity"]]
+        assert all(s["init"] == "init_" + s["name"][4:9] + ".mp4" for s in firsts), segs
+        assert {s["init"] for s in segs} == {i["name"] for i in inits} and len(inits) >= 2, inits
+    for s in segs + inits:
         data = (first.output / s["key"]).read_bytes()
         assert s["bytes"] == len(data) and s["sha256"] == hashlib.sha256(data).hexdigest()
     for key in interruption["lostSegments"]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import av.logging
 import numpy as np
 
 
@@ -44,10 +46,40 @@ class Decoded:
     beeps: list[float] = field(default_factory=list)  # sample-accurate times of loud samples (first per frame)
     segment_spans: list[tuple[float, float]] = field(default_factory=list)  # (first, last) pts per segment
     audio_spans: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each audio frame
-    decode_errors: int = 0
+    decode_errors: int = 0  # packets the decoders refused, and errors they logged (a damaged frame they concealed)
+    decode_messages: list[str] = field(default_factory=list)  # what they logged
 
 
 def decode_segments(paths: list[Path], *, luma_threshold: float = 128, level: float = 0.1) -> Decoded:
+    """Decode each file on its own (TS segments, an MP4; a playlist: FFmpeg's HLS demuxer reads every segment it
+    lists, fMP4 ones after their #EXT-X-MAP init segment).
+
+    Every frame is decoded fully. ``decode_errors`` counts packets a decoder refused *and* every error FFmpeg's
+    demuxers and decoders log meanwhile, from any thread: an H.264 decoder conceals a damaged or cut-short frame
+    ("error while decoding MB", "Invalid level prefix") and still returns a picture."""
+    with decoder_errors() as errors:
+        out = _decode(paths, luma_threshold, level)
+    out.decode_errors += len(errors)
+    out.decode_messages += errors
+    return out
+
+
+@contextlib.contextmanager
+def decoder_errors():
+    """The errors FFmpeg logs (any thread) while the block runs, as "component: message" lines, filled in when
+    the block ends. For tests that decode on their own: count them as decode errors."""
+    errors: list[str] = []
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield errors
+    finally:
+        av.logging.set_level(previous)
+        errors += [f"{name}: {message.strip()}" for lvl, name, message in logs if lvl <= av.logging.ERROR]
+
+
+def _decode(paths: list[Path], luma_threshold: float, level: float) -> Decoded:
     out = Decoded()
     for path in paths:
         first = last = None
@@ -56,8 +88,9 @@ def decode_segments(paths: list[Path], *, luma_threshold: float = 128, level: fl
             for packet in c.demux(*streams):
                 try:
                     frames = packet.decode()
-                except av.error.InvalidDataError:
+                except av.error.InvalidDataError as err:
                     out.decode_errors += 1
+                    out.decode_messages.append(f"{path.name}: {err}")
                     continue
                 for fr in frames:
                     t = float(fr.pts * fr.time_base)
@@ -125,5 +158,10 @@ def recording_folders(root: Path) -> dict[str, Path]:
 
 
 def read_participant(folder: Path) -> tuple[PlaylistInfo, Decoded]:
-    info = parse_playlist((folder / "index.m3u8").read_text())
+    """The playlist, and its media decoded: TS segments one by one; fMP4 segments (which need their init
+    segment) through FFmpeg's HLS demuxer reading the playlist, as a player does (``segment_spans``: one span)."""
+    playlist = folder / "index.m3u8"
+    info = parse_playlist(playlist.read_text())
+    if "#EXT-X-MAP:" in playlist.read_text():
+        return info, decode_segments([playlist])
     return info, decode_segments([folder / uri for uri, _, _ in info.entries])

@@ -68,7 +68,7 @@ class FakeIngest:
         self.silent: set[object] = set()
         self.forwarded: dict[object, dict[str, int]] = {}
 
-    async def update(self, pub, streams, sink) -> None:
+    async def update(self, pub, streams, sink, counts=None) -> None:
         self.calls.append(("update", pub.id, sorted(s.kind for s in streams)))
         if pub.id in self.refuse:
             raise self.refuse[pub.id]
@@ -112,8 +112,12 @@ class Reports:
 
 
 def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, resume=None, read_back=None,
-                  stop_cause=None, spool_budget=None, **overrides):
-    manifest = validated_manifest(yaml.safe_dump(session_manifest(SERVER, 1234, recording=recording, paused=paused)))
+                  stop_cause=None, spool_budget=None, generation=None, **overrides):
+    """``generation``: the session's metadata.generation (as the operator passes it in REEL_SESSION)."""
+    source = session_manifest(SERVER, 1234, recording=recording, paused=paused)
+    if generation is not None:
+        source["metadata"]["generation"] = generation
+    manifest = validated_manifest(yaml.safe_dump(source))
     manifest["spec"]["recording"].update(overrides)  # below the API's minimums, to keep the tests short
     session = session_from_manifest(manifest)
     if store is None:
@@ -122,7 +126,7 @@ def make_recorder(tmp_path, room, *, recording=None, paused=False, store=None, r
     uploader = Uploader(store, progress_interval=0.05)
     ingest = FakeIngest()
     reports = Reports()
-    control = PauseControl(paused)
+    control = PauseControl(paused, session.generation)
     recorder = Recorder(session, room=room, make_ingest=lambda: ingest, uploader=uploader, spool=tmp_path / "spool",
                         progress=reports, pin="1234", control=control, upload_timeout=10, resume=resume,
                         read_back=read_back, stop_cause=stop_cause, spool_budget=spool_budget)

@@ -33,7 +33,7 @@ def resolve(host, port=None):
     return DNS[host]
 
 
-def spec(server="ws://janus.media.svc:8188", endpoint=None, backup=None, creds=True, backup_creds=True):
+def spec(server="ws://janus.media.svc:8188", endpoint=None, backup=None, creds=True, backup_creds=True, webhook=None):
     storage = {"bucket": "recordings"}
     if endpoint:
         storage["endpoint"] = endpoint
@@ -43,6 +43,8 @@ def spec(server="ws://janus.media.svc:8188", endpoint=None, backup=None, creds=T
     if backup is not None:
         body["backupStorage"] = {"bucket": "backup", **({"endpoint": backup} if backup else {}),
                                  **({"credentialsSecretRef": {"name": "s3"}} if backup_creds else {})}
+    if webhook:
+        body["notify"] = {"webhook": {"url": webhook, "secretRef": {"name": "hook", "key": "key"}}}
     return load_session({"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession",
                          "metadata": {"name": "a", "namespace": "media", "uid": "u"}, "spec": body}).spec
 
@@ -68,6 +70,7 @@ ALLOWED = [
     dict(server="ws://kubernetes-janus.media.svc:8188"),  # only the exact names are the API server's
     dict(server="ws://janus.media.svc:8188", backup="http://minio.media.svc:9000"),
     dict(server="ws://JANUS.Media.SVC.:8188"),  # case and a trailing dot do not matter
+    dict(webhook="https://hooks.example.invalid/reel"),
 ]
 
 
@@ -110,6 +113,8 @@ REFUSED = [
     (dict(endpoint="http://evil.example.com:9000"), "spec.storage.endpoint", "resolves to 127.0.0.1"),
     (dict(backup="http://127.0.0.1:9000"), "spec.backupStorage.endpoint", "127.0.0.1"),
     (dict(backup="https://kubernetes.default.svc"), "spec.backupStorage.endpoint", "kubernetes.default.svc"),
+    (dict(webhook="http://169.254.169.254/hook"), "spec.notify.webhook.url", "169.254.169.254"),
+    (dict(webhook="https://evil.example.com/hook"), "spec.notify.webhook.url", "resolves to 127.0.0.1"),
 ]
 
 

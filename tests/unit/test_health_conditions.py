@@ -7,6 +7,7 @@ import pytest
 
 from reel_api import ConditionReason, ConditionType, FailureReason, Phase
 from reel_operator import status as st
+from reel_operator.health import observed_generation
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 T, F = "True", "False"
@@ -85,3 +86,55 @@ def test_status_patch_carries_observed_generation_on_status_and_each_condition()
     later = st.status_patch({**patch}, {}, generation=4, now=datetime(2026, 1, 2, tzinfo=UTC))
     assert {c["observedGeneration"] for c in later["conditions"]} == {4}
     assert {c["lastTransitionTime"] for c in later["conditions"]} == {"2026-01-01T00:00:00Z"}
+
+
+# -- observedGeneration moves only when the generation was acted on (health.observed_generation) -------------------
+
+
+@pytest.mark.parametrize("phase", [None, Phase.PENDING, Phase.COMPLETED, Phase.BACKED_UP, Phase.FAILED])
+def test_without_a_running_recorder_the_operator_acts_on_each_generation(phase):
+    status = {"observedGeneration": 1, "appliedGeneration": 1, **({"phase": phase} if phase else {})}
+    assert observed_generation(status, 4) == 4
+
+
+@pytest.mark.parametrize("phase", [Phase.STARTING, Phase.RECORDING, Phase.PAUSED, Phase.STOPPING, Phase.UPLOADING])
+def test_with_a_running_recorder_it_follows_what_the_recorder_applied(phase):
+    status = {"phase": phase, "observedGeneration": 2, "appliedGeneration": 2}
+    assert observed_generation(status, 3) == 2  # edited, not applied yet
+    assert observed_generation(dict(status, appliedGeneration=3), 3) == 3
+    assert observed_generation(dict(status, appliedGeneration=5), 3) == 3  # never above metadata.generation
+    assert observed_generation(dict(status, appliedGeneration=1), 3) == 2  # never backwards
+    assert observed_generation(status, 3, acted=3) == 3  # the operator acted on it (pod built, stop sent)
+    assert observed_generation({"phase": phase}, 3) is None  # nothing known yet: not set
+    assert observed_generation(status, None) == 2
+
+
+def test_a_live_edit_keeps_reconciling_true_until_the_recorder_applied_it():
+    recording = {"phase": Phase.RECORDING, "activeParticipants": 1, "observedGeneration": 1, "appliedGeneration": 1}
+    steady = st.status_patch(recording, {}, generation=1, now=NOW)
+    status = {**recording, **steady}
+    assert {c["type"]: c["status"] for c in status["conditions"]}[ConditionType.RECONCILING] == F
+
+    edited = st.status_patch(status, {}, generation=2, now=NOW)  # e.g. maxDurationSeconds changed
+    assert "observedGeneration" not in edited  # still 1
+    c = {x["type"]: x for x in edited["conditions"]}
+    assert (c[ConditionType.RECONCILING]["status"], c[ConditionType.RECONCILING]["reason"]) == \
+        (T, ConditionReason.APPLYING_SPEC)
+    assert "generation 2" in c[ConditionType.RECONCILING]["message"]
+    assert c[ConditionType.READY]["status"] == T  # still recording
+    assert {x["observedGeneration"] for x in edited["conditions"]} == {1}
+    status = {**status, **edited}
+
+    applied = st.status_patch(status, {"appliedGeneration": 2}, generation=2, now=NOW)  # the recorder's report
+    assert applied["observedGeneration"] == 2
+    c = {x["type"]: x for x in applied["conditions"]}
+    assert c[ConditionType.RECONCILING]["status"] == F
+    assert {x["observedGeneration"] for x in applied["conditions"]} == {2}
+
+
+def test_a_final_phase_catches_up_at_once():
+    status = {"phase": Phase.UPLOADING, "observedGeneration": 2, "appliedGeneration": 2}
+    assert "observedGeneration" not in st.status_patch(status, {}, generation=3, now=NOW)
+    done = st.status_patch(status, {"phase": Phase.COMPLETED, "stopReason": "Requested"}, generation=3, now=NOW)
+    assert done["observedGeneration"] == 3
+    assert {c["type"]: c["status"] for c in done["conditions"]}[ConditionType.RECONCILING] == F

@@ -61,3 +61,41 @@ def test_max_idle_raised_while_recording_keeps_an_empty_room_open(tmp_path):
     status = run(recorder, script)
     assert status["stopReason"] == StopReason.NO_USERS and "3 s" in status["message"]
     assert time.monotonic() - began >= 2.5
+
+
+def test_the_recorder_reports_the_generation_it_applied_once_its_loop_used_it(tmp_path):
+    """status.appliedGeneration: the session's generation at start, then each generation the poller read, once the
+    loop has run with its values (the operator moves observedGeneration only then: health.observed_generation)."""
+    recorder, ingest, reports, control = make_recorder(tmp_path, FakeRoom([publisher(1, "alice")]), generation=3)
+    assert control.generation == 3
+
+    def applied():
+        return [s.get("appliedGeneration") for _, s in reports.seen if "appliedGeneration" in s]
+
+    async def script(stop):
+        await until(lambda: ("update", 1, ["audio", "video"]) in ingest.calls)
+        assert set(applied()) == {3}  # the spec it was started with
+        control.apply({"recording": {"maxDurationSeconds": 600}}, 4)
+        await until(lambda: applied()[-1] == 4)
+        assert recorder.status()["appliedGeneration"] == 4
+        control.apply({"recording": {"maxDurationSeconds": 1}}, 3)  # a late read of an older generation
+        assert control.generation == 4 and control._live["max_duration_seconds"] == 600
+        control.apply({"recording": {"maxDurationSeconds": 1}}, 5)
+        await until(lambda: recorder.phase != Phase.RECORDING, timeout=5)
+
+    status = run(recorder, script)
+    assert status["stopReason"] == StopReason.MAX_DURATION  # generation 5's limit ended it
+    assert applied()[-1] == 5 and sorted(set(applied())) == [3, 4, 5]
+    events = [e for e, s in reports.seen if s.get("appliedGeneration") == 4]
+    assert "spec" in events  # reported at once, not with the next periodic report
+
+
+def test_poller_passes_the_generation_and_ignores_an_older_read():
+    control = PauseControl(generation=2)
+    bodies = [{"metadata": {"generation": 4}, "spec": {"paused": True}},
+              {"metadata": {"generation": 3}, "spec": {"paused": False}}]
+    poller = SpecPoller(lambda: bodies.pop(0), control)
+    poller.poll()
+    assert (control.generation, control.paused) == (4, True)
+    poller.poll()  # older than what is held: nothing changes
+    assert (control.generation, control.paused) == (4, True)

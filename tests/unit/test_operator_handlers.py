@@ -663,3 +663,46 @@ def test_silence_is_judged_only_while_recording_with_a_heartbeat():
     for other in ({"phase": "Uploading"}, {"interruption": {"since": "2026-11-30T10:19:00Z"}}, {"heartbeatAt": None}):
         assert interruptions.silence({**old, **other}, spec, now) is None
     assert interruptions.silence(old, {}, now).message.endswith("it is treated as lost")  # default 60 s
+
+
+def test_a_recreated_session_never_adopts_the_identity_of_the_earlier_one(ctx):
+    """Deleted and created again under the same name before the garbage collector removed the first one's
+    ServiceAccount, Role, RoleBinding and pod: the new session waits for them to go and makes its own, so their
+    collection never takes the new recorder's identity (issue 15)."""
+    create.start(ctx, ctx.kube.add_session("a"))
+    old = {k: o["metadata"]["ownerReferences"][0]["uid"] for k, o in ctx.kube.objects.items() if k[0] != "Lease"}
+    assert set(old.values()) == {"uid-a"}
+    ctx.kube.objects.pop(("Lease", "media", next(n for k, _, n in ctx.kube.objects if k == "Lease")))
+    del ctx.kube.objects[("Pod", "media", "reel-rec-a")]  # removed at the end of the recording
+    old.pop(("Pod", "media", "reel-rec-a"))
+    new = ctx.kube.add_session("a")  # the same name, a new object
+    ctx.kube.sessions[("media", "a")]["metadata"]["uid"] = new["metadata"]["uid"] = "uid-a-2"
+    with pytest.raises(kopf.TemporaryError, match="earlier session"):
+        create.start(ctx, new)
+    assert {k: o["metadata"]["ownerReferences"][0]["uid"] for k, o in ctx.kube.objects.items()
+            if k in old} == old  # nothing of the old one taken over
+    for key in old:  # the garbage collector removes what the deleted session owned
+        del ctx.kube.objects[key]
+    create.start(ctx, ctx.kube.get_session("media", "a"))
+    owners = {k: o["metadata"]["ownerReferences"][0]["uid"] for k, o in ctx.kube.objects.items() if k[0] != "Lease"}
+    assert set(owners) == {*old, ("Pod", "media", "reel-rec-a")} and set(owners.values()) == {"uid-a-2"}
+    assert status(ctx, "a")["phase"] == "Starting"
+
+
+def test_starting_acknowledges_the_generation_the_pod_was_built_from_and_a_live_edit_waits(ctx):
+    """observedGeneration (issue 20): the operator acts on the generation it builds the pod from; a later edit is
+    acted on once the recorder reports it applied it (status.appliedGeneration)."""
+    create.start(ctx, ctx.kube.add_session("a"))
+    assert status(ctx, "a")["observedGeneration"] == 1
+    s = ctx.kube.sessions[("media", "a")]
+    s["status"].update(phase="Recording", appliedGeneration=1)
+    s["metadata"]["generation"] = 2  # spec.recording.maxDurationSeconds edited
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", "a"), holds_lock=False)
+    assert status(ctx, "a")["observedGeneration"] == 1
+    reconciling = next(c for c in status(ctx, "a")["conditions"] if c["type"] == "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ApplyingSpec")
+    s["status"]["appliedGeneration"] = 2  # the recorder's report
+    session_events.on_session_change(ctx, ctx.kube.get_session("media", "a"), holds_lock=False)
+    assert status(ctx, "a")["observedGeneration"] == 2
+    reconciling = next(c for c in status(ctx, "a")["conditions"] if c["type"] == "Reconciling")
+    assert reconciling["status"] == "False"

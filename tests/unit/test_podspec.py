@@ -288,9 +288,11 @@ def test_liveness_probe_asks_the_recorders_event_loop():
     c = container(podspec.build_pod(session(), Settings()))
     probe = c["livenessProbe"]
     assert probe["httpGet"] == {"path": liveness.PATH, "port": "liveness"}
-    assert c["ports"] == [{"name": "liveness", "containerPort": 8086, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "liveness", "containerPort": 8086, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
     env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
     assert RecorderSettings.from_env(env).liveness_port == 8086
+    assert RecorderSettings.from_env(env).metrics_port == 9102  # the named port the recorder PodMonitor scrapes
     assert (probe["periodSeconds"], probe["failureThreshold"], probe["timeoutSeconds"]) == (10, 3, 2)
     assert probe["initialDelaySeconds"] >= 10 and probe["timeoutSeconds"] < probe["periodSeconds"]
     assert probe["periodSeconds"] >= liveness.STALE_AFTER > liveness.BEAT

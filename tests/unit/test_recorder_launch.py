@@ -25,5 +25,5 @@ def test_the_extra_and_the_check_agree():
 
     extra = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     names = [d.split(">")[0].split("=")[0].strip() for d in extra["project"]["optional-dependencies"]["recorder"]]
-    assert [{"Pillow": "PIL"}.get(n, n) for n in names] == list(launch.NEEDED)
+    assert [{"Pillow": "PIL", "prometheus-client": "prometheus_client"}.get(n, n) for n in names] == list(launch.NEEDED)
     assert launch.missing() == []  # this machine has them

@@ -142,7 +142,8 @@ def conds(patch):
 
 def test_conditions_follow_the_phases():
     s = {}
-    p = st.status_patch(s, {"phase": "Starting", "pod": "reel-rec-s"}, generation=1, now=NOW)
+    # as the create handler writes it: the pod was built from generation 1 (acted on by the operator)
+    p = st.status_patch(s, {"phase": "Starting", "pod": "reel-rec-s"}, generation=1, now=NOW, acted=1)
     c = conds(p)
     assert set(c) == {"Recording", "Uploaded", "BackedUp", "Reconciling", "Stalled", "Finished", "Ready"}
     assert (c["Ready"]["status"], c["Ready"]["reason"]) == ("False", "Starting")

@@ -99,6 +99,7 @@ PRODUCT = (ROOT / "operator" / "reel_operator", ROOT / "operator" / "reel_api",
 #: Strings that equal one of ours but are not: Kubernetes' (named as constants where compared), others' names.
 NOT_OURS = {
     ("reel_operator/status.py", "Failed"),  # POD_FAILED: a pod's status.phase
+    ("reel_operator/status.py", "Pending"),  # POD_PENDING: a pod's status.phase
     ("reel_operator/status.py", "Unschedulable"),  # UNSCHEDULABLE: the scheduler's reason
     ("reel_operator/status.py", "Ready"),  # POD_READY: a pod condition
     ("reel_operator/status.py", "Evicted"),  # POD_EVICTED: a pod's status.reason

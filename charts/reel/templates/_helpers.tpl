@@ -63,12 +63,26 @@ the same name in different namespaces (e.g. two teams, each watching its own nam
 {{- printf "%s:%s" .repository (toString .tag) -}}
 {{- end -}}
 
-{{/* Addresses no session endpoint may be (endpointPolicy): deniedCIDRs, apiServerAddresses and, with
-lookupApiServer, the kubernetes Service's ClusterIPs and the API server's own addresses as the cluster
-reports them (lookup: empty under `helm template`). A JSON list of CIDRs (a bare address gets /32 or /128). */}}
+{{/* Addresses no session endpoint may be (endpointPolicy): deniedCIDRs and the API server's (reel.apiServerCIDRs).
+A JSON list of CIDRs (a bare address gets /32 or /128). */}}
 {{- define "reel.deniedCIDRs" -}}
+{{- $all := concat .Values.endpointPolicy.deniedCIDRs (include "reel.apiServerCIDRs" . | fromJsonArray) -}}
+{{- $out := list -}}
+{{- range $all -}}
+{{- $c := toString . -}}
+{{- if not (contains "/" $c) -}}{{- $c = printf "%s/%s" $c (ternary "128" "32" (contains ":" $c)) -}}{{- end -}}
+{{- $out = append $out $c -}}
+{{- end -}}
+{{- $out | uniq | toJson -}}
+{{- end -}}
+
+{{/* The API server's addresses: endpointPolicy.apiServerAddresses and, with lookupApiServer, the kubernetes
+Service's ClusterIPs and the API server's own addresses as the cluster reports them (lookup: empty under
+`helm template`). A JSON list of CIDRs (a bare address gets /32 or /128). Denied to session endpoints
+(reel.deniedCIDRs), allowed to recorder pods by their NetworkPolicy (templates/network-policy.yaml). */}}
+{{- define "reel.apiServerCIDRs" -}}
 {{- $p := .Values.endpointPolicy -}}
-{{- $all := concat $p.deniedCIDRs $p.apiServerAddresses -}}
+{{- $all := $p.apiServerAddresses -}}
 {{- if $p.lookupApiServer -}}
 {{- $svc := lookup "v1" "Service" "default" "kubernetes" -}}
 {{- if $svc -}}{{- $all = concat $all ($svc.spec.clusterIPs | default list) -}}{{- end -}}

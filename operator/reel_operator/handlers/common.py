@@ -26,6 +26,8 @@ class Context:
     kube: Kube
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: Any = None  # webhooks.delivery.Delivery once started (main.configure); None: no webhooks sent
+    started: set[str] = field(default_factory=set)  # uids of sessions this process started (create.start)
 
 
 def ctx_of(memo: Any) -> Context:
@@ -56,10 +58,11 @@ Changes = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
 def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Changes, *,
                   namespace: str | None = None, name: str | None = None, reason: str | None = None,
-                  fresh: bool = True) -> dict[str, Any] | None:
+                  fresh: bool = True, acted: int | None = None) -> dict[str, Any] | None:
     """Apply ``changes`` to the session's status (phases only forward), recompute the conditions, post an
     Event when the phase changed. ``fresh``: read the session first (the body may be stale). ``changes`` may be
-    a function of the current status (called again after a conflict) when they depend on it.
+    a function of the current status (called again after a conflict) when they depend on it. ``acted``: a
+    metadata.generation this handler acted on (status.observedGeneration may move to it; health.py).
 
     The patch carries the resourceVersion it was computed from: when someone else (another handler, the
     recorder) wrote in between, the apiserver refuses it and we compute again from what is there now.
@@ -74,7 +77,7 @@ def update_status(ctx: Context, body: Mapping[str, Any] | None, changes: Changes
         old = dict(body.get("status") or {})
         wanted = changes(old) if callable(changes) else changes
         patch = st.status_patch(old, wanted, generation=body["metadata"].get("generation"), now=st.now_utc(),
-                                reason=reason)
+                                reason=reason, acted=acted)
         if not patch:
             return patch
         try:

@@ -25,6 +25,11 @@ MAX_ATTEMPTS = 8
 
 def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None) -> None:
     status = body.get("status") or {}
+    if body["metadata"].get("uid") in ctx.started and status.get("phase") in (None, Phase.PENDING):
+        # Started by this process already, and this body predates it: kopf runs the handler again when the watch
+        # lags behind its own patch by more than settings.persistence.consistency_timeout (main.py). Idempotent
+        # anyway, but ~10 API calls at the moment the API server is slowest.
+        return
     if st.is_terminal(status.get("phase")) or body["metadata"].get("deletionTimestamp"):
         return
     if status.get("interruption"):
@@ -68,8 +73,7 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
-    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
-        ctx.kube.create(obj)
+    create_identity(ctx, session, body["metadata"])
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, body["metadata"]):
         # a pod of an earlier session with the same name is still terminating
@@ -77,7 +81,21 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
                                   "to go", delay=5)
     if logger and created:
         logger.info("created recorder pod %s", pod["metadata"]["name"])
-    update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]})
+    update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]},
+                  acted=podspec.pod_generation(pod))  # the recorder starts with that generation's spec
+    ctx.started.add(body["metadata"].get("uid"))
+
+
+def create_identity(ctx: Context, session, meta: Mapping[str, Any]) -> None:
+    """The recorder's ServiceAccount, Role and RoleBinding (rbac.py): created, or adopted only when they are this
+    session's (owner uid). Those of an earlier session of the same name (deleted, its garbage collection under
+    way) are never taken over: their collection would take the new recorder's identity with it. Raises
+    kopf.TemporaryError until they are gone (the create handler gives up after MAX_ATTEMPTS, StartFailed)."""
+    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
+        existing, _ = ctx.kube.create(obj)
+        if not owned_by(existing, meta):
+            raise kopf.TemporaryError(f"{obj['kind']} {obj['metadata']['name']} belongs to an earlier session of the "
+                                      "same name; waiting for its garbage collection", delay=3)
 
 
 def allowed_to_start(ctx: Context, body: Mapping[str, Any], session) -> bool:
@@ -134,11 +152,10 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return
-    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
-        ctx.kube.create(obj)  # still there (owned by the session); created again if someone removed them
+    create_identity(ctx, session, meta)  # still there (owned by the session); created again if someone removed them
     pod, created = ctx.kube.create(pod_body)
     if not owned_by(pod, meta) or podstate.pod_view(pod).restart != restarts:
         return  # the lost pod (or an earlier session's) is still there: the next tick deletes it / waits
     if logger and created:
         logger.info("created replacement recorder pod %s (restart %d)", pod["metadata"]["name"], restarts)
-    update_status(ctx, body, {"pod": pod["metadata"]["name"]})
+    update_status(ctx, body, {"pod": pod["metadata"]["name"]}, acted=podspec.pod_generation(pod))

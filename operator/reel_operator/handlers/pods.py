@@ -56,14 +56,18 @@ def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any
 
 
 def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session: Mapping[str, Any] | None = None,
-            logger=None) -> None:
+            hint: podstate.SessionHint | None = None, logger=None) -> None:
+    """A recorder pod event. ``session``: the session as just read (else it is read here, unless ``hint``, the
+    session as last seen, shows that the event changes nothing: ``podstate.uneventful``)."""
     namespace = pod["metadata"]["namespace"]
     owner = owner_session(pod)
     if owner is None:
         return
+    view = podstate.pod_view(pod, gone=gone)
+    if session is None and podstate.uneventful(view, hint, owner[1]):
+        return
     if session is None:
         session = ctx.kube.get_session(namespace, owner[0])
-    view = podstate.pod_view(pod, gone=gone)
     if session is None or session["metadata"].get("uid") != owner[1]:
         return  # the session is gone: garbage collection removes its pod
     status = session.get("status") or {}

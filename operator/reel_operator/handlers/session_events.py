@@ -43,9 +43,13 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
             lock.release(ctx.kube, parse(body))
 
 
-def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
-    """Timer while Pending/Starting: a pod that cannot start produces no more pod events by itself."""
+def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None, pod_running: bool = False) -> None:
+    """Timer while Pending/Starting: a pod that cannot start produces no more pod events by itself.
+    ``pod_running``: the session's current pod runs (main.py's pod index): nothing to look for until its recorder
+    reports or the pod changes (a pod event), once the session names the pod."""
     meta = body["metadata"]
+    if pod_running and (body.get("status") or {}).get("pod") == object_name(meta["name"]):
+        return
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if pod is not None:
         pods.observe(ctx, pod, session=body, logger=logger)

@@ -36,4 +36,5 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
                             uid=pod["metadata"].get("uid"))
         if logger:
             logger.info("stopping recorder pod %s (%s)", pod_name, reason)
-    update_status(ctx, body, {"phase": Phase.STOPPING, "stopReason": reason})
+    update_status(ctx, body, {"phase": Phase.STOPPING, "stopReason": reason},
+                  acted=meta.get("generation"))  # the stop (spec.stop, the deletion) is acted on: the pod is told

@@ -31,6 +31,7 @@ from pathlib import Path
 from ..clock import RecordingClock
 from ..layout import COMPOSITE_FOLDER
 from ..output.catalog import Catalog, CatalogEntry
+from ..output.formats import format_of
 from ..output.writer import ParticipantWriter, SpoolGate
 from ..room.presence import PublishedStream, Publisher
 from ..session import Recording
@@ -68,7 +69,8 @@ class CompositeRecording:
             on_segment=lambda info: catalog.segment_closed(entry, info),
             expect_video=self.config.video, expect_audio=self.config.audio,
             mp4=mp4, on_mp4=lambda info: catalog.mp4_closed(entry, info), spool_gate=spool_gate,
-            audio_transcoder=lambda: AacPassthrough(self.engine.audio_template))
+            audio_transcoder=lambda: AacPassthrough(self.engine.audio_template),
+            segment_format=format_of(recording))  # its audio is AAC whatever audioCodec says: it is mixed
         self._members: dict[object, bool] = {}  # publisher id -> has video
         self.closed = False
 

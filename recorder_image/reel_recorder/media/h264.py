@@ -35,5 +35,10 @@ def has_parameter_sets(data: bytes) -> bool:
     return NAL_SPS in types and NAL_PPS in types
 
 
+def has_picture(data: bytes) -> bool:
+    """The access unit holds a coded slice (NAL types 1-5), not only parameter sets, SEI or delimiters."""
+    return any(1 <= t <= 5 for t, _, _ in nal_units(data))
+
+
 def is_idr(data: bytes) -> bool:
     return any(t == NAL_IDR for t, _, _ in nal_units(data))

@@ -5,14 +5,14 @@ backfill``, ../backfill.py, retries with backoff until its deadline; the operato
 
 1. the manifest: the backup's final version (the recorder writes its final manifest there when it ends backed
    up), else the primary's; one without ``stoppedAt`` is not final and is used only when no final one exists;
-2. every object it lists with a location (segments, MP4s) is checked in the primary (integrity.py: size and
-   SHA-256, one HEAD each on S3). One that is missing or differs is copied from the backup: streamed into a
-   temporary file in ``workdir`` while its SHA-256 is computed (1 MiB at a time: a multi-GB MP4 needs no memory,
-   only disk), compared with the manifest, stored with ``put_file(sha256=...)`` (S3 verifies the checksum on
-   the way in; written once, base.py: the same bytes already there are fine, a different object there is never
-   written over and is an ``IntegrityMismatch``) and checked in the primary again. A backup copy that differs
-   from the manifest is an ``IntegrityMismatch`` (nothing can make it right: the pass stops, the backup is left
-   as it is);
+2. every object it lists with a location (segments, fMP4 init segments, MP4s) is checked in the primary
+   (integrity.py: size and SHA-256, one HEAD each on S3). One that is missing or differs is copied from the
+   backup: streamed into a temporary file in ``workdir`` while its SHA-256 is computed (1 MiB at a time: a
+   multi-GB MP4 needs no memory, only disk), compared with the manifest, stored with ``put_file(sha256=...)`` (S3
+   verifies the checksum on the way in; written once, base.py: the same bytes already there are fine, a different
+   object there is never written over and is an ``IntegrityMismatch``) and checked in the primary again. A backup
+   copy that differs from the manifest is an ``IntegrityMismatch`` (nothing can make it right: the pass stops, the
+   backup is left as it is);
 3. every playlist is rendered again from the manifest, listing every segment (``#EXT-X-ENDLIST``), and the
    manifest with every location ``primary`` and a ``backfill`` entry (when, how much), into the primary: the
    manifest last, so a manifest that says "all in the primary" is only written once that is true;
@@ -107,7 +107,8 @@ def listed_objects(doc: dict) -> list[tuple[dict, Expected]]:
     """Every object the manifest lists with a location: (its entry in the document, what it must be)."""
     out = []
     for folder in folders(doc):
-        for entry in [*(folder.get("segments") or []), *([folder["mp4"]] if folder.get("mp4") else [])]:
+        for entry in [*(folder.get("inits") or []), *(folder.get("segments") or []),
+                      *([folder["mp4"]] if folder.get("mp4") else [])]:
             if entry.get("location") in (PRIMARY, BACKUP) and entry.get("key") and entry.get("sha256"):
                 out.append((entry, Expected(entry["key"], int(entry["bytes"]), entry["sha256"])))
     return out
@@ -162,9 +163,11 @@ def copy_object(backup: Store, primary: Store, want: Expected, workdir: Path, wh
 def playlist_text(folder: dict, segment_seconds: int) -> str:
     """A folder's final playlist listing every segment (the recorder's own renderer, output/playlist.py)."""
     pl = Playlist(target_duration=int(segment_seconds) + 1, ended=True)
+    inits = {i["name"]: i["key"] for i in folder.get("inits") or []}
     for s in folder.get("segments") or []:
         pl.add(PlaylistEntry(uri=s["name"], key=s["key"], duration=float(s["duration"]),
-                             discontinuity=bool(s.get("discontinuity"))))
+                             discontinuity=bool(s.get("discontinuity")), map_uri=s.get("init"),
+                             map_key=inits.get(s["init"]) if s.get("init") else None))
     return pl.render()
 
 
