@@ -132,6 +132,11 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize(("values", "where"), BAD_VALUES, ids=[w for _, w in BAD_VALUES])
 def test_schema_refuses_bad_values(kube, values, where):
+    assert_schema_refuses(kube, values, where)
+
+
+def assert_schema_refuses(kube, values: list[str], where: str) -> None:
+    """``helm template`` with these values fails on values.schema.json, at the JSON pointer ``where``."""
     proc = helm(kube, "template", "t", str(CHART), *values, check=False)
     assert proc.returncode != 0, f"accepted {values}:\n{proc.stdout[:500]}"
     assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr

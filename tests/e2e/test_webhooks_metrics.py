@@ -21,6 +21,7 @@ import re
 import subprocess
 import time
 
+from tests.support.metrics import values
 from tests.support.webhooks import Receiver
 
 from .kit import secret, session_spec, wait_for
@@ -49,13 +50,7 @@ def _with_webhook(spec: dict, url: str) -> dict:
 
 def _scrape(kit, ns: str, pod: str, port: int) -> dict[str, float]:
     """A pod's /metrics through the API server's pod proxy: {'name{labels}': value}."""
-    text = kit.kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/metrics").stdout
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
+    return values(kit.kubectl("get", "--raw", f"/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy/metrics").stdout)
 
 
 def _events(kit, ns: str, name: str, reason: str) -> list:

@@ -6,41 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from fractions import Fraction
 
 import av
-import numpy as np
+from tests.support.packets import participant_media
 
 from reel_recorder.output.mp4 import mp4_from_segments
 from reel_recorder.output.writer import ParticipantWriter
 
 FPS = 15
-
-
-def _media(seconds: float):
-    """H.264 access units (Annex B, keyframe every second) and Opus packets of a synthetic participant."""
-    video = av.CodecContext.create("libx264", "w")
-    video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-    video.time_base = Fraction(1, FPS)
-    video.gop_size = FPS
-    video.options = {"preset": "ultrafast", "tune": "zerolatency", "bframes": "0"}
-    audio = av.CodecContext.create("libopus", "w")
-    audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
-    out = []
-    for i in range(int(seconds * FPS)):
-        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        out += [("video", p, i / FPS) for p in video.encode(frame)]
-    n = 0
-    while n * 960 < seconds * 48000:
-        samples = (np.sin(2 * np.pi * 440 * (np.arange(960) + n * 960) / 48000) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(samples[None, :], 2, axis=0).reshape(1, -1), format="s16",
-                                           layout="stereo")
-        frame.sample_rate, frame.pts = 48000, n * 960
-        out += [("audio", p, n * 960 / 48000) for p in audio.encode(frame)]
-        n += 1
-    return sorted(out, key=lambda x: x[2])
 
 
 def _record(writer: ParticipantWriter, media, offset: float) -> None:
@@ -52,11 +25,12 @@ def _record(writer: ParticipantWriter, media, offset: float) -> None:
 def test_the_mp4_of_a_resumed_recording_covers_both_runs_with_the_gap(tmp_path):
     segments = []
     first = ParticipantWriter("alice_1", tmp_path / "run1", segment_seconds=2, on_segment=segments.append)
-    _record(first, _media(5), offset=0.0)
+    _record(first, participant_media(5, fps=FPS, gop=FPS), offset=0.0)
     n_first = len(segments)
     second = ParticipantWriter("alice_1", tmp_path / "run2", segment_seconds=2, on_segment=segments.append,
                                first_index=n_first + 1)  # the open segment at the loss is never reused
-    _record(second, _media(5), offset=9.0)  # the replacement records again 4 s after the first run ended
+    # the replacement records again 4 s after the first run ended
+    _record(second, participant_media(5, fps=FPS, gop=FPS), offset=9.0)
     assert n_first >= 2 and len(segments) > n_first
 
     info, error = mp4_from_segments(tmp_path / "recording.mp4", (s.path.read_bytes() for s in segments))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import urllib.request
 
+from tests.support.metrics import values
+
 from reel_recorder.metrics import RecorderMetrics
 
 
@@ -12,15 +14,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _values(text: str) -> dict[str, float]:
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def test_reports_become_metrics_and_upload_latencies_a_histogram():
@@ -40,7 +33,7 @@ def test_reports_become_metrics_and_upload_latencies_a_histogram():
         latencies["c"] = 20.0
         m.report("upload", {"upload": {"segments": 6, "pendingSegments": 1, "recordedBytes": 6000, "storedBytes": 5000},
                             "spool": {"usedBytes": 1000, "limitBytes": 10_000, "droppedSegments": 0}})
-        got = _values(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
+        got = values(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
     finally:
         server.shutdown()
         server.server_close()

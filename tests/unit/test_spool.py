@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from fractions import Fraction
 
-import av
-import numpy as np
 import pytest
 from tests.support.analyze import decode_segments
 from tests.support.fake_room import FakeRoom, make_recorder, publisher, run, until
+from tests.support.packets import participant_media
 
 from reel_api import RecordingSessionStatus
 from reel_api.vocabulary import ConditionReason, ConditionStatus, ConditionType, Phase
@@ -150,34 +148,6 @@ def test_bad_budgets_are_refused(tmp_path):
 
 # -- the writer behind the gate --------------------------------------------------------------------------------
 
-FPS = 15
-
-
-def _media(seconds: float):
-    """(kind, packet, time) of a synthetic participant: H.264 with a keyframe every second, Opus every 20 ms."""
-    video = av.CodecContext.create("libx264", "w")
-    video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-    video.time_base = Fraction(1, FPS)
-    video.gop_size = FPS
-    video.options = {"preset": "ultrafast", "tune": "zerolatency", "bframes": "0"}
-    audio = av.CodecContext.create("libopus", "w")
-    audio.sample_rate, audio.layout, audio.format = 48000, "stereo", "s16"
-    out = []
-    for i in range(int(seconds * FPS)):
-        frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), (i * 7) % 255, np.uint8), format="rgb24")
-        frame = frame.reformat(format="yuv420p")
-        frame.pts = i
-        out += [("video", p, i / FPS) for p in video.encode(frame)]
-    n = 0
-    while n * 960 < seconds * 48000:
-        samples = (np.sin(2 * np.pi * 440 * (np.arange(960) + n * 960) / 48000) * 8000).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(samples[None, :], 2, axis=0).reshape(1, -1), format="s16",
-                                           layout="stereo")
-        frame.sample_rate, frame.pts = 48000, n * 960
-        out += [("audio", p, n * 960 / 48000) for p in audio.encode(frame)]
-        n += 1
-    return sorted(out, key=lambda x: x[2])
-
 
 def test_a_full_spool_stops_new_segments_and_recording_resumes_after_a_discontinuity(tmp_path):
     budget, disk = _budget(tmp_path / "spool", limit=10 * MIB)
@@ -185,7 +155,7 @@ def test_a_full_spool_stops_new_segments_and_recording_resumes_after_a_discontin
     writer = ParticipantWriter("alice_1", tmp_path / "spool", segment_seconds=2, on_segment=segments.append,
                                spool_gate=budget)
     measurements = [(4.5, 10 * MIB), (10.0, 0)]  # full at 4.5 s, drained at 10 s
-    for kind, packet, t in _media(14):
+    for kind, packet, t in participant_media(14):
         if measurements and t >= measurements[0][0]:
             disk.used = measurements.pop(0)[1]
             budget.measure()
