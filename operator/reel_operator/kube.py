@@ -189,10 +189,15 @@ class Kube:
                 return None
             raise
 
-    def delete_lease(self, namespace: str, name: str, *, resource_version: str | None = None) -> None:
+    def delete_lease(self, namespace: str, name: str, *, resource_version: str | None = None) -> bool:
+        """Delete (at ``resource_version`` if given); True when deleted or already gone, False when it changed
+        since that version (409)."""
         pre = client.V1Preconditions(resource_version=resource_version) if resource_version else None
         try:
             self.coordination.delete_namespaced_lease(name, namespace, body=client.V1DeleteOptions(preconditions=pre))
         except ApiException as err:
-            if status_of(err) not in (404, 409):
+            if status_of(err) == 409:
+                return False
+            if status_of(err) != 404:
                 raise
+        return True

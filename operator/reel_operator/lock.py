@@ -160,10 +160,14 @@ def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, n
     return "another session (the room lock keeps changing hands)"
 
 
-def release(kube: Kube, session: RecordingSession) -> None:
-    """Drop the room lock if this session holds it."""
+def release(kube: Kube, session: RecordingSession, *, resource_version: str | None = None) -> None:
+    """Drop the room lock if this session holds it. ``resource_version``: of the Lease this session holds as the
+    watch showed it (main.py's index): deleted at that version without a read; should it have changed meanwhile
+    (taken over), it is read and deleted only if it is still ours."""
     name = lock_name(room_key(session))
     try:
+        if resource_version and kube.delete_lease(session.metadata.namespace, name, resource_version=resource_version):
+            return
         lease = kube.get_lease(session.metadata.namespace, name)
     except ApiException as err:
         if status_of(err) == 403:

@@ -6,7 +6,11 @@ Run: ``reel-operator`` (reads the settings from the environment, see settings.py
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
@@ -24,6 +28,8 @@ from .webhooks.delivery import Delivery
 SESSIONS = (GROUP, VERSION, PLURAL)
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 OURS_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+#: Parallel API calls one handler may make (create.create_recorder: two at once).
+IO_PER_THREAD = 2
 
 
 @kopf.on.startup()
@@ -51,7 +57,13 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # the create handler a second time (idempotent, ~10 API calls): ~80 % of 1,000 sessions on a loaded machine.
     # Beyond 30 s create.start itself sees that this process started the session (Context.started).
     settings.persistence.consistency_timeout = 30
-    memo.reel = Context(kube=Kube(load_client(pool_size=cfg.handler_threads)), settings=cfg)
+    # A kept-open API connection for each thread that may call at once: handlers, the calls create_recorder runs
+    # beside them, webhook workers (urllib3 closes, with a warning, those beyond its pool).
+    connections = (1 + IO_PER_THREAD) * cfg.handler_threads + cfg.webhook_workers
+    memo.reel = Context(kube=Kube(load_client(pool_size=connections)), settings=cfg,
+                        io=ThreadPoolExecutor(max_workers=IO_PER_THREAD * cfg.handler_threads,
+                                              thread_name_prefix="reel-io"))
+    memo.executor = settings.execution.executor  # where the async start timer sends its rare API work
     memo.reel.webhooks = Delivery(memo.reel.kube, cfg, memo.reel.metrics, post_event=post_event).start()
     if cfg.metrics_port:
         memo.metrics_server = memo.reel.metrics.serve(cfg.metrics_port)
@@ -61,6 +73,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     if getattr(memo, "reel", None) is not None and memo.reel.webhooks is not None:
         memo.reel.webhooks.stop()
+    if getattr(memo, "reel", None) is not None and memo.reel.io is not None:
+        memo.reel.io.shutdown(wait=False)
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.shutdown()
@@ -79,8 +93,9 @@ def recorder_pods(namespace: str, name: str, **_):
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels=OURS)
-def room_locks(spec, **_):
-    return {spec.get("holderIdentity"): True}
+def room_locks(spec, meta, **_):
+    """Room locks by holder -> their resourceVersion (the release deletes at it without reading the Lease)."""
+    return {spec.get("holderIdentity"): meta.get("resourceVersion")}
 
 
 @kopf.index("v1", "pods", labels=OURS)
@@ -118,6 +133,7 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
     webhooks = ctx_of(memo).webhooks
     if deleted:
         ctx_of(memo).started.discard(meta.get("uid"))
+        ctx_of(memo).stopped.discard(meta.get("uid"))
         if webhooks is not None:
             webhooks.forget(meta["namespace"], meta["name"])
         return
@@ -125,16 +141,23 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
         webhooks.observe(body)  # derives and queues the session's webhook events; never waits for a receiver
     holder = lock.holder_identity_of(meta)
     session_events.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
-                                     holds_lock=holder in room_locks, logger=logger)
+                                     holds_lock=holder in room_locks,
+                                     lock_version=next(iter(room_locks.get(holder, [])), None), logger=logger)
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
             when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
-def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, logger, **_) -> None:
+async def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, logger, **_) -> None:
+    """Async: most ticks (a pod the index shows running) end here on the event loop, taking no handler thread."""
     meta, status = body["metadata"], body.get("status") or {}
     running = running_recorders.get((meta["namespace"], object_name(meta["name"])), [])
-    session_events.check_start(ctx_of(memo), body, logger=logger,
-                               pod_running=(meta.get("uid"), status.get("restarts") or 0) in running)
+    pod_running = (meta.get("uid"), status.get("restarts") or 0) in running
+    if session_events.start_settled(body, pod_running=pod_running):
+        return
+    # as kopf runs a sync handler: in its pool, in a copy of this context (kopf.event needs it), not cancelled midway
+    call = functools.partial(session_events.check_start, ctx_of(memo), body, logger=logger, pod_running=pod_running)
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+        memo.executor, functools.partial(contextvars.copy_context().run, call)))
 
 
 @kopf.timer(*SESSIONS, interval=10, initial_delay=10,

@@ -125,6 +125,7 @@ BAD_VALUES = [
     (["--set", "recorder.terminationGracePeriodSeconds=1"], "/recorder/terminationGracePeriodSeconds"),
     (["--set", "recorder.imagee.tag=x"], "/recorder"),
     (["--set", "logLevel=LOUD"], "/logLevel"),
+    (["--set", "handlerThreads=0"], "/handlerThreads"),
     (["--set", "liveness.port=70000"], "/liveness/port"),
     (["--set", "metrics.enabled=yes"], "/metrics/enabled"),
 ]
@@ -226,7 +227,8 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
          "--set", f"watchNamespaces={{{watched}}}",
          *image_values(OPERATOR_IMAGE, "image"), *image_values(RECORDER_IMAGE, "recorder.image"),
          "--set", "recorder.terminationGracePeriodSeconds=15", "--set", "recorder.deleteTimeoutSeconds=30",
-         "--set", "recorder.startTimeoutSeconds=60", "--set", "logLevel=DEBUG", "--set", "metrics.enabled=true")
+         "--set", "recorder.startTimeoutSeconds=60", "--set", "logLevel=DEBUG", "--set", "metrics.enabled=true",
+         "--set", "handlerThreads=8")
     print(f"\nhelm install --wait: {time.monotonic() - t0:.1f} s")
 
     # the operator pod runs the image built here, hardened, and its liveness endpoint answers
@@ -241,7 +243,7 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     assert pod.spec.security_context.run_as_non_root and pod.spec.security_context.run_as_user == 10001
     env = {e.name: e.value for e in pod.spec.containers[0].env if e.value is not None}
     assert env["REEL_NAMESPACES"] == watched and env["REEL_STANDALONE"] == "true", env
-    assert env["REEL_RECORDER_IMAGE"] == RECORDER_IMAGE, env
+    assert env["REEL_RECORDER_IMAGE"] == RECORDER_IMAGE and env["REEL_HANDLER_THREADS"] == "8", env
 
     # least privilege, as the operator's ServiceAccount
     sa = f"system:serviceaccount:{ns}:{release}-operator"

@@ -12,8 +12,8 @@ import kopf
 import pytest
 from tests.unit.test_operator_handlers import FakeKube, set_pod_state
 
-from reel_operator import podstate
-from reel_operator.handlers import common, create, pods, session_events
+from reel_operator import names, podstate
+from reel_operator.handlers import common, create, pods, session_events, stop
 from reel_operator.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
@@ -189,3 +189,159 @@ def test_a_second_create_on_an_older_event_does_nothing(ctx):
     created = dict(ctx.kube.objects)
     create.start(ctx, body)  # the older event: no status yet
     assert ctx.kube.reads == [] and ctx.kube.objects == created
+
+
+# -- the create path's round trips (issue 18: apply -> pod) --------------------------------------------------------
+
+class PatchCountingKube(CountingKube):
+    def __init__(self):
+        super().__init__()
+        self.label_patches = 0
+        self.created: list[str] = []
+
+    def patch_session(self, ns, name, patch):
+        self.label_patches += 1
+        return super().patch_session(ns, name, patch)
+
+    def create(self, body):
+        self.created.append(body["kind"])
+        return super().create(body)
+
+
+def labelled(ctx, body: dict) -> dict:
+    """The session as a create handler run before left it: labelled with its room key."""
+    key = names.room_key(common.parse(body))
+    ctx.kube.sessions[("media", body["metadata"]["name"])]["metadata"].setdefault("labels", {})[
+        "reel.dev/room-key"] = key
+    return ctx.kube.get_session("media", body["metadata"]["name"])
+
+
+def test_a_labelled_session_gets_its_pod_without_a_patch_or_a_read_before_it():
+    kube = PatchCountingKube()
+    c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True))
+    body = labelled(c, kube.add_session("a"))
+    kube.reads.clear()
+    create.start(c, body)
+    assert kube.label_patches == 0 and kube.reads == []
+    assert kube.created == ["Lease", "ServiceAccount", "Role", "RoleBinding", "Pod"]
+    st = kube.sessions[("media", "a")]["status"]
+    assert (st["phase"], st["pod"]) == ("Starting", "reel-rec-a")
+
+
+def test_a_new_session_is_labelled_and_its_status_written_from_the_patch_answer():
+    """No read of the session on the create path: the label patch answers with the session's new
+    resourceVersion, which the status write (Starting) carries."""
+    kube = PatchCountingKube()
+    c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True))
+    create.start(c, kube.add_session("a"))
+    assert kube.label_patches == 1 and kube.reads == []
+    assert kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+
+def test_the_recorder_is_created_two_at_a_time_and_checked_all_the_same(monkeypatch):
+    """With an executor (main.py): ServiceAccount and Role at once, then RoleBinding and Pod at once (a binding
+    needs its Role to exist, a pod its ServiceAccount); one left by an earlier session of the same name still stops
+    the start before the pod, as one after the other did."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
+    kube = PatchCountingKube()
+    with ThreadPoolExecutor(max_workers=4) as io:
+        c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True), io=io)
+        create.start(c, labelled(c, kube.add_session("a")))
+        assert sorted(kube.created) == sorted(["Lease", "ServiceAccount", "Role", "RoleBinding", "Pod"])
+        assert set(kube.created[1:3]) == {"ServiceAccount", "Role"} and set(kube.created[3:]) == {"RoleBinding", "Pod"}
+
+        body = labelled(c, kube.add_session("b", room=2))
+        kube.objects[("Role", "media", "reel-rec-b")] = {"kind": "Role", "metadata": {
+            "name": "reel-rec-b", "namespace": "media", "ownerReferences": [{"uid": "uid-of-an-earlier-b"}]}}
+        with pytest.raises(kopf.TemporaryError, match="Role reel-rec-b belongs to an earlier session"):
+            create.start(c, body)
+        assert ("Pod", "media", "reel-rec-b") not in kube.objects
+
+
+# -- the stop path and the start timer ---------------------------------------------------------------------------
+
+def test_a_second_stop_on_an_older_event_does_nothing(ctx):
+    """kopf may run the stop handler again on the event from before its own patch: the pod was told already."""
+    session, _ = started(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    session = ctx.kube.get_session("media", "a")
+    session["spec"]["stop"] = True
+    ctx.kube.reads.clear()
+    stop.stop(ctx, copy.deepcopy(session))
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Stopping"
+    assert [name for name, _ in ctx.kube.deleted_pods] == ["reel-rec-a"]
+    ctx.kube.reads.clear()
+    stop.stop(ctx, session)  # the older event (Starting)
+    assert ctx.kube.reads == [] and len(ctx.kube.deleted_pods) == 1
+
+
+def test_the_stop_is_written_from_the_body_it_came_with(ctx):
+    """One read (the pod) before the delete, none after it: the status write uses the event's resourceVersion;
+    when the recorder wrote meanwhile the write is refused and computed again from a fresh read."""
+    started(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    session = ctx.kube.get_session("media", "a")
+    session["spec"]["stop"] = True
+    ctx.kube.reads.clear()
+    stop.stop(ctx, session)
+    assert ctx.kube.reads == [("pod", "reel-rec-a")]
+
+    create.start(ctx, ctx.kube.add_session("b", room=2))
+    set_pod_state(ctx, "b", {"running": {}})
+    session = ctx.kube.get_session("media", "b")
+    session["spec"]["stop"] = True
+    ctx.kube.conflicts = 1  # the recorder reports between our read and our write
+    stop.stop(ctx, session)
+    st = ctx.kube.sessions[("media", "b")]["status"]
+    assert (st["phase"], st["activeParticipants"]) == ("Stopping", 3)
+
+
+@pytest.mark.parametrize(("running", "named", "settled"), [
+    (True, True, True), (True, False, False), (False, True, False), (False, False, False)])
+def test_start_settled(running, named, settled):
+    body = {"metadata": {"name": "a"}, "status": {"phase": "Starting", **({"pod": "reel-rec-a"} if named else {})}}
+    assert session_events.start_settled(body, pod_running=running) is settled
+
+
+class LeaseKube(PatchCountingKube):
+    """Leases with resourceVersion preconditions on delete, as the API server has them."""
+
+    def get_lease(self, ns, name):
+        self.reads.append(("lease", name))
+        return super().get_lease(ns, name)
+
+    def delete_lease(self, ns, name, resource_version=None):
+        lease = self.objects.get(("Lease", ns, name))
+        if lease is None:
+            return True
+        if resource_version and lease["metadata"]["resourceVersion"] != resource_version:
+            return False
+        del self.objects[("Lease", ns, name)]
+        return True
+
+
+def test_the_room_is_released_at_the_version_the_index_showed():
+    from reel_operator import lock
+
+    kube = LeaseKube()
+    c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True))
+    create.start(c, labelled(c, kube.add_session("a")))
+    (key, lease), = [(k, v) for k, v in kube.objects.items() if k[0] == "Lease"]
+    session = common.parse(kube.get_session("media", "a"))
+    kube.reads.clear()
+    lock.release(kube, session, resource_version="an older version")  # changed since: read, still ours, deleted
+    assert kube.reads == [("lease", key[2])] and key not in kube.objects
+
+    kube.objects[key] = lease
+    kube.reads.clear()
+    lock.release(kube, session, resource_version=lease["metadata"]["resourceVersion"])
+    assert kube.reads == [] and key not in kube.objects
+
+    taken = copy.deepcopy(lease)  # another session holds it now
+    taken["spec"]["holderIdentity"] = "media/b/uid-b"
+    taken["metadata"]["resourceVersion"] = "newer"
+    kube.objects[key] = taken
+    lock.release(kube, session, resource_version=lease["metadata"]["resourceVersion"])
+    assert kube.objects[key] == taken

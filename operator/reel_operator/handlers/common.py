@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,9 @@ class Context:
     metrics: Metrics = field(default_factory=Metrics)
     webhooks: Any = None  # webhooks.delivery.Delivery once started (main.configure); None: no webhooks sent
     started: set[str] = field(default_factory=set)  # uids of sessions this process started (create.start)
+    stopped: set[str] = field(default_factory=set)  # uids of sessions whose recorder this process told to stop
+    #: Runs independent API calls of one handler at once (create.create_recorder); None: one after the other.
+    io: Executor | None = None
 
 
 def ctx_of(memo: Any) -> Context:

@@ -54,11 +54,14 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
     if not allowed_to_start(ctx, body, session):
         return
 
-    # Label first: other sessions of the same room see us while we check (lock.py).
+    # Label first: other sessions of the same room see us while we check (lock.py). (Not on kopf's finalizer patch
+    # of the first event: kopf sends a merge patch and its finalizer's JSON patch apart, the second then conflicts.)
     key = room_key(session)
     if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) != key:
-        ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
-                               {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
+        body = ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
+                                      {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
+        if body is None:
+            return  # deleted meanwhile
     winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
     if winner is not None:
         fail(ctx, body, FailureReason.ALREADY_RECORDING,
@@ -73,29 +76,51 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         lock.release(ctx.kube, session)
         return
-    create_identity(ctx, session, body["metadata"])
-    pod, created = ctx.kube.create(pod_body)
+    pod, created = create_recorder(ctx, session, body["metadata"], pod_body)
     if not owned_by(pod, body["metadata"]):
         # a pod of an earlier session with the same name is still terminating
         raise kopf.TemporaryError(f"pod {pod['metadata']['name']} belongs to an earlier session; waiting for it "
                                   "to go", delay=5)
     if logger and created:
         logger.info("created recorder pod %s", pod["metadata"]["name"])
-    update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]},
+    # From the body as given or as the label patch answered: no recorder writes before its pod runs; should anyone
+    # have written meanwhile, the resourceVersion refuses the patch and update_status reads and computes again.
+    update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]}, fresh=False,
                   acted=podspec.pod_generation(pod))  # the recorder starts with that generation's spec
     ctx.started.add(body["metadata"].get("uid"))
 
 
-def create_identity(ctx: Context, session, meta: Mapping[str, Any]) -> None:
-    """The recorder's ServiceAccount, Role and RoleBinding (rbac.py): created, or adopted only when they are this
-    session's (owner uid). Those of an earlier session of the same name (deleted, its garbage collection under
-    way) are never taken over: their collection would take the new recorder's identity with it. Raises
-    kopf.TemporaryError until they are gone (the create handler gives up after MAX_ATTEMPTS, StartFailed)."""
-    for obj in rbac.build_identity(session, ctx.settings.recorder_sa_annotations):
-        existing, _ = ctx.kube.create(obj)
-        if not owned_by(existing, meta):
-            raise kopf.TemporaryError(f"{obj['kind']} {obj['metadata']['name']} belongs to an earlier session of the "
-                                      "same name; waiting for its garbage collection", delay=3)
+def create_recorder(ctx: Context, session, meta: Mapping[str, Any],
+                    pod_body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The recorder's ServiceAccount, Role and RoleBinding (rbac.py), then its pod -> (pod, created). Each is
+    created, or adopted only when it is this session's (owner uid): those of an earlier session of the same name
+    (deleted, its garbage collection under way) are never taken over, their collection would take the new
+    recorder's identity with it; kopf.TemporaryError until they are gone (the create handler gives up after
+    MAX_ATTEMPTS, StartFailed).
+
+    Order: the pod needs its ServiceAccount to be admitted, a RoleBinding its Role (without RBAC ``bind`` the API
+    server resolves the Role to check the binding grants nothing more than its creator holds: 404 before it
+    exists). With ``ctx.io`` two round trips, not four: ServiceAccount and Role at once, then RoleBinding and pod at
+    once (the recorder's first status report, a second or more later, retries should it come first)."""
+    account, role, binding = rbac.build_identity(session, ctx.settings.recorder_sa_annotations)
+    for obj, (existing, _) in zip((account, role), _create_all(ctx, (account, role)), strict=True):
+        _check_owned(obj, existing, meta)
+    (bound, _), (pod, created) = _create_all(ctx, (binding, pod_body))
+    _check_owned(binding, bound, meta)
+    return pod, created
+
+
+def _create_all(ctx: Context, objects) -> list[tuple[dict[str, Any], bool]]:
+    """kube.create of each, at once with ``ctx.io``; every one answered (or raised) when this returns."""
+    if ctx.io is None:
+        return [ctx.kube.create(obj) for obj in objects]
+    return [future.result() for future in [ctx.io.submit(ctx.kube.create, obj) for obj in objects]]
+
+
+def _check_owned(obj: Mapping[str, Any], existing: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
+    if not owned_by(existing, meta):
+        raise kopf.TemporaryError(f"{obj['kind']} {obj['metadata']['name']} belongs to an earlier session of the same "
+                                  "name; waiting for its garbage collection", delay=3)
 
 
 def allowed_to_start(ctx: Context, body: Mapping[str, Any], session) -> bool:
@@ -152,8 +177,8 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return
-    create_identity(ctx, session, meta)  # still there (owned by the session); created again if someone removed them
-    pod, created = ctx.kube.create(pod_body)
+    # the identity is still there (owned by the session); created again if someone removed it
+    pod, created = create_recorder(ctx, session, meta, pod_body)
     if not owned_by(pod, meta) or podstate.pod_view(pod).restart != restarts:
         return  # the lost pod (or an earlier session's) is still there: the next tick deletes it / waits
     if logger and created:

@@ -19,9 +19,10 @@ from .common import Context, parse, update_status
 
 
 def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[str] | None = None,
-                      holds_lock: bool = True, logger=None) -> None:
+                      holds_lock: bool = True, lock_version: str | None = None, logger=None) -> None:
     """``pod_names``: recorder pods that exist in the namespace, ``holds_lock``: whether a room lock names this
-    session (both from kopf indexes; None/True = unknown, ask the API)."""
+    session, ``lock_version``: that Lease's resourceVersion (all from kopf indexes; None/True = unknown, ask the
+    API)."""
     meta = body["metadata"]
     status = body.get("status") or {}
     phase = status.get("phase")
@@ -40,7 +41,14 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
             pods.remove_pod(ctx, pod, podstate.pod_view(pod))
     if holds_lock:
         with contextlib.suppress(SessionError):
-            lock.release(ctx.kube, parse(body))
+            lock.release(ctx.kube, parse(body), resource_version=lock_version)
+
+
+def start_settled(body: Mapping[str, Any], *, pod_running: bool) -> bool:
+    """The start timer has nothing to look at: the session's current pod runs (``pod_running``, from the pod
+    index) and the session names it; its recorder's report or a pod event moves it on. Pure: main.py answers the
+    timer with it on the event loop, without a thread or an API call."""
+    return pod_running and (body.get("status") or {}).get("pod") == object_name(body["metadata"]["name"])
 
 
 def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None, pod_running: bool = False) -> None:
@@ -48,7 +56,7 @@ def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None, pod_runni
     ``pod_running``: the session's current pod runs (main.py's pod index): nothing to look for until its recorder
     reports or the pod changes (a pod event), once the session names the pod."""
     meta = body["metadata"]
-    if pod_running and (body.get("status") or {}).get("pod") == object_name(meta["name"]):
+    if start_settled(body, pod_running=pod_running):
         return
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
     if pod is not None:
