@@ -12,6 +12,8 @@ apt_pkgs+=(runc)
 apt_pkgs+=(lua5.1)
 # a recording played by a real HLS player (tests/integration/test_hls_browser.py): hls.js in headless Chromium
 apt_pkgs+=(chromium nodejs)
+# ... and by FFmpeg's player, ffplay (tests/support/ffplay.py)
+apt_pkgs+=(ffmpeg)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)  # Debian's nodejs comes without npm; NodeSource's has it
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -2,24 +2,22 @@
 
 The recorder records a real Janus room (one publisher who leaves and comes back: two runs, a discontinuity and,
 in fMP4, a second init segment); the stored folder is then played from 127.0.0.1 by hls.js. It must play to
-``ended`` without a fatal error, over the playlist's whole duration, with every recorded picture decoded.
+``ended`` without a fatal error, over the playlist's whole duration, with every recorded picture decoded; and
+ffplay plays it to its end without an error (tests/support/ffplay.py). fMP4: the
+buffer is one range, without holes: each run's tracks start and end together (output/fmp4.py; before, a run's sound
+ended one audio frame before its picture: a hole at the rejoin, and a stall 60 ms before the end).
 """
 
 from __future__ import annotations
 
 import pytest
+from tests.support import ffplay
 from tests.support.analyze import read_participant, recording_folders
 from tests.support.browser import missing, play_in_chromium
 
-# Known, not fixed (issue 17 stays open): in one full-suite run (2026-12-01) both fMP4 cases stalled 60 ms before
-# the end (bufferStalledError after bufferSeekOverHole: a 21 ms hole, one audio frame, where the rejoin's run
-# begins), while they passed 3 of 3 times on their own and in the fMP4 work's own runs. Recorded as xfail, not
-# strict, so that a pass still shows; the ts case is held to the full assertion.
-FMP4_STALL = pytest.mark.xfail(reason="fMP4 via hls.js can stall on a one-audio-frame hole at a discontinuity "
-                               "(issue 17, open)", strict=False)
 FORMATS = [pytest.param({}, id="ts-aac"),
-           pytest.param({"segmentFormat": "fmp4"}, id="fmp4-opus", marks=FMP4_STALL),
-           pytest.param({"segmentFormat": "fmp4", "audioCodec": "aac"}, id="fmp4-aac", marks=FMP4_STALL)]
+           pytest.param({"segmentFormat": "fmp4"}, id="fmp4-opus"),
+           pytest.param({"segmentFormat": "fmp4", "audioCodec": "aac"}, id="fmp4-aac")]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -44,3 +42,9 @@ def test_hlsjs_in_chromium_plays_the_recording_to_its_end(record, room, publishe
     assert abs(result["currentTime"] - total) < 0.5, (result["currentTime"], total)  # played to the end
     assert result["played"] > total - 1.0, (result["played"], total)  # ... through all of it
     assert result["decodedFrames"] >= decoded.video_frames - 5, (result["decodedFrames"], decoded.video_frames)
+    if fmt:  # the player's buffer (where both tracks are) is one range: no hole at the rejoin or the end
+        assert len(result["buffered"]) == 1 and abs(result["buffered"][0][1] - total) < 0.01, result["buffered"]
+    why = ffplay.missing()
+    assert why is None, why
+    played = ffplay.play_in_ffplay(folder)  # FFmpeg's player, in real time, to its end
+    assert played.returncode == 0 and not played.errors and played.wall > total - 1.0, played

@@ -183,7 +183,8 @@ def test_fmp4_with_aac_and_ts_still_as_before(tmp_path):
     _record_two_runs(tmp_path / "aac", segment_format(FMP4, "aac"), aac)
     frames, samples, errors, codecs, _ = _decode_playlist(_write_playlist(tmp_path / "aac" / "alice_1", aac))
     assert errors == 0 and codecs == {"video": "h264", "audio": "aac"} and frames == 150
-    assert abs(samples - 2 * 5 * 48000) <= 2 * 2048, samples
+    # + at most one silent AAC frame at each edge of each run: a run's sound is padded to its picture's span
+    assert -2 * 2048 <= samples - 2 * 5 * 48000 <= 2 * 2048 + 4 * 1024, samples
     ts = []
     _record_two_runs(tmp_path / "ts", segment_format(TS), ts)
     assert all(s.name.endswith(".ts") and s.init is None for s in ts)

@@ -25,22 +25,39 @@ where both tracks are, and a last segment without sound never lets playback reac
 stalled so). So audio waits in the segment until a picture at least as late has come (at most ``AUDIO_LEAD`` of
 sound: a picture that lags more, or a camera that stopped, holds nothing up); at ``close`` the waiting audio from
 the cut on is handed back (``leftover``), and the writer puts it at the start of the next segment.
+
+A run's edges: both tracks of a run start and end together, so its segments leave no hole in a player's buffer at a
+discontinuity (hls.js in Chromium stalled 60 ms before the end of a recording whose sound ended one audio frame
+before its picture, and jumped a hole of that size at a rejoin). In a run's first segment (``run_start``) the first
+picture is moved back to the sound's start when the sound came first (shown from there: a still for as long as
+the picture came later, at most ``formats.FMP4_VIDEO_WAIT``), and silent audio frames (output/silence.py) go in
+front of the sound when the picture came first (the picture then moved back to the silence's start, less than one
+audio frame; when the sound comes only after the first picture was written, the picture starts that much later
+than the silence). In a run's last segment (``close(..., run_end=True)``) the sound is padded with silent frames to
+the end of the last picture, and the last picture lasts until the sound's end (less than one frame later). The
+MP4 output (output/mp4.py) keeps the packets as they came.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 
 from ..media import h264
+from .audio import RATE
+from .silence import silent_frame
 from .ts import VIDEO_TB, HashingFile
+from .video_track import add_video_track
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+cmaf+skip_trailer"
 MUXER_OPTIONS = {"movflags": MOVFLAGS, "avoid_negative_ts": "disabled", "use_editlist": "0"}
+AUDIO_TB = Fraction(1, RATE)
 AUDIO_LEAD = 0.5  # seconds of sound that wait at most for the pictures of the same time
 INIT_BOXES = frozenset({"ftyp", "moov"})
 DROPPED_BOXES = frozenset({"mfra"})
@@ -124,11 +141,13 @@ class BoxSplitter:
 class Fmp4Segment:
     """A CMAF media segment (``.m4s``) and, after ``close``, the init segment it needs (``init``: ftyp + moov).
     Same members as output/ts.py TsSegment. ``picture``: the video's width and height (from the first keyframe's
-    parameter sets), which the init segment states."""
+    parameter sets), which the init segment states. ``run_start``: the first segment of a run (its tracks are
+    made to start together; the module's docstring). ``video_codec``: h264, or vp9/av1 (copied as FFmpeg's RTP
+    depacketizer hands them over; the muxer takes their codec configuration from the first keyframe)."""
 
     def __init__(self, index: int, path: Path, start: float, has_video: bool, has_audio: bool,
                  audio_template, discontinuity: bool, picture: tuple[int, int] | None = None,
-                 parameter_sets: bytes = b""):
+                 parameter_sets: bytes = b"", run_start: bool = False, video_codec: str = "h264"):
         self.index = index
         self.start = start
         self.end = start
@@ -139,8 +158,7 @@ class Fmp4Segment:
         self.video = None
         if has_video:
             width, height = picture or (0, 0)
-            self.video = self.container.add_mux_stream("h264", rate=90000, width=width, height=height)
-            self.video.time_base = VIDEO_TB
+            self.video = add_video_track(self.container, video_codec, width, height)
         self.audio = self.container.add_stream_from_template(audio_template) if has_audio else None
         self.keyframe_requested = False
         self.init: bytes | None = None
@@ -150,6 +168,11 @@ class Fmp4Segment:
         self._video_t: float | None = None  # time of the latest picture
         self.leftover: list[av.Packet] = []  # after ``close``: audio from the cut on, for the next segment
         self._video_duration = 3000  # the last picture's duration (1/90000), for one whose next never comes
+        self._run_start = run_start and self.video is not None and self.audio is not None
+        self._h264 = video_codec == "h264"
+        self._first_audio: float | None = None  # time of the first sound given (seconds)
+        self._audio_end: int | None = None  # end of the sound written so far (1/RATE), None: none written yet
+        self._video_start: float | None = None  # time of the first picture written (seconds)
 
     def mux(self, packet: av.Packet) -> None:
         if packet.dts is not None and packet.dts < 0:
@@ -158,12 +181,14 @@ class Fmp4Segment:
             self.container.mux(packet)
             return
         if packet.stream is not self.video:
+            if self._first_audio is None:
+                self._first_audio = float(packet.pts * packet.time_base)
             self._audio.append(packet)
             self._release_audio()
             return
         if self._held is not None and packet.pts <= self._held.pts:
             return  # MP4 needs a later time for every sample of a track
-        if not h264.has_picture(bytes(packet)):
+        if self._h264 and not h264.has_picture(bytes(packet)):
             return  # an access unit without a picture (a lone AUD): an MP4 sample must hold one (TS merges it)
         if self._parameter_sets:
             packet = self._with_parameter_sets(packet)
@@ -173,18 +198,24 @@ class Fmp4Segment:
         self._video_t = float(packet.pts * packet.time_base)
         self._release_audio()
 
-    def close(self, end: float | None = None) -> None:
-        """Write the held picture (lasting until ``end``, recording time), finish the muxer, keep the init."""
+    def close(self, end: float | None = None, run_end: bool = False) -> None:
+        """Write the held picture (lasting until ``end``, recording time), finish the muxer, keep the init.
+        ``run_end``: the run's last segment: the sound is padded to the picture's end and the picture lasts until
+        the sound's end (``end`` then moves to it, less than one audio frame later)."""
         held, self._held = self._held, None
-        if held is not None:
-            until = round(end / VIDEO_TB) if end is not None else held.pts + self._video_duration
-            self._mux_held(held, until - held.pts)
         for packet in self._audio:
             if end is None or float(packet.pts * packet.time_base) < end:
-                self.container.mux(packet)
+                self._mux_audio(packet)
             else:
                 self.leftover.append(packet)
         self._audio = []
+        if held is not None:
+            until = round(end / VIDEO_TB) if end is not None else held.pts + self._video_duration
+            if run_end and self.audio is not None and self._audio_end is not None:
+                audio_end = self._pad_audio(self._audio_end, until * VIDEO_TB)
+                until = max(until, math.ceil(audio_end / VIDEO_TB))
+                self.end = max(self.end, float(until * VIDEO_TB))
+            self._mux_held(held, until - held.pts)
         self.container.close()
         self.file.close()
         if not self._split.complete():
@@ -198,7 +229,52 @@ class Fmp4Segment:
             t = float(self._audio[0].pts * self._audio[0].time_base)
             if not ((self._video_t is not None and t <= self._video_t) or newest - t >= AUDIO_LEAD):
                 break
-            self.container.mux(self._audio.pop(0))
+            self._mux_audio(self._audio.pop(0))
+
+    def _mux_audio(self, packet: av.Packet) -> None:
+        """Write a sound packet; the run's first one after silence up to the first picture (``run_start``)."""
+        if self._audio_end is None and self._run_start and self._video_start is not None:
+            t = float(packet.pts * packet.time_base)
+            if t > self._video_start:
+                self.start = min(self.start, float(self._pad_before(t, self._video_start)))
+        self.container.mux(packet)
+        end = packet.pts + (packet.duration or 0)
+        end = round(end * packet.time_base * RATE)
+        self._audio_end = end if self._audio_end is None else max(self._audio_end, end)
+
+    def _silence(self) -> tuple[bytes, int]:
+        cc = self.audio.codec_context
+        frame = silent_frame(cc.name, cc.channels)
+        return frame.data, frame.samples
+
+    def _mux_silence(self, pts: int, count: int) -> None:
+        data, size = self._silence()
+        for i in range(count):
+            p = av.Packet(data)
+            p.pts = p.dts = pts + i * size
+            p.duration, p.time_base, p.stream = size, AUDIO_TB, self.audio
+            self.container.mux(p)
+
+    def _pad_before(self, sound: float, picture: float) -> Fraction:
+        """Silent frames ending at ``sound`` (seconds) from at or before ``picture``; their start (none: ``sound``;
+        none either when they would start before the timeline)."""
+        _, size = self._silence()
+        first = round(sound * RATE)
+        count = math.ceil((first - picture * RATE) / size)
+        start = first - count * size
+        if count <= 0 or start < 0:
+            return Fraction(first, RATE)
+        self._mux_silence(start, count)
+        self._audio_end = first
+        return Fraction(start, RATE)
+
+    def _pad_audio(self, audio_end: int, until: Fraction) -> Fraction:
+        """Silent frames from ``audio_end`` (1/RATE) to at least ``until`` (seconds); the sound's new end."""
+        _, size = self._silence()
+        count = max(0, math.ceil((until * RATE - audio_end) / size))
+        self._mux_silence(audio_end, count)
+        self._audio_end = audio_end + count * size
+        return Fraction(self._audio_end, RATE)
 
     def _with_parameter_sets(self, packet: av.Packet) -> av.Packet:
         """The segment's first video packet, with the run's SPS and PPS in front when it has none: the muxer
@@ -214,10 +290,31 @@ class Fmp4Segment:
         return out
 
     def _mux_held(self, packet: av.Packet, duration: int) -> None:
+        if self._video_start is None:
+            duration += self._align_first_picture(packet)
+            self._video_start = float(packet.pts * packet.time_base)
         if duration > 0:
             self._video_duration = duration
         packet.duration = self._video_duration
         self.container.mux(packet)
+
+    def _align_first_picture(self, packet: av.Packet) -> int:
+        """A run's first picture moved to where its sound starts (``run_start``): back to the first sound, or, when
+        the picture came first, back to the silence put before the sound. Returns the ticks (1/90000) it moved
+        back by (its duration grows by as much)."""
+        if not self._run_start or self._first_audio is None:
+            return 0
+        picture = float(packet.pts * packet.time_base)
+        start = self._first_audio
+        if start > picture and self._audio_end is None:
+            start = float(self._pad_before(start, picture))
+        target = round(start / VIDEO_TB)
+        if target >= packet.pts:
+            return 0
+        moved = packet.pts - target
+        packet.pts = packet.dts = target
+        self.start = min(self.start, float(target * VIDEO_TB))
+        return moved
 
 
 @dataclass(frozen=True)

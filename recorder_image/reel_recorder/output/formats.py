@@ -30,7 +30,7 @@ class SegmentFormat:
     name: str  # ts | fmp4
     audio_codec: str  # aac | opus
     extension: str  # of the segment files: "ts", "m4s"
-    segment: Callable  # (index, path, start, has_video, has_audio, audio_template, discontinuity, picture)
+    segment: Callable  # (index, path, start, has_video, has_audio, audio_template, discontinuity, picture, ...)
     needs_init: bool  # segments need an init segment (#EXT-X-MAP)
     # at the start of a run, how long audio waits for the first keyframe before segments without video start
     video_wait: float = 1.0

@@ -30,6 +30,8 @@ from pathlib import Path
 import av
 import av.bitstream
 
+from .video_track import add_video_track
+
 log = logging.getLogger(__name__)
 
 VIDEO_TB = Fraction(1, 90000)
@@ -52,8 +54,11 @@ class Mp4Info:
 class ParticipantMp4:
     """Not thread-safe: the HLS writer calls it with its own lock held."""
 
-    def __init__(self, path: Path, *, audio_template, expect_video: bool, expect_audio: bool):
+    def __init__(self, path: Path, *, audio_template, expect_video: bool, expect_audio: bool,
+                 video_codec: str = "h264"):
+        """``video_codec``: h264 (Annex B), or vp9/av1 (fMP4 recordings: outputs.plan_streams)."""
         self.path = path
+        self.video_codec = video_codec
         self.audio_template = audio_template
         self.expect_video = expect_video
         self.expect_audio = expect_audio
@@ -123,10 +128,8 @@ class ParticipantMp4:
         self._first_t = min(times)
         container = av.open(str(self.path), "w", format="mp4", options=MP4_OPTIONS)
         if self.expect_video and keyframe is not None:
-            width, height = picture_size(keyframe)
-            stream = container.add_mux_stream("h264", rate=90000, width=width, height=height)
-            stream.time_base = VIDEO_TB
-            self._streams["video"] = stream
+            width, height = picture_size(keyframe, self.video_codec)
+            self._streams["video"] = add_video_track(container, self.video_codec, width, height)
         if self.expect_audio:
             self._streams["audio"] = container.add_stream_from_template(self.audio_template)
         self._container = container
@@ -164,6 +167,9 @@ class ParticipantMp4:
                 container.close()
 
 
+VIDEO_CODECS = {"h264": "h264", "vp9": "vp9", "libdav1d": "av1", "av1": "av1"}  # FFmpeg's decoder → codec
+
+
 def demuxable_segments(record, read: Callable[[str], bytes]) -> Iterator[bytes]:
     """Each listed segment of a folder's record (manifest.ParticipantRecord) as bytes FFmpeg can demux on their
     own, in playlist order: a TS segment as stored, an fMP4 segment after its init segment (``read``: a key's
@@ -195,14 +201,16 @@ def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | 
                 if mp4 is None:
                     opus = any(s.codec_context.name == "opus" for s in ts.streams.audio)
                     audio_path = OpusCopy() if opus else OpusToAac()
+                    video = VIDEO_CODECS.get(next((s.codec_context.name for s in ts.streams.video), ""), "h264")
                     mp4 = ParticipantMp4(path, audio_template=audio_path.template, expect_video=True,
-                                         expect_audio=any(s.type == "audio" for s in ts.streams))
+                                         expect_audio=any(s.type == "audio" for s in ts.streams), video_codec=video)
                 # The MP4 writer takes what the live writer gives it: H.264 in Annex B, raw audio frames. AAC in TS
                 # carries ADTS headers (FFmpeg's aac_adtstoasc takes them off); H.264 in fMP4 is length-prefixed
                 # with the parameter sets in the init segment (h264_mp4toannexb puts them back in line).
                 fmp4 = ts.format.name != "mpegts"
                 filters = {s.index: av.bitstream.BitStreamFilterContext(
-                    ("h264_mp4toannexb" if fmp4 else "null") if s.type == "video" else
+                    ("h264_mp4toannexb" if fmp4 and s.codec_context.name == "h264" else "null")
+                    if s.type == "video" else
                     ("null" if fmp4 else "aac_adtstoasc"), s) for s in [*ts.streams.video, *ts.streams.audio]}
                 for packet in ts.demux():
                     if packet.pts is None or packet.size == 0 or packet.stream.type not in ("video", "audio"):
@@ -225,8 +233,12 @@ def mp4_from_segments(path: Path, segments: Iterable[bytes]) -> tuple[Mp4Info | 
     return info, mp4.error
 
 
-def picture_size(keyframe: bytes) -> tuple[int, int]:
-    """Width and height of an H.264 keyframe (with its parameter sets), by decoding it once."""
+def picture_size(keyframe: bytes, codec: str = "h264") -> tuple[int, int]:
+    """Width and height of a keyframe (H.264: with its parameter sets), by decoding it once."""
+    if codec != "h264":  # libdav1d (FFmpeg's own av1 decoder is hardware only) holds its frames until flushed
+        decoder = av.CodecContext.create({"av1": "libdav1d"}.get(codec, codec), "r")
+        frames = decoder.decode(av.Packet(keyframe)) + decoder.decode(None)
+        return (frames[0].width, frames[0].height) if frames else (decoder.width, decoder.height)
     decoder = av.CodecContext.create("h264", "r")
     decoder.decode(av.Packet(keyframe))
     return decoder.width, decoder.height

@@ -43,9 +43,10 @@ class TsSegment:
 
     def __init__(self, index: int, path: Path, start: float, has_video: bool, has_audio: bool,
                  audio_template, discontinuity: bool, picture: tuple[int, int] | None = None,
-                 parameter_sets: bytes = b""):
-        """``picture`` and ``parameter_sets`` are the fMP4 segment's (output/fmp4.py): a TS segment carries the
-        parameter sets in line with its keyframes."""
+                 parameter_sets: bytes = b"", run_start: bool = False, video_codec: str = "h264"):
+        """``picture``, ``parameter_sets``, ``run_start`` and ``video_codec`` are the fMP4 segment's
+        (output/fmp4.py): a TS segment carries the parameter sets in line with its keyframes, its tracks as they
+        came, and H.264 only (outputs.plan_streams)."""
         self.index = index
         self.start = start
         self.end = start
@@ -64,6 +65,6 @@ class TsSegment:
     def mux(self, packet: av.Packet) -> None:
         self.container.mux(packet)
 
-    def close(self, end: float | None = None) -> None:
+    def close(self, end: float | None = None, run_end: bool = False) -> None:
         self.container.close()
         self.file.close()
