@@ -81,7 +81,8 @@ class Chain:
     - "graph": the decoder in mono, every decoded frame to PyAV's ``encode``, whose filter graph converts the rate
       and cuts the frames (the way to another AAC rate)."""
 
-    def __init__(self, mode: str, rate: int = 48000, coder: str = "fast", bit_rate: int = 64000):
+    def __init__(self, mode: str, rate: int = 48000, coder: str = "fast", bit_rate: int = 64000,
+                 options: dict | None = None):
         self.mode, self.rate = mode, rate
         self.decoder = av.CodecContext.create("opus", "r")
         self.decoder.sample_rate = SRC_RATE
@@ -90,7 +91,7 @@ class Chain:
         stream = self._holder.add_stream("aac", rate=rate, layout="mono")
         self.encoder = stream.codec_context
         self.encoder.bit_rate = bit_rate
-        self.encoder.options = {"aac_coder": coder}
+        self.encoder.options = {"aac_coder": coder, **(options or {})}
         self._holder.start_encoding()
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate) if mode == "before" else None
         self.fifo = av.AudioFifo()
@@ -174,6 +175,11 @@ def main() -> None:
     configs = {
         "before: stereo decode → resampler → queue → encode()": lambda: Chain("before"),
         "output/audio.py: mono decode → queue → encoder, 48 kHz": lambda: OpusToAac(),
+        "same (this benchmark's copy, for the rows below)": lambda: Chain("direct"),
+        "same, no TNS": lambda: Chain("direct", options={"aac_tns": "0"}),
+        "same, no PNS": lambda: Chain("direct", options={"aac_pns": "0"}),
+        "same, no TNS, no PNS": lambda: Chain("direct", options={"aac_tns": "0", "aac_pns": "0"}),
+        "same, cutoff 16 kHz": lambda: Chain("direct", options={"cutoff": "16000"}),
         "same, aac_coder twoloop": lambda: Chain("direct", coder="twoloop"),
         "same, 48 kb/s": lambda: Chain("direct", bit_rate=48000),
         "mono decode → encode() converting to 32 kHz": lambda: Chain("graph", 32000),

@@ -28,7 +28,8 @@ from .gate import StreamGate
 log = logging.getLogger(__name__)
 
 # Codecs the forward ingest can record, as Janus names them, with their RTP clock rate and channels.
-RTP_CODECS = {"h264": ("H264", 90000, None), "vp8": ("VP8", 90000, None), "opus": ("opus", 48000, 2)}
+RTP_CODECS = {"h264": ("H264", 90000, None), "vp8": ("VP8", 90000, None), "vp9": ("VP9", 90000, None),
+              "av1": ("AV1", 90000, None), "opus": ("opus", 48000, 2)}
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,8 @@ class RtpStreamReader:
         self._last_frame_pts: int | None = None  # behind the gate: the last video frame the demuxer returned
         self._gap = False  # behind the gate: frames were lost after it; until the next keyframe
         self._held_video: tuple[av.Packet, float, float, bool] | None = None
+        self._packets = None  # the demuxer's packet iterator, kept from one read to the next
+        self._time_base: tuple[int, int] | None = None  # the stream's, as integers: no Fraction per packet
 
     def start(self) -> None:
         self._thread.start()
@@ -245,6 +248,8 @@ class RtpStreamReader:
             ready = self._release_held_video()
             for item, t in ready + self.aligner.flush():
                 self._deliver(item, t)
+            if self._packets is not None:
+                self._packets.close()  # its read buffer freed while the container is still open
             if container is not None:
                 container.close()
             os.unlink(sdp_path)
@@ -261,12 +266,17 @@ class RtpStreamReader:
                 return
             self._handle(packet)
 
-    @staticmethod
-    def _read(container) -> av.Packet | None:
-        """The next packet, or None when the read timed out (nothing within ``read_timeout``)."""
+    def _read(self, container) -> av.Packet | None:
+        """The next packet, or None when the read timed out (nothing within ``read_timeout``).
+
+        One ``demux()`` iterator serves every read until a read ends it (a timeout): setting one up per packet
+        cost more Python work than the packet itself (issue 18)."""
+        if self._packets is None:
+            self._packets = container.demux(container.streams[0])
         try:
-            return next(container.demux(container.streams[0]))
+            return next(self._packets)
         except (av.error.ExitError, TimeoutError, StopIteration):
+            self._packets = None
             return None
 
     def _handle(self, packet: av.Packet) -> None:
@@ -282,7 +292,11 @@ class RtpStreamReader:
         if self.packets == 0 and self.on_first_packet:
             self.on_first_packet()
         self.packets += 1
-        media_time = float(packet.pts * packet.time_base)
+        if self._time_base is None:
+            tb = packet.time_base
+            self._time_base = (tb.numerator, tb.denominator)
+        num, den = self._time_base
+        media_time = packet.pts * num / den  # = float(pts * time_base), exactly (int / int rounds once)
         if self.arrival_of is not None and self.packets == 1 and self.arrival_of(packet.pts) is None:
             # the gate's timestamps do not match this demuxer's (it missed the gate's first packets): the
             # demuxer's own times, below

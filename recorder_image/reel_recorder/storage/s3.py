@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,10 @@ def _session(fresh_credentials: bool):
     new, so the standard credential chain (environment, profile, instance role) is resolved now rather than
     reused from an earlier store."""
     global _SESSION
+    # botocore takes its SSLContext from urllib3's pyOpenSSL module whenever pyOpenSSL is installed (aiortc, for
+    # the WebRTC ingest, brings it into the recorder image): the same standard-library class, for ~10 MiB more
+    # RSS. A None in sys.modules makes that import fail, and botocore then imports the class from urllib3 itself.
+    sys.modules.setdefault("urllib3.contrib.pyopenssl", None)
     import boto3  # lazily: boto3 is unused with a LocalStore
     import botocore.session
 
