@@ -7,7 +7,7 @@ sampled separately, so the recorder's share is its own; the machine's busy share
 where it saturates. Memory: the recorder's RSS and PSS (/proc/PID/smaps_rollup) at the end of the window.
 
     sudo python benchmarks/recorder_cpu.py [--counts 1,2,4,8] [--window 20] [--store local|s3]
-        [--segment-format ts,fmp4]
+        [--segment-format ts,fmp4] [--ingest forward,webrtc]
         [--tree before=/tmp/reel-before --tree after=.]
 
 ``--store s3`` uploads to a MinIO process (as in a pod) instead of writing a local folder. The recorder image has
@@ -80,12 +80,15 @@ def rollup_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def image_like_env(workdir: Path, tree: Path) -> dict:
-    """As in the recorder image: no pyOpenSSL (an ``OpenSSL`` package that cannot be imported) and botocore's
-    data trimmed by recorder_image/trim_botocore.py (through AWS_DATA_PATH); the recorder's code from ``tree``."""
-    stub = workdir / "no-pyopenssl" / "OpenSSL"
-    stub.mkdir(parents=True, exist_ok=True)
-    (stub / "__init__.py").write_text('raise ImportError("pyOpenSSL is not in the recorder image")\n')
+def image_like_env(workdir: Path, tree: Path, ingest: str = "forward") -> dict:
+    """As in the recorder image: pyOpenSSL not loaded (an ``OpenSSL`` package that cannot be imported; the
+    recorder keeps botocore from loading it, storage/s3.py; the WebRTC ingest needs it, aiortc's DTLS)
+    and botocore's data trimmed by recorder_image/trim_botocore.py (through AWS_DATA_PATH); the recorder's code
+    from ``tree``."""
+    stub = workdir / ("no-pyopenssl" if ingest != "webrtc" else "with-pyopenssl") / "OpenSSL"
+    if ingest != "webrtc":
+        stub.mkdir(parents=True, exist_ok=True)
+        (stub / "__init__.py").write_text('raise ImportError("pyOpenSSL is not in the recorder image")\n')
     data = workdir / "aws-data"
     if not data.is_dir():
         subprocess.run([sys.executable, str(REPO / "recorder_image" / "trim_botocore.py"), "--out", str(data)],
@@ -96,9 +99,9 @@ def image_like_env(workdir: Path, tree: Path) -> dict:
 
 def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path, store=None, *,
             label: str = "current", tree: Path = REPO, room: int = 7000, env: dict | None = None,
-            segment_format: str = "ts") -> dict:
+            segment_format: str = "ts", ingest: str = "forward") -> dict:
     janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=16, bitrate=500000)
-    env = {"REEL_ROOM_ADMIN_KEY": janus.admin_key, **image_like_env(workdir, tree), **(env or {})}
+    env = {"REEL_ROOM_ADMIN_KEY": janus.admin_key, **image_like_env(workdir, tree, ingest), **(env or {})}
     run_dir = workdir / f"{label}-n{n}-{room}"
     extra, storage = [], None
     if store is not None:
@@ -110,7 +113,8 @@ def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path
         storage = {"bucket": bucket, "endpoint": store.endpoint}
         extra = ["--storage-secrets", str(secrets)]
     manifest = session_manifest(janus.ws_url, room, recording={"maxIdleSeconds": 60, "segmentSeconds": 4,
-                                                                          "segmentFormat": segment_format},
+                                                                          "segmentFormat": segment_format,
+                                                                          "ingest": ingest},
                                 storage=storage)
     rec = RecorderRun(net.popen, manifest, run_dir, env=env, output=store is None, extra_args=extra)
     rec.wait_event("joined", timeout=30)
@@ -146,7 +150,8 @@ def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path
             janus.destroy_room(room)
     wall = t1 - t0
     share = (r1 - r0) / wall * 100
-    return {"tree": label, "format": segment_format, "participants": n, "cpu_percent_of_one_vcpu": round(share, 2),
+    return {"tree": label, "format": segment_format, "ingest": ingest, "participants": n,
+            "cpu_percent_of_one_vcpu": round(share, 2),
             "cpu_percent_per_participant": round(share / n, 2),
             "janus_percent_per_participant": round((j1 - j0) / wall * 100 / n, 2),
             "publishers_percent_per_participant": round((p1 - p0) / wall * 100 / n, 2),
@@ -168,6 +173,9 @@ def main() -> None:
     ap.add_argument("--segment-format", default="ts", metavar="ts,fmp4",
                     help="spec.recording.segmentFormat (comma-separated: the formats take turns at each count, "
                          "after the trees; fmp4 keeps Opus as sent, ts re-encodes it as AAC)")
+    ap.add_argument("--ingest", default="forward", metavar="forward,webrtc",
+                    help="spec.recording.ingest (comma-separated: the ingests take turns at each count, after the "
+                         "formats)")
     args = ap.parse_args()
     formats = args.segment_format.split(",")
     trees = [(t.partition("=")[0], Path(t.partition("=")[2]).resolve()) for t in args.tree] or [("current", REPO)]
@@ -188,11 +196,12 @@ def main() -> None:
             for n in (int(x) for x in args.counts.split(",")):
                 for label, tree in trees:
                     for fmt in formats:
-                        room += 1
-                        r = run_one(net, janus, n, args.window, Path(tmp), store, label=label, tree=tree,
-                                    room=room, env=tree_env.get(label, {}), segment_format=fmt)
-                        results.append({**r, "store": args.store})
-                        print(json.dumps(results[-1]), flush=True)
+                        for ingest in args.ingest.split(","):
+                            room += 1
+                            r = run_one(net, janus, n, args.window, Path(tmp), store, label=label, tree=tree,
+                                        room=room, env=tree_env.get(label, {}), segment_format=fmt, ingest=ingest)
+                            results.append({**r, "store": args.store})
+                            print(json.dumps(results[-1]), flush=True)
         finally:
             janus.stop()
             if store is not None:

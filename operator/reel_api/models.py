@@ -265,6 +265,7 @@ def _int_or_string(value: Any) -> Any:
 
 #: A participant id or display name in subscribe/unsubscribe.
 ParticipantRef = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+IceServerUrl = Annotated[StrictStr, Field(min_length=6, max_length=512, pattern=r"^(stun|turns?):[!-~]+$")]
 
 #: An integer or a string, as Kubernetes' IntOrString (`x-kubernetes-int-or-string`).
 IntOrString = Annotated[
@@ -280,6 +281,7 @@ class Ingest(StrEnum):
     """How media gets from Janus to the recorder."""
 
     FORWARD = "forward"
+    WEBRTC = "webrtc"
     AUTO = "auto"
 
 
@@ -452,7 +454,16 @@ class Room(ApiModel):
     credentials_secret_ref: SecretRef | None = Field(
         default=None,
         description="Optional Secret with the room's credentials. Keys used when present: pin (to join), "
-        "secret (the room secret), adminKey (to forward media), token (Janus API token).",
+        "secret (the room secret), adminKey (to forward media), token (Janus API token), turnUsername and "
+        "turnCredential (for the TURN servers of iceServers).",
+    )
+    ice_servers: Annotated[list[IceServerUrl], AfterValidator(_unique)] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
+        description="ingest webrtc: STUN/TURN servers the recorder may use (stun:, turn: or turns: URLs); a TURN "
+        "server's username and credential come from the keys turnUsername and turnCredential of the room "
+        "credentials Secret. Empty (the default): host candidates only.",
     )
     display_name: StrictStr = Field(
         default=DEFAULT_DISPLAY_NAME,
@@ -495,7 +506,8 @@ class Recording(ApiModel):
     ingest: Annotated[Ingest, fixed("ingest")] = Field(
         default=Ingest.AUTO,
         description="How media reaches the recorder: forward (Janus RTP forwarding; needs the room secret or "
-        "admin key) or auto (forward when forwarding credentials exist).",
+        "admin key), webrtc (the recorder subscribes to each participant like any client; needs only what joining "
+        "needs) or auto (forward when the room credentials hold a secret or adminKey, else webrtc).",
     )
     mode: Annotated[Mode, fixed("mode")] = Field(
         default=Mode.INDIVIDUAL,
@@ -556,8 +568,8 @@ class Recording(ApiModel):
     segment_format: Annotated[SegmentFormat, fixed("segmentFormat")] = Field(
         default=SegmentFormat.TS,
         description="HLS segment format: ts (MPEG-TS: H.264 video as sent, AAC audio) or fmp4 (CMAF fragmented MP4 "
-        "segments with an init segment per run, #EXT-X-MAP, playlist version 7: H.264 as sent, audio as "
-        "audioCodec says).",
+        "segments with an init segment per run, #EXT-X-MAP, playlist version 7: H.264, VP9 or AV1 as sent, audio "
+        "as audioCodec says). VP9 and AV1 video is recorded in fmp4 only (in ts it is skipped: CodecUnsupported).",
     )
     audio_codec: AudioCodec | None = Field(
         default=None,

@@ -156,6 +156,7 @@ class SkipReason(StrEnum):
     CODEC_UNSUPPORTED = "CodecUnsupported"  # e.g. VP8 video for an individual HLS recording: a videocodec=h264 room
     FORWARD_FAILED = "ForwardFailed"  # Janus did not set up the forwarding of their media (message: its answer)
     NO_MEDIA = "NoMedia"  # forwarded, but no packet came (also after forwarding again and a keyframe request)
+    CONNECT_FAILED = "ConnectFailed"  # ingest webrtc: ICE/DTLS from Janus did not connect in time (message: the states)
 
 
 class RoomState(StrEnum):

@@ -2,10 +2,11 @@
 
     reel-recorder --session session.yaml --output ./recordings
 
-Room credentials (keys pin, secret, adminKey, token) come from ``--room-secrets DIR`` (a mounted Secret:
-one file per key) or from the environment (REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY,
-REEL_ROOM_TOKEN). Storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) come from
-``--storage-secrets DIR`` / ``--backup-storage-secrets DIR``, else from boto3's standard chain.
+Room credentials (keys pin, secret, adminKey, token, turnUsername, turnCredential) come from
+``--room-secrets DIR`` (a mounted Secret: one file per key) or from the environment (REEL_ROOM_PIN,
+REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN, REEL_ROOM_TURN_USERNAME, REEL_ROOM_TURN_CREDENTIAL).
+Storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) come from ``--storage-secrets DIR`` /
+``--backup-storage-secrets DIR``, else from boto3's standard chain.
 Progress is printed as JSON lines on stdout. SIGTERM/SIGINT stop the recording; SIGUSR1 pauses it and SIGUSR2
 resumes it (in a recorder pod, the session's spec.paused does this). Exit status: 0 when the recording ended normally
 (Requested, NoUsers, MaxDuration) and is stored, 1 when it failed, 2 for an invalid session, 3 when it was stopped
@@ -38,6 +39,7 @@ from reel_api.vocabulary import FailureReason, InterruptionReason, Phase, StopRe
 from . import errors
 from .clock import RecordingClock
 from .control import PauseControl, poller_for, stop_cause_for
+from .ingest.choice import WEBRTC, choose_ingest
 from .ingest.forward import ForwardIngest
 from .liveness import Liveness
 from .progress import JsonLinesProgress, ProgressSink
@@ -125,6 +127,28 @@ def forward_ingest(room: JanusRoom, args, credentials: RoomCredentials, clock: R
     return make
 
 
+def webrtc_ingest(room: JanusRoom, settings: Settings, credentials: RoomCredentials, clock: RecordingClock,
+                  ice_urls=()):
+    """Builds the WebRTC ingest (aiortc is imported only for it); ``ice_urls``: spec.room.iceServers."""
+    def make():
+        from .ingest.webrtc import WebRtcIngest, ice_servers
+
+        return WebRtcIngest(room, clock=clock, pin=credentials.pin, connect_timeout=settings.webrtc_connect_seconds,
+                            ice_servers=ice_servers(list(ice_urls), credentials.turn_username,
+                                                    credentials.turn_credential))
+    return make
+
+
+def make_ingest(session: Session, room: JanusRoom, args, settings: Settings, credentials: RoomCredentials,
+                clock: RecordingClock):
+    """The ingest ``spec.recording.ingest`` asks for (``auto``: by the credentials given, ingest/choice.py)."""
+    chosen = choose_ingest(session.spec.recording.ingest, credentials)
+    log.info("ingest: %s (spec.recording.ingest: %s)", chosen, session.spec.recording.ingest)
+    if chosen == WEBRTC:
+        return webrtc_ingest(room, settings, credentials, clock, session.spec.room.ice_servers)
+    return forward_ingest(room, args, credentials, clock)
+
+
 async def record(args, settings: Settings, session: Session, progress: ProgressSink,
                  liveness: Liveness | None = None, metrics=None) -> dict:
     """Build the pieces (stores, uploader, room, ingest) and let the Recorder run the recording's life.
@@ -156,7 +180,7 @@ async def record(args, settings: Settings, session: Session, progress: ProgressS
     spool_budget = SpoolBudget(spool, args.spool_limit) if args.spool_limit else None
     resume = ResumeRequest(prefix=args.resume, reason=InterruptionReason.RESUMED_BY_HAND) if args.resume \
         else settings.resume
-    recorder = Recorder(session, room=room, make_ingest=forward_ingest(room, args, credentials, clock),
+    recorder = Recorder(session, room=room, make_ingest=make_ingest(session, room, args, settings, credentials, clock),
                         uploader=uploader, spool=spool, progress=progress, pin=credentials.pin, control=control,
                         clock=clock, upload_timeout=args.upload_timeout, resume=resume,
                         read_back=(lambda: read_back(primary, backup, resume.prefix)) if resume else None,

@@ -1,7 +1,7 @@
 """The ``reel-recorder`` command: checks that the recorder's own dependencies are installed, then runs cli.main.
 
 ``pip install reel`` gives the API models only; the recorder needs the ``recorder`` extra (PyAV/FFmpeg,
-websockets, boto3, numpy, Pillow, prometheus-client). Without it the command says what to install and exits 2
+websockets, boto3, numpy, Pillow, prometheus-client, aiortc). Without it the command says what to install and exits 2
 (as for any invalid use), instead of a traceback from deep inside an import.
 """
 
@@ -11,7 +11,7 @@ import importlib.util
 import sys
 
 #: Import names of the ``recorder`` extra (pyproject.toml), in its order.
-NEEDED = ("av", "websockets", "boto3", "numpy", "PIL", "prometheus_client")
+NEEDED = ("av", "websockets", "boto3", "numpy", "PIL", "prometheus_client", "aiortc")
 
 
 def missing() -> list[str]:

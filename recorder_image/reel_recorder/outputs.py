@@ -28,7 +28,7 @@ from .errors import CODEC_UNSUPPORTED, INTERNAL, RecorderError
 from .ingest.forward import ForwardFailed
 from .manifest import ParticipantRecord
 from .output.catalog import Catalog, CatalogEntry
-from .output.formats import format_of
+from .output.formats import FMP4, format_of
 from .output.writer import ParticipantWriter, SpoolGate
 from .participants import Participants
 from .room.presence import Down, Presence, PublishedStream, Publisher, Up, select_streams
@@ -45,6 +45,8 @@ WATCH_EVERY = 1.0  # seconds between the media watchdog's looks
 #: VP8); the composite decodes, so VP8 is fine there. Audio is Opus (WebRTC's).
 HLS_CODECS = {"video": {"h264"}, "audio": {"opus"}}
 COMPOSITE_CODECS = {"video": {"h264", "vp8"}, "audio": {"opus"}}
+#: fMP4 segments carry VP9 and AV1 too, copied (MPEG-TS cannot)
+FMP4_CODECS = {"video": {"h264", "vp9", "av1"}, "audio": {"opus"}}
 
 
 @dataclass(frozen=True)
@@ -56,16 +58,22 @@ class StreamPlan:
     skipped: list[dict]  # status/manifest entries: {"kind", "codec", "reason", "message"}
 
 
-def plan_streams(streams: list[PublishedStream], mode: str) -> StreamPlan:
-    """Which of ``streams`` are recorded where in ``mode`` (individual, composite, both); the rest is skipped
-    with a message that says what to do. A stream the composite takes but their own folder cannot (VP8 in mode
-    both) is recorded in the composite only, and listed as skipped for their folder."""
-    takes = HLS_CODECS if mode == "individual" else COMPOSITE_CODECS
+def plan_streams(streams: list[PublishedStream], mode: str, segment_format: str | None = None) -> StreamPlan:
+    """Which of ``streams`` are recorded where in ``mode`` (individual, composite, both) and ``segment_format``
+    (ts, fmp4: VP9 and AV1 video too); the rest is skipped with a message that says what to do. A stream the composite
+    takes but their own folder cannot (VP8 in mode both) is recorded in the composite only, and listed as skipped
+    for their folder."""
+    own_codecs = FMP4_CODECS if segment_format == FMP4 else HLS_CODECS
+    takes = own_codecs if mode == "individual" else COMPOSITE_CODECS
     forward, skipped = [], []
     for s in streams:
         codec = (s.codec or "").lower()
         if codec in takes[s.kind]:
             forward.append(s)
+        elif mode == "individual" and codec in FMP4_CODECS[s.kind]:
+            skipped.append(_skipped(s, SkipReason.CODEC_UNSUPPORTED, f"{s.kind} is {s.codec}: MPEG-TS segments "
+                                    f"cannot carry {s.codec}: record with spec.recording.segmentFormat: fmp4, or "
+                                    "create the room with videocodec=h264"))
         else:
             skipped.append(_skipped(s, SkipReason.CODEC_UNSUPPORTED, f"{s.kind} is {s.codec}: Reel records "
                                     f"{'H.264' if s.kind == 'video' else 'Opus'} {s.kind}" + (
@@ -74,7 +82,7 @@ def plan_streams(streams: list[PublishedStream], mode: str) -> StreamPlan:
                                                              if mode == "individual" and codec == "vp8" else "")))
     if mode == "composite":
         return StreamPlan(forward, frozenset(), skipped)
-    own = frozenset(s.kind for s in forward if (s.codec or "").lower() in HLS_CODECS[s.kind])
+    own = frozenset(s.kind for s in forward if (s.codec or "").lower() in own_codecs[s.kind])
     for s in forward:
         if s.kind not in own:
             skipped.append(_skipped(s, SkipReason.CODEC_UNSUPPORTED, f"{s.kind} is {s.codec}: in the composite "
@@ -89,13 +97,15 @@ def _skipped(s: PublishedStream, reason: str, message: str) -> dict:
 
 
 class Ingest(Protocol):
-    """Gets each recorded publisher's media into their sink (ingest/forward.py ForwardIngest)."""
+    """Gets each recorded publisher's media into their sink (ingest/forward.py ForwardIngest, ingest/webrtc.py
+    WebRtcIngest: ``spec.recording.ingest``)."""
 
     async def update(self, pub: Publisher, streams: list[PublishedStream], sink, counts=None) -> None: ...
     async def remove(self, pub_id) -> None: ...
     async def close(self) -> None: ...
     def failures(self) -> list[BaseException]: ...
     def packets_of(self, pub_id) -> dict[str, int]: ...
+    def take_failed(self) -> list[tuple[object, ForwardFailed]]: ...
 
 
 class Outputs:
@@ -136,7 +146,7 @@ class Outputs:
         for change in changes:
             if isinstance(change, Up):
                 pub = change.publisher
-                plan = plan_streams(self.streams_of(pub), self.rec.mode)
+                plan = plan_streams(self.streams_of(pub), self.rec.mode, self.rec.segment_format)
                 if plan.skipped or self.participants.is_known(pub.id):
                     changed |= self.participants.skip(pub, plan.skipped)
                     for item in plan.skipped:
@@ -171,7 +181,7 @@ class Outputs:
             log.warning("participant %r (%s) not recorded: %s", pub.display, pub.id, err.message)
             going = ingest.packets_of(pub.id) if was_recorded else {}
             self.participants.skip(pub, plan.skipped + [
-                _skipped(s, SkipReason.FORWARD_FAILED, err.message) for s in plan.forward if s.kind not in going])
+                _skipped(s, err.reason, err.message) for s in plan.forward if s.kind not in going])
             return False
         self._publishers[pub.id] = pub
         return True
@@ -194,6 +204,14 @@ class Outputs:
             return False
         self._last_watch = now
         changed = False
+        for pub_id, err in ingest.take_failed():  # the WebRTC ingest: a connection that did not come up
+            pub = self._publishers.get(pub_id)
+            if pub is None or not self.participants.is_recorded(pub_id):
+                continue
+            await self.leave(pub_id, ingest)
+            plan = plan_streams(self.streams_of(pub), self.rec.mode)
+            self.participants.skip(pub, plan.skipped + [_skipped(s, err.reason, err.message) for s in plan.forward])
+            changed = True
         for pub_id in self.participants.recorded_ids():
             pub = self._publishers.get(pub_id)
             if pub is None:
@@ -306,5 +324,6 @@ class Outputs:
                                  expect_video=any(s.kind == "video" for s in streams),
                                  mp4="mp4" in self.rec.outputs and not self.resumed,  # resumed: rebuild_mp4s
                                  on_mp4=lambda info: self.catalog.mp4_closed(entry, info),
-                                 spool_gate=self.spool_gate, segment_format=format_of(self.rec))
+                                 spool_gate=self.spool_gate, segment_format=format_of(self.rec),
+                                 video_codec=next((s.codec.lower() for s in streams if s.kind == "video"), "h264"))
 

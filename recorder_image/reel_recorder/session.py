@@ -42,6 +42,7 @@ class Room:
     server: str
     id: int | str
     credentials_secret_ref: SecretRef | None
+    ice_servers: tuple[str, ...]
     display_name: str
 
 

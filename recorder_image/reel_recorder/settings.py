@@ -10,8 +10,11 @@ Session
 Media
   REEL_MEDIA_ADDRESS         our address that Janus forwards RTP to [the one that routes to Janus]
   REEL_JANUS_MEDIA_ADDRESS   Janus's address for RTCP keyframe requests [the room server's host]
+  REEL_WEBRTC_CONNECT_SECONDS  ingest webrtc: seconds for ICE + DTLS from Janus to connect before a participant
+                             is skipped (ConnectFailed) [10]
 Room credentials (files in --room-secrets win; room/credentials.py)
-  REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN
+  REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN, REEL_ROOM_TURN_USERNAME,
+  REEL_ROOM_TURN_CREDENTIAL
 In a recorder pod
   REEL_STATUS_TARGET         namespace/name of the session the recorder reports to and reads spec.paused of
                              [unset: not in a pod, progress only as JSON lines on stdout]
@@ -75,6 +78,7 @@ class Settings:
     liveness_port: int | None = None
     metrics_port: int | None = None
     spool_limit: int | None = None  # bytes
+    webrtc_connect_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -127,7 +131,15 @@ class Settings:
                 spool_limit = parse_size(get("REEL_SPOOL_LIMIT"))
             except ValueError as err:
                 raise SettingsError(f"REEL_SPOOL_LIMIT: {err}") from None
+        connect = get("REEL_WEBRTC_CONNECT_SECONDS") or "10"
+        try:
+            connect_seconds = float(connect)
+        except ValueError:
+            connect_seconds = -1.0
+        if not connect_seconds > 0:
+            raise SettingsError(f"REEL_WEBRTC_CONNECT_SECONDS={connect!r}: must be a positive number of seconds")
         return cls(
+            webrtc_connect_seconds=connect_seconds,
             resume=resume,
             spool_limit=spool_limit,
             session=get("REEL_SESSION"),
@@ -135,7 +147,9 @@ class Settings:
             media_address=get("REEL_MEDIA_ADDRESS"),
             janus_media_address=get("REEL_JANUS_MEDIA_ADDRESS"),
             room=RoomCredentials(pin=get("REEL_ROOM_PIN"), secret=get("REEL_ROOM_SECRET"),
-                                 admin_key=get("REEL_ROOM_ADMIN_KEY"), token=get("REEL_ROOM_TOKEN")),
+                                 admin_key=get("REEL_ROOM_ADMIN_KEY"), token=get("REEL_ROOM_TOKEN"),
+                                 turn_username=get("REEL_ROOM_TURN_USERNAME"),
+                                 turn_credential=get("REEL_ROOM_TURN_CREDENTIAL")),
             status_target=target,
             sa_dir=get("REEL_SA_DIR") or SA_DIR,
             spec_poll_seconds=poll_seconds,

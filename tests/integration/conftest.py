@@ -18,6 +18,8 @@ Fixtures:
   participants publish; returns them.
 - ``record`` (function): ``record(room, recording={...}, ...) -> RecorderRun``: a ``reel-recorder`` process in
   ``test_network`` recording ``room`` into a folder (``run.output``); killed at teardown, described on failure.
+  ``forwarding_credentials=False``: neither the admin key nor the room secret is given (the pin still is).
+- ``INGESTS`` (tests.support.ingests): parametrises a recorder test over ``spec.recording.ingest`` forward|webrtc.
 """
 
 from __future__ import annotations
@@ -178,12 +180,13 @@ def record(test_network, janus, tmp_path, request):
 
     def _start(room, *, recording: dict | None = None, env: dict | None = None, server: str | None = None,
                room_id=None, display: str | None = None, name: str = "test", paused: bool = False,
-               output: Path | None = None, extra_args: list[str] | None = None) -> RecorderRun:
+               output: Path | None = None, extra_args: list[str] | None = None,
+               forwarding_credentials: bool = True) -> RecorderRun:
         rec = {"maxIdleSeconds": 5, "segmentSeconds": 2, **(recording or {})}
         manifest = session_manifest(server or janus.ws_url, room_id if room_id is not None else room.id,
                                     recording=rec, display=display, name=name, paused=paused)
-        creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key}
-        if getattr(room, "secret", None):
+        creds = {"REEL_ROOM_ADMIN_KEY": janus.admin_key} if forwarding_credentials else {}
+        if getattr(room, "secret", None) and forwarding_credentials:
             creds["REEL_ROOM_SECRET"] = room.secret
         if getattr(room, "pin", None):
             creds["REEL_ROOM_PIN"] = room.pin

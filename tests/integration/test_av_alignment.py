@@ -2,7 +2,8 @@
 
 Publishers whose flash and beep come from one clock (``--flash-beep``: a white frame and a 1 kHz beep at every
 whole media second), several at once, so that each run gives several participants, each with their own streams,
-demuxers and alignment. The offset of a flash is its first white frame minus the beep's first loud sample
+demuxers and alignment; for each ingest (forward: RTP forwarding; webrtc: a subscription per participant).
+The offset of a flash is its first white frame minus the beep's first loud sample
 (``tests.support.analyze.av_offsets``); positive: video later than audio.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import statistics
 
 from tests.support.analyze import av_offsets, read_participant, recording_folders
+from tests.support.ingests import INGESTS
 
 
-def test_av_alignment_of_several_flash_beep_publishers(record, room, publisher):
-    run = record(room)
+@INGESTS
+def test_av_alignment_of_several_flash_beep_publishers(record, room, publisher, ingest):
+    run = record(room, recording=ingest)
     run.wait_event("joined", timeout=30)
     pubs = [publisher(room, display=f"sync{i}", duration=12, flash_beep=True, vfr=(i == 2)) for i in range(3)]
     for p in pubs:

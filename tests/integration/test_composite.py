@@ -25,6 +25,7 @@ import pytest
 from tests.harness.media import colour_yuv, parse_colour
 from tests.support.analyze import av_offsets, decoder_errors, parse_playlist, read_participant, recording_folders
 from tests.support.composite_media import peak_frequencies
+from tests.support.ingests import INGESTS
 
 W, H = 640, 360
 COLOURS = {"alice": "#ff0000", "bob": "#00ff00", "carol": "#0000ff", "dave": "#ffff00"}
@@ -350,13 +351,15 @@ def test_camera_off_gives_a_name_tile(record, room, publisher):
     _check_tones(comp.samples(t0 + 1.5, t1 - 0.5), [TONES[name] for name in names])
 
 
-def test_vp8_room_composite_records_it_and_mode_both_keeps_it_out_of_their_own_folder(record, make_room, publisher):
+@INGESTS
+def test_vp8_room_composite_records_it_and_mode_both_keeps_it_out_of_their_own_folder(record, make_room, publisher,
+                                                                                      ingest):
     """A VP8 room: the composite decodes VP8, so mode composite records it whole; mode both records the picture
     in the composite only (their own folder, MPEG-TS copying, cannot carry VP8: their sound only, the video
     listed as skipped with what to do)."""
     room = make_room(videocodec="vp8")
-    composite = record(room, recording=COMPOSITE)
-    both = record(room, recording={**COMPOSITE, "mode": "both"})
+    composite = record(room, recording={**COMPOSITE, **ingest})
+    both = record(room, recording={**COMPOSITE, "mode": "both", **ingest})
     composite.wait_event("joined", timeout=30)
     both.wait_event("joined", timeout=30)
     p = publisher(room, display="alice", duration=8, colour=COLOURS["alice"], tone=TONES["alice"])

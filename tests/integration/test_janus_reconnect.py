@@ -16,6 +16,7 @@ import pytest
 from tests.harness.janus import Janus
 from tests.harness.tcpcut import TcpCut
 from tests.support.analyze import read_participant, recording_folders
+from tests.support.ingests import INGESTS
 
 FPS = 30
 
@@ -97,10 +98,12 @@ def _one_discontinuity_each(outputs: dict, who: set[str]) -> None:
         assert info.ended and decoded.decode_errors == 0, (name, decoded.decode_errors)
 
 
-def test_janus_killed_and_restarted_mid_recording(record, own_janus, publisher):
+@INGESTS
+def test_janus_killed_and_restarted_mid_recording(record, own_janus, publisher, ingest):
     j, rid = own_janus, 7701
     j.create_room(rid)
-    run = record(None, room_id=rid, server=j.ws_url, recording={"reconnectSeconds": 30, "maxIdleSeconds": 5})
+    run = record(None, room_id=rid, server=j.ws_url, recording={"reconnectSeconds": 30, "maxIdleSeconds": 5,
+                                                                  **ingest})
     run.wait_event("joined", timeout=30)
     first = {name: publisher(rid, display=name, id=pid, ws=j.ws_url) for name, pid in (("alice", 501), ("bob", 502))}
     _recording(run, 2)

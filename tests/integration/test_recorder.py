@@ -21,12 +21,14 @@ from tests.support.analyze import (
     read_participant,
     recording_folders,
 )
+from tests.support.ingests import INGESTS
 from tests.support.recorder_proc import RecorderRun
 
 FPS = 30
 # spec.recording's segment format (and audio codec): MPEG-TS with AAC (the default), fMP4 with Opus as sent
 FORMATS = pytest.mark.parametrize("fmt", [{}, {"segmentFormat": "fmp4"}], ids=["ts", "fmp4-opus"])
 AUDIO = {"": "aac", "fmp4": "opus"}  # the audio codec each format records by default
+SUBSCRIPTION_SETUP = 0.3  # s: the most of a publisher's start a WebRTC subscription may miss (ICE + DTLS)
 
 
 def _joined(run: RecorderRun) -> dict:
@@ -57,9 +59,10 @@ def _check_playlist_and_files(folder: Path, segment_seconds: float) -> None:
         assert (folder / init).is_file() and "#EXT-X-VERSION:7" in text
 
 
+@INGESTS
 @FORMATS
-def test_two_participants_two_playlists_with_every_frame(record, room, publisher, wait_publishers, fmt):
-    run = record(room, recording={"segmentSeconds": 4, **fmt})
+def test_two_participants_two_playlists_with_every_frame(record, room, publisher, wait_publishers, fmt, ingest):
+    run = record(room, recording={"segmentSeconds": 4, **fmt, **ingest})
     _joined(run)
     alice = publisher(room, display="alice", duration=15)
     bob = publisher(room, display="bob", duration=15)
@@ -70,15 +73,22 @@ def test_two_participants_two_playlists_with_every_frame(record, room, publisher
     outputs = _participant_outputs(run)
     assert sorted(n.rsplit("_", 1)[0] for n in outputs) == ["alice", "bob"]
     manifest = _manifest(run)
+    # A subscription (ingest webrtc) gets media once its ICE and DTLS are up, ~0.05-0.2 s after Janus announces
+    # the publisher (whose first frames are already on their way): what was sent before is not received.
+    setup = SUBSCRIPTION_SETUP * FPS if ingest["ingest"] == "webrtc" else 0
     for name, (info, decoded) in outputs.items():
         who = name.rsplit("_", 1)[0]
         frames_sent = sent[who]["video_frames"]
-        assert abs(decoded.video_frames - frames_sent) <= 0.01 * frames_sent, (who, decoded.video_frames, frames_sent)
+        assert -setup - 0.01 * frames_sent <= decoded.video_frames - frames_sent <= 0.01 * frames_sent, (
+            who, decoded.video_frames, frames_sent)
         assert decoded.decode_errors == 0
         total = sum(d for _, d, _ in info.entries)
-        span = decoded.video_times[-1] - decoded.video_times[0] + 1 / FPS
-        assert abs(total - span) < 0.15, (total, span)
-        assert abs(total - frames_sent / FPS) < 0.3
+        # the playlist lasts as long as the media: both tracks (sound a participant sent after their last picture
+        # is theirs: recorded, and counted in the duration; the last picture stays on screen until it ends)
+        span = (max(decoded.video_times[-1] + 1 / FPS, decoded.audio_spans[-1][1])
+                - min(decoded.video_times[0], decoded.audio_spans[0][0]))
+        assert abs(total - span) < 0.15, (total, span, decoded.video_times[-1], decoded.audio_spans[-1])
+        assert abs(total - frames_sent / FPS) < 0.3 + setup / FPS
         assert abs(decoded.audio_samples / 48000 - total) < 0.3
         _check_playlist_and_files(recording_folders(run.output)[name], 4)
         # full segments are the configured length (cut at keyframes, which Janus asks for every 2 s here)
@@ -98,9 +108,10 @@ def test_two_participants_two_playlists_with_every_frame(record, room, publisher
     assert all(len(p["joins"]) == 1 and p["joins"][0]["leftAt"] for p in manifest["participants"])
 
 
+@INGESTS
 @FORMATS
-def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher, fmt):
-    run = record(room, recording=fmt)
+def test_leave_and_rejoin_continue_the_same_playlist_after_a_discontinuity(record, room, publisher, fmt, ingest):
+    run = record(room, recording={**fmt, **ingest})
     _joined(run)
     p = publisher(room, display="carol", duration=11, leave_at=4, rejoin_at=7, id=4101)  # rejoins with its id
     p.wait(90)
@@ -234,8 +245,9 @@ def test_idle_stop_at_max_idle_seconds(record, room):
     assert status["participants"] == []
 
 
-def test_max_duration_stops_a_busy_room(record, room, publisher):
-    run = record(room, recording={"maxDurationSeconds": 8, "maxIdleSeconds": 60})
+@INGESTS
+def test_max_duration_stops_a_busy_room(record, room, publisher, ingest):
+    run = record(room, recording={"maxDurationSeconds": 8, "maxIdleSeconds": 60, **ingest})
     _joined(run)
     t0 = time.monotonic()
     publisher(room, display="ivy", duration=60)
@@ -246,8 +258,9 @@ def test_max_duration_stops_a_busy_room(record, room, publisher):
     _check_playlist_and_files(folder, 2)
 
 
-def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
-    run = record(room, recording={"maxIdleSeconds": 60})
+@INGESTS
+def test_sigterm_stop_leaves_valid_playlists(record, room, publisher, ingest):
+    run = record(room, recording={"maxIdleSeconds": 60, **ingest})
     _joined(run)
     p = publisher(room, display="heidi", duration=60)
     p.wait_event("published", timeout=60)
@@ -269,9 +282,10 @@ def test_sigterm_stop_leaves_valid_playlists(record, room, publisher):
     assert abs(d.audio_samples / 48000 - total) < 0.15
 
 
-def test_paused_at_start_then_resumed_paused_and_resumed(record, room, publisher):
+@INGESTS
+def test_paused_at_start_then_resumed_paused_and_resumed(record, room, publisher, ingest):
     """spec.paused: no media while paused; each resume continues the playlist after a discontinuity."""
-    run = record(room, recording={"maxIdleSeconds": 5}, paused=True)
+    run = record(room, recording={"maxIdleSeconds": 5, **ingest}, paused=True)
     joined = _joined(run)
     assert joined["status"]["phase"] == "Paused"
     p = publisher(room, display="ivan", duration=60)
@@ -329,7 +343,10 @@ def test_mp4_output_holds_the_media_of_the_playlist(record, room, publisher, fmt
     d = decode_segments([mp4])
     assert d.decode_errors == 0 and d.sizes == {(640, 480)}
     assert abs(d.video_frames - hls.video_frames) <= 2, (d.video_frames, hls.video_frames)
-    assert abs(d.audio_samples - hls.audio_samples) <= 2048, (d.audio_samples, hls.audio_samples)
+    # fMP4: the segments hold up to one silent audio frame more at each edge of each run (2 runs here): a run's
+    # tracks start and end together there (output/fmp4.py); the MP4 keeps the packets as they came
+    padding = 4 * 1024 if fmt else 0
+    assert -2048 <= hls.audio_samples - d.audio_samples <= 2048 + padding, (d.audio_samples, hls.audio_samples)
     with av.open(str(mp4)) as c:
         assert {s.type for s in c.streams} == {"video", "audio"}
         assert c.streams.video[0].codec_context.name == "h264"

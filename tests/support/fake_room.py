@@ -59,7 +59,8 @@ class FakeRoom:
 
 class FakeIngest:
     """Media flows for every forwarded stream (its packet count grows at each look) unless the publisher id is
-    in ``silent``; ``refuse`` maps publisher ids to the ForwardFailed their forwarding raises."""
+    in ``silent``; ``refuse`` maps publisher ids to the ForwardFailed their forwarding raises; ``fail_later``
+    holds (publisher id, ForwardFailed) that ``take_failed`` hands over (the WebRTC ingest's failed connections)."""
 
     def __init__(self):
         self.calls: list[tuple] = []
@@ -67,6 +68,7 @@ class FakeIngest:
         self.refuse: dict[object, BaseException] = {}
         self.silent: set[object] = set()
         self.forwarded: dict[object, dict[str, int]] = {}
+        self.fail_later: list[tuple[object, BaseException]] = []
 
     async def update(self, pub, streams, sink, counts=None) -> None:
         self.calls.append(("update", pub.id, sorted(s.kind for s in streams)))
@@ -91,6 +93,10 @@ class FakeIngest:
 
     def failures(self):
         return list(self.errors)
+
+    def take_failed(self):
+        failed, self.fail_later = self.fail_later, []
+        return failed
 
 
 class Reports:

@@ -172,7 +172,7 @@ def test_schema_details():
     assert _node(s, "spec.room.id")["x-kubernetes-int-or-string"] is True
     assert _node(s, "status.participants.[].id")["x-kubernetes-int-or-string"] is True
     assert _node(s, "spec.recording")["default"] == {}
-    assert _node(s, "spec.recording.ingest")["enum"] == ["forward", "auto"]
+    assert _node(s, "spec.recording.ingest")["enum"] == ["forward", "webrtc", "auto"]
     assert _node(s, "spec.recording.mode")["enum"] == ["individual", "composite", "both"]
     assert _node(s, "spec.recording.composite.layout")["enum"] == ["grid", "speaker"]
     assert _node(s, "spec.recording.outputs")["default"] == ["hls"]

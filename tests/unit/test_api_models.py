@@ -51,6 +51,7 @@ def test_to_dict_is_kubernetes_form():
     assert d["spec"]["room"] == {
         "server": "ws://janus.media.svc:8188",
         "id": 1234,
+        "iceServers": [],
         "displayName": "reel-recorder",
     }
     assert d["spec"]["recording"]["maxIdleSeconds"] == 30
@@ -90,7 +91,7 @@ def test_string_room_id_and_local_storage(tmp_path):
 
 def test_every_problem_is_listed_with_its_path():
     text = MINIMAL.replace("id: 1234", "id: 0").replace("{bucket: recordings}", "{bucket: Bad_Bucket}")
-    text += "  recording: {maxIdleSeconds: 1, ingest: webrtc}\n"
+    text += "  recording: {maxIdleSeconds: 1, ingest: whip}\n"
     with pytest.raises(SessionError) as e:
         load_session(text)
     paths = [p for p, _ in e.value.problems]
@@ -103,7 +104,7 @@ def test_every_problem_is_listed_with_its_path():
     text = str(e.value)
     assert text.startswith('invalid RecordingSession "standup-1125": 4 problems:')
     assert "spec.recording.maxIdleSeconds: should be greater than or equal to 5 (got 1)" in text
-    assert 'spec.recording.ingest: Unsupported value: "webrtc": supported values: "forward", "auto"' in text
+    assert 'spec.recording.ingest: Unsupported value: "whip": supported values: "forward", "webrtc", "auto"' in text
 
 
 @pytest.mark.parametrize(

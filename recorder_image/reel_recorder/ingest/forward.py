@@ -5,7 +5,7 @@ at random in the range (rtp.PortAllocator), owned by the RTP gate (relay.py, gat
 stream, taking packets from Janus's address only (``janus_addr``: the room server's, or REEL_JANUS_MEDIA_ADDRESS
 when Janus sends media from another address) and with the SSRC we asked Janus to use (a random one per stream),
 passing whole frames on to one FFmpeg demuxer thread per stream on a loopback port.
-A WebRTC-subscriber ingest, for rooms where the recorder may not forward, would offer the same methods.
+The WebRTC ingest (webrtc.py), for rooms where the recorder may not forward, offers the same methods.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import av
 
+from reel_api.vocabulary import SkipReason
+
 from ..clock import RecordingClock
 from ..errors import RecorderError
 from ..room.janus import JanusRequestError, JanusRoom
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Payload types we ask Janus to use on the forward leg, so our SDP never depends on the publisher's offer.
 # Which codecs each kind of recording can take is outputs.py's business (plan_streams).
-PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "opus": 111}
+PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "vp9": 101, "av1": 45, "opus": 111}
 FMTP = {"h264": "packetization-mode=1"}
 # The demuxers' ports on loopback, apart from the range Janus sends to (40000-44999: what firewalls and
 # NetworkPolicies see), so that a rule on that range never touches the leg from the gate to FFmpeg.
@@ -43,11 +45,12 @@ FORWARD_ATTEMPTS = 2  # an rtp_forward that timed out is asked once more
 
 class ForwardFailed(Exception):
     """Janus did not forward a publisher's media. ``gone``: they left meanwhile, or the connection to Janus is
-    down (nothing to skip: their Down, or the reconnect, follows); else Janus refused them (``message``)."""
+    down (nothing to skip: their Down, or the reconnect, follows); else Janus refused them (``message``), or
+    (the WebRTC ingest) the connection did not come up: ``reason``, the skipped streams' reason."""
 
-    def __init__(self, message: str, *, gone: bool):
+    def __init__(self, message: str, *, gone: bool, reason: str = SkipReason.FORWARD_FAILED):
         super().__init__(message)
-        self.message, self.gone = message, gone
+        self.message, self.gone, self.reason = message, gone, reason
 
 
 class MediaSink:
@@ -210,6 +213,10 @@ class ForwardIngest:
         await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in orphans))
         for _, fwd in orphans:
             self.ports.release(fwd.port)
+
+    def take_failed(self) -> list[tuple[object, ForwardFailed]]:
+        """Participants whose media failed after ``update`` (the WebRTC ingest's connections): never here."""
+        return []
 
     def failures(self) -> list[BaseException]:
         return [f.reader.error for fs in self._streams.values() for f in fs.values() if f.reader.error]

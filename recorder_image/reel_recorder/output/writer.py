@@ -33,7 +33,7 @@ import av
 
 from ..errors import DISK_FULL, RecorderError
 from ..layout import init_name, segment_name
-from ..media import h264
+from ..media import av1, h264, vp9
 from .audio import RATE
 from .fmp4 import Fmp4Segment, InitSegment, write_init
 from .formats import TS_AAC, SegmentFormat
@@ -42,7 +42,8 @@ from .ts import TsSegment
 
 log = logging.getLogger(__name__)
 
-VIDEO_TB = Fraction(1, 90000)
+VIDEO_RATE = 90000
+VIDEO_TB = Fraction(1, VIDEO_RATE)
 AUDIO_TB = Fraction(1, RATE)
 EARLY_CUT = 0.25  # a keyframe this close before the target duration may start the next segment
 KEYFRAME_LEAD = 0.15  # ask for a keyframe this long before the segment reaches its target
@@ -96,11 +97,13 @@ class ParticipantWriter:
         spool_gate: SpoolGate | None = None,
         audio_transcoder: Callable | None = None,
         segment_format: SegmentFormat | None = None,
+        video_codec: str = "h264",
     ):
         """``segment_format``: TS with AAC by default (output/formats.py). ``audio_transcoder`` makes what turns
         the audio packets given to ``audio`` into the segments' audio (one per run; same members as
         ``OpusToAac``): by default the format's (Opus from the ingest → AAC, or Opus copied); the composite's AAC
-        passes through (composite/encoder.py)."""
+        passes through (composite/encoder.py). ``video_codec``: h264 (copied, cut at IDRs with parameter sets), or
+        vp9/av1 (fMP4 only: outputs.plan_streams; cut at keyframes, a new init segment at a new picture size)."""
         self.folder = folder
         self.dir = spool / folder
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,8 @@ class ParticipantWriter:
         self.request_keyframe = request_keyframe or (lambda: None)
         self.expect_audio = expect_audio
         self.expect_video = expect_video
+        self.video_codec = video_codec
+        self._sequence_header = b""  # AV1: the run's
         self._lock = threading.Lock()
         self._seg: TsSegment | Fmp4Segment | None = None
         self._index = first_index  # a resumed recording continues the numbering of its earlier runs
@@ -129,7 +134,8 @@ class ParticipantWriter:
         self._drop_start: float | None = None  # media time the segment we would be writing began
         self._drop_last: float | None = None  # media time of the last dropped packet
         self.mp4 = ParticipantMp4(self.dir / "recording.mp4", audio_template=self._transcoder.template,
-                                  expect_video=expect_video, expect_audio=expect_audio) if mp4 else None
+                                  expect_video=expect_video, expect_audio=expect_audio,
+                                  video_codec=video_codec) if mp4 else None
         self.on_mp4 = on_mp4
         self.closed = False
 
@@ -143,7 +149,9 @@ class ParticipantWriter:
                 return
             key = packet.is_keyframe and h264.is_idr(data)
             new_sets = False
-            if key:
+            if self.video_codec != "h264":
+                key, new_sets = self._keyframe_without_sets(data)
+            elif key:
                 sets = h264.parameter_sets(data)
                 if sets:
                     new_sets = sets != self._parameter_sets
@@ -173,7 +181,7 @@ class ParticipantWriter:
                 self._last_video_dur = min(max(t - self._last_video_t, 1 / 120), 0.5)
             self._last_video_t = t
             out = av.Packet(data)
-            out.pts = out.dts = round(t / VIDEO_TB)
+            out.pts = out.dts = round(t * VIDEO_RATE)
             out.time_base = VIDEO_TB
             if key:
                 out.is_keyframe = True
@@ -187,7 +195,7 @@ class ParticipantWriter:
                 return
             encoded = self._transcoder.encode(packet, t)
             for p in encoded:
-                pt = float(p.pts * AUDIO_TB)
+                pt = p.pts / RATE  # = float(pts * AUDIO_TB), without a Fraction per packet
                 if self._seg is None and self.expect_video and not self._video_started:
                     self._audio_wait.append((p, pt))
                     if pt - self._audio_wait[0][1] < self.format.video_wait:
@@ -237,6 +245,24 @@ class ParticipantWriter:
                       and t - self._last_video_t < VIDEO_STALL)
         return not video_live and elapsed >= self.segment_seconds
 
+    def _keyframe_without_sets(self, data: bytes) -> tuple[bool, bool]:
+        """VP9, AV1: (a keyframe, that needs a new init segment: another picture size, another AV1 sequence
+        header)."""
+        if self.video_codec == "av1":
+            header = av1.sequence_header(data)
+            if header is None:
+                return False, False
+            changed, self._sequence_header = header != self._sequence_header, header
+            if changed:
+                self._picture = picture_size(data, "av1")
+            return True, changed
+        if not vp9.is_keyframe(data):
+            return False, False
+        size = vp9.picture_size(data)
+        changed = size != self._picture
+        self._picture = size
+        return True, changed
+
     def _new_init_needed(self) -> bool:
         """fMP4: new parameter sets start a segment (its init segment states them)."""
         return self.format.needs_init and self._seg is not None and self._seg.video is not None
@@ -263,7 +289,7 @@ class ParticipantWriter:
             log.warning("%s: the spool is full: not recording until uploads make room", self.folder)
             self._dropping = True
             if self._seg is not None:
-                self._cut(t)
+                self._cut(t, run_end=True)
             self._audio_wait = []
             self._carry = []
             self._transcoder = self._new_transcoder()  # what the encoder holds is dropped with the rest
@@ -295,6 +321,8 @@ class ParticipantWriter:
             has_video=self._video_started, has_audio=self.expect_audio,
             audio_template=self._transcoder.template, discontinuity=self._pending_discontinuity,
             picture=self._picture, parameter_sets=self._parameter_sets,
+            run_start=self._init is None,  # fMP4: the run's tracks start together (output/fmp4.py)
+            video_codec=self.video_codec,
         )
         self._pending_discontinuity = False
         self._index += 1
@@ -326,10 +354,10 @@ class ParticipantWriter:
         for p, pt in held:
             self._write_audio(p, pt)
 
-    def _cut(self, t: float) -> None:
+    def _cut(self, t: float, run_end: bool = False) -> None:
         seg = self._seg
         seg.end = max(t, seg.start)  # the next segment starts here: durations tile the timeline
-        self._close_segment()
+        self._close_segment(run_end)
 
     def _finish_run(self, final: bool = False) -> None:
         # Drain the AAC encoder completely: what it holds belongs to this run, not to the next one.
@@ -342,17 +370,17 @@ class ParticipantWriter:
             self._release_audio_wait()
             for p, pt in tail:
                 self._write_audio(p, pt)
-            self._close_segment()
+            self._close_segment(run_end=True)
         self._video_started = False
         self._last_video_t = None
         self._init = None  # the next run gets its own init segment
         self._carry = []
 
-    def _close_segment(self) -> None:
+    def _close_segment(self, run_end: bool = False) -> None:
         seg, self._seg = self._seg, None
         init = None
         try:
-            seg.close(seg.end)
+            seg.close(seg.end, run_end=run_end)  # fMP4: the run's tracks end together (output/fmp4.py)
             self._carry = list(getattr(seg, "leftover", ()))
             init = self._init_for(seg)
         except OSError as err:

@@ -1,8 +1,10 @@
 """The room's credentials: from a mounted Secret (one file per key), else from the settings (environment).
 
 Keys (the Secret named by ``spec.room.credentialsSecretRef``): ``pin`` (join the room), ``secret`` (the room
-secret, for forwarding), ``adminKey`` (when Janus locks forwarding), ``token`` (Janus API token). A file in the
-folder wins over the variable (REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN: settings.py).
+secret, for forwarding), ``adminKey`` (when Janus locks forwarding), ``token`` (Janus API token),
+``turnUsername`` and ``turnCredential`` (ingest webrtc: for the TURN servers of ``spec.room.iceServers``). A file
+in the folder wins over the variable (REEL_ROOM_PIN, REEL_ROOM_SECRET, REEL_ROOM_ADMIN_KEY, REEL_ROOM_TOKEN,
+REEL_ROOM_TURN_USERNAME, REEL_ROOM_TURN_CREDENTIAL: settings.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 #: Secret key -> RoomCredentials field
-SECRET_KEYS = {"pin": "pin", "secret": "secret", "adminKey": "admin_key", "token": "token"}
+SECRET_KEYS = {"pin": "pin", "secret": "secret", "adminKey": "admin_key", "token": "token",
+               "turnUsername": "turn_username", "turnCredential": "turn_credential"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,8 @@ class RoomCredentials:
     secret: str | None = None
     admin_key: str | None = None
     token: str | None = None
+    turn_username: str | None = None
+    turn_credential: str | None = None
 
 
 def room_credentials(folder: str | None, fallback: RoomCredentials = RoomCredentials()) -> RoomCredentials:

@@ -1,7 +1,9 @@
 """A small client for the Janus WebSocket API and its VideoRoom plugin: what the recorder needs.
 
 One WebSocket, one Janus session, one plugin handle joined to the room as a publisher that never publishes
-(that is how presence events arrive), plus the synchronous VideoRoom requests for RTP forwarding.
+(that is how presence events arrive), plus the synchronous VideoRoom requests for RTP forwarding, and subscriber
+handles of the same session for the WebRTC ingest (``subscribe``/``start_subscription``/``detach``: they die with
+the session, so a reconnect subscribes afresh).
 
 Two keepalives, for two different things:
 
@@ -194,7 +196,9 @@ class JanusRoom:
                     fut.set_result(msg)
                 elif msg.get("janus") == "event" and msg.get("sender") == self._handle:
                     await self.events.put(msg.get("plugindata", {}).get("data", {}))
-                elif msg.get("janus") in ("timeout", "detached"):
+                elif msg.get("janus") == "timeout" or (msg.get("janus") == "detached" and
+                                                        msg.get("sender") in (None, self._handle)):
+                    # (a subscriber handle of the WebRTC ingest being detached is not the end of the session)
                     log.warning("Janus ended the session: %s", msg)
                     self.error = f"Janus ended the session ({msg.get('janus')})"
                     break
@@ -248,6 +252,42 @@ class JanusRoom:
                                     " forwarding, its admin key)") from err
             raise
         return data.get("forwarders", [])
+
+    async def subscribe(self, feed, mids: list[str], *, pin: str | None = None) -> tuple[int, dict, dict[str, str]]:
+        """A subscriber handle of our own for ``mids`` of publisher ``feed`` (the WebRTC ingest, ingest/webrtc.py):
+        attached on this session, joined as ptype subscriber; returns (handle id, Janus's JSEP offer, the offer's
+        mids -> the publisher's: Janus numbers a subscription's streams afresh). Detach it with ``detach`` (also
+        when anything after this fails). Raises JanusRequestError."""
+        reply = await self._request({"janus": "attach", "plugin": VIDEOROOM})
+        handle = reply["data"]["id"]
+        body: dict[str, Any] = {"request": "join", "ptype": "subscriber", "room": self.room,
+                                "streams": [{"feed": feed, "mid": mid} for mid in mids]}
+        if pin:
+            body["pin"] = pin
+        try:
+            reply = await self._request({"janus": "message", "handle_id": handle, "body": body}, wait_event=True)
+        except BaseException:
+            await self.detach(handle)
+            raise
+        jsep = reply.get("jsep")
+        if not jsep or jsep.get("type") != "offer":
+            await self.detach(handle)
+            raise JanusRequestError(None, f"Janus's answer to the subscription has no offer: {reply}")
+        streams = reply.get("plugindata", {}).get("data", {}).get("streams") or []
+        feed_mids = {str(st["mid"]): str(st["feed_mid"]) for st in streams if "mid" in st and "feed_mid" in st}
+        return handle, jsep, feed_mids
+
+    async def start_subscription(self, handle: int, answer_sdp: str) -> None:
+        """Our SDP answer to a subscription's offer (``subscribe``): Janus starts sending (ICE, DTLS, SRTP)."""
+        await self._request({"janus": "message", "handle_id": handle, "body": {"request": "start"},
+                             "jsep": {"type": "answer", "sdp": answer_sdp}}, wait_event=True)
+
+    async def detach(self, handle: int) -> None:
+        """Leave and detach a subscriber handle; harmless when it (or the connection) is already gone."""
+        if self._ws is None or self.closed.is_set():
+            return
+        with contextlib.suppress(JanusRequestError, TimeoutError, websockets.ConnectionClosed):
+            await self._request({"janus": "detach", "handle_id": handle})
 
     async def stop_rtp_forward(self, publisher_id, stream_id: int, *, secret: str | None,
                                admin_key: str | None) -> None:
