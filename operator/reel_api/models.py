@@ -457,10 +457,12 @@ class Room(ApiModel):
         "secret (the room secret), adminKey (to forward media), token (Janus API token), turnUsername and "
         "turnCredential (for the TURN servers of iceServers).",
     )
-    ice_servers: Annotated[list[IceServerUrl], AfterValidator(_unique)] = Field(
-        default_factory=list,
+    # No default (None, not []): a session stored under the previous CRD keeps its spec as it was when the CRD is
+    # upgraded (a schema default would add the field to every stored object: test_chart_upgrade).
+    ice_servers: Annotated[list[IceServerUrl], AfterValidator(_unique)] | None = Field(
+        default=None,
         max_length=8,
-        json_schema_extra={"default": [], "x-kubernetes-list-type": "set"},
+        json_schema_extra={"x-kubernetes-list-type": "set"},
         description="ingest webrtc: STUN/TURN servers the recorder may use (stun:, turn: or turns: URLs); a TURN "
         "server's username and credential come from the keys turnUsername and turnCredential of the room "
         "credentials Secret. Empty (the default): host candidates only.",

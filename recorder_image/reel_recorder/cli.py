@@ -145,7 +145,7 @@ def make_ingest(session: Session, room: JanusRoom, args, settings: Settings, cre
     chosen = choose_ingest(session.spec.recording.ingest, credentials)
     log.info("ingest: %s (spec.recording.ingest: %s)", chosen, session.spec.recording.ingest)
     if chosen == WEBRTC:
-        return webrtc_ingest(room, settings, credentials, clock, session.spec.room.ice_servers)
+        return webrtc_ingest(room, settings, credentials, clock, session.spec.room.ice_servers or ())
     return forward_ingest(room, args, credentials, clock)
 
 

@@ -42,7 +42,7 @@ class Room:
     server: str
     id: int | str
     credentials_secret_ref: SecretRef | None
-    ice_servers: tuple[str, ...]
+    ice_servers: tuple[str, ...] | None  # None: not given (host candidates only)
     display_name: str
 
 

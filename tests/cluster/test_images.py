@@ -122,8 +122,10 @@ def test_image_user_filesystem_and_contents(kube, images, restricted_ns, which):
     assert not facts["modules"]["pip"] and not facts["modules"]["setuptools"], facts
     mods = facts["modules"]
     if which == "recorder":
-        assert mods["av"] and mods["boto3"] and mods["websockets"] and mods["reel_recorder"] and mods["reel_api"]
-        assert not mods["aiortc"] and not mods["kopf"] and not mods["kubernetes"] and not mods["reel_operator"], mods
+        # aiortc: the WebRTC ingest (spec.recording.ingest webrtc|auto), imported only when that ingest is used
+        assert (mods["av"] and mods["boto3"] and mods["websockets"] and mods["aiortc"] and mods["reel_recorder"]
+                and mods["reel_api"]), mods
+        assert not mods["kopf"] and not mods["kubernetes"] and not mods["reel_operator"], mods
     else:
         assert mods["kopf"] and mods["kubernetes"] and mods["reel_operator"] and mods["reel_api"], mods
         assert not mods["av"] and not mods["boto3"] and not mods["aiortc"] and not mods["reel_recorder"], mods

@@ -51,7 +51,6 @@ def test_to_dict_is_kubernetes_form():
     assert d["spec"]["room"] == {
         "server": "ws://janus.media.svc:8188",
         "id": 1234,
-        "iceServers": [],
         "displayName": "reel-recorder",
     }
     assert d["spec"]["recording"]["maxIdleSeconds"] == 30
