@@ -10,10 +10,9 @@ where it saturates. Memory: the recorder's RSS and PSS (/proc/PID/smaps_rollup) 
         [--segment-format ts,fmp4] [--ingest forward,webrtc]
         [--tree before=/tmp/reel-before --tree after=.]
 
-``--store s3`` uploads to a MinIO process (as in a pod) instead of writing a local folder. The recorder image has
-no pyOpenSSL (aiortc brings it into the dev environment, and botocore imports it when present, ~9 MiB) and
-trims botocore's data (recorder_image/trim_botocore.py): the benchmark does both for the recorder it runs, so
-the RSS is what the image would use.
+``--store s3`` uploads to a MinIO process (as in a pod) instead of writing a local folder. The recorder image
+trims botocore's data (recorder_image/trim_botocore.py): the benchmark does the same for the recorder it runs, so
+the RSS is what the image would use (botocore does not load pyOpenSSL: storage/s3.py).
 
 ``--tree LABEL=DIR`` (repeatable) runs the recorder from another checkout of the repository (DIR holds
 ``recorder_image/`` and ``operator/``, e.g. ``git archive HEAD recorder_image operator | tar -x -C DIR``): the
@@ -80,20 +79,15 @@ def rollup_kib(pid: int) -> dict[str, int]:
     return out
 
 
-def image_like_env(workdir: Path, tree: Path, ingest: str = "forward") -> dict:
-    """As in the recorder image: pyOpenSSL not loaded (an ``OpenSSL`` package that cannot be imported; the
-    recorder keeps botocore from loading it, storage/s3.py; the WebRTC ingest needs it, aiortc's DTLS)
-    and botocore's data trimmed by recorder_image/trim_botocore.py (through AWS_DATA_PATH); the recorder's code
-    from ``tree``."""
-    stub = workdir / ("no-pyopenssl" if ingest != "webrtc" else "with-pyopenssl") / "OpenSSL"
-    if ingest != "webrtc":
-        stub.mkdir(parents=True, exist_ok=True)
-        (stub / "__init__.py").write_text('raise ImportError("pyOpenSSL is not in the recorder image")\n')
+def image_like_env(workdir: Path, tree: Path) -> dict:
+    """As in the recorder image: botocore's data trimmed by recorder_image/trim_botocore.py (through
+    AWS_DATA_PATH); the recorder's code from ``tree``. (pyOpenSSL is in the image, for aiortc; storage/s3.py keeps
+    botocore from loading it, as here.)"""
     data = workdir / "aws-data"
     if not data.is_dir():
         subprocess.run([sys.executable, str(REPO / "recorder_image" / "trim_botocore.py"), "--out", str(data)],
                        check=True, capture_output=True)
-    path = [str(stub.parent), str(tree / "recorder_image"), str(tree / "operator"), str(REPO)]
+    path = [str(tree / "recorder_image"), str(tree / "operator"), str(REPO)]
     return {"PYTHONPATH": os.pathsep.join(path), "AWS_DATA_PATH": str(data)}
 
 
@@ -101,7 +95,7 @@ def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path
             label: str = "current", tree: Path = REPO, room: int = 7000, env: dict | None = None,
             segment_format: str = "ts", ingest: str = "forward") -> dict:
     janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=16, bitrate=500000)
-    env = {"REEL_ROOM_ADMIN_KEY": janus.admin_key, **image_like_env(workdir, tree, ingest), **(env or {})}
+    env = {"REEL_ROOM_ADMIN_KEY": janus.admin_key, **image_like_env(workdir, tree), **(env or {})}
     run_dir = workdir / f"{label}-n{n}-{room}"
     extra, storage = [], None
     if store is not None:
