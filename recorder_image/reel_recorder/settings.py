@@ -94,25 +94,28 @@ class Settings:
             if not namespace or not name or "/" in name:
                 raise SettingsError(f"REEL_STATUS_TARGET must be namespace/name, got {get('REEL_STATUS_TARGET')!r}")
             target = (namespace, name)
-        poll = get("REEL_SPEC_POLL_SECONDS") or "2"
-        try:
-            poll_seconds = float(poll)
-        except ValueError:
-            poll_seconds = -1.0
-        if not poll_seconds > 0:
-            raise SettingsError(f"REEL_SPEC_POLL_SECONDS={poll!r}: must be a positive number of seconds")
-        liveness_port = None
-        if get("REEL_LIVENESS_PORT"):
-            raw = get("REEL_LIVENESS_PORT")
-            liveness_port = int(raw) if raw.isdigit() else 0
-            if not 1 <= liveness_port <= 65535:
-                raise SettingsError(f"REEL_LIVENESS_PORT={raw!r}: must be a TCP port (1-65535)")
-        metrics_port = None
-        if get("REEL_METRICS_PORT"):
-            raw = get("REEL_METRICS_PORT")
-            metrics_port = int(raw) if raw.isdigit() else 0
-            if not 1 <= metrics_port <= 65535:
-                raise SettingsError(f"REEL_METRICS_PORT={raw!r}: must be a TCP port (1-65535)")
+        def seconds(name: str, default: str) -> float:
+            raw = get(name) or default
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not value > 0:
+                raise SettingsError(f"{name}={raw!r}: must be a positive number of seconds")
+            return value
+
+        def port(name: str) -> int | None:
+            raw = get(name)
+            if raw is None:
+                return None
+            value = int(raw) if raw.isdigit() else 0
+            if not 1 <= value <= 65535:
+                raise SettingsError(f"{name}={raw!r}: must be a TCP port (1-65535)")
+            return value
+
+        poll_seconds = seconds("REEL_SPEC_POLL_SECONDS", "2")
+        liveness_port = port("REEL_LIVENESS_PORT")
+        metrics_port = port("REEL_METRICS_PORT")
         level = (get("REEL_LOG_LEVEL") or "INFO").upper()
         if level not in LOG_LEVELS:
             raise SettingsError(f"REEL_LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
@@ -131,13 +134,7 @@ class Settings:
                 spool_limit = parse_size(get("REEL_SPOOL_LIMIT"))
             except ValueError as err:
                 raise SettingsError(f"REEL_SPOOL_LIMIT: {err}") from None
-        connect = get("REEL_WEBRTC_CONNECT_SECONDS") or "10"
-        try:
-            connect_seconds = float(connect)
-        except ValueError:
-            connect_seconds = -1.0
-        if not connect_seconds > 0:
-            raise SettingsError(f"REEL_WEBRTC_CONNECT_SECONDS={connect!r}: must be a positive number of seconds")
+        connect_seconds = seconds("REEL_WEBRTC_CONNECT_SECONDS", "10")
         return cls(
             webrtc_connect_seconds=connect_seconds,
             resume=resume,
