@@ -190,11 +190,7 @@ def main() -> None:
     results = []
     try:
         kit.helm_install("reel", ns)
-        server = kit.deploy_janus(ns, ROOMS)
-        endpoint = kit.deploy_minio(ns)
-        kit.wait_deployment(ns, "janus")
-        kit.wait_deployment(ns, "minio")
-        kit.create_bucket(ns, "recordings")
+        server, endpoint = kit.deploy_room_and_store(ns, ROOMS)
         rooms = iter(ROOMS)
         for n in (int(x) for x in args.counts.split(",")):
             for label, image in images:

@@ -46,11 +46,7 @@ def main() -> int:
     say("helm install reel ./charts/reel (operator from localhost/reel-operator:dev)")
     kit.helm_install("reel", NS)
     say(f"Janus room server with room {ROOM}, MinIO with bucket 'recordings'")
-    server = kit.deploy_janus(NS, [ROOM])
-    endpoint = kit.deploy_minio(NS)
-    kit.wait_deployment(NS, "janus")
-    kit.wait_deployment(NS, "minio")
-    kit.create_bucket(NS, "recordings")
+    server, endpoint = kit.deploy_room_and_store(NS, [ROOM])
 
     say("two participants join (aiortc: synthetic 640x480 video + tone)")
     pubs = [kit.start_publisher(NS, who, ROOM, args.seconds + 60) for who in ("alice", "bob")]

@@ -76,11 +76,7 @@ def env(kit, images, crds, request) -> Env:
     ns = kit.create_namespace()
     try:
         kit.helm_install("reel", ns)
-        server = kit.deploy_janus(ns, ROOMS)
-        endpoint = kit.deploy_minio(ns)
-        kit.wait_deployment(ns, "janus")
-        kit.wait_deployment(ns, "minio")
-        kit.create_bucket(ns, "recordings")
+        server, endpoint = kit.deploy_room_and_store(ns, ROOMS)
         yield Env(kit, ns, server, endpoint)
     finally:
         failed = getattr(getattr(request.node, "rep_call", None), "failed", True)

@@ -158,6 +158,15 @@ class Kit:
         self.apply(ns, secret("s3", {"AWS_ACCESS_KEY_ID": user, "AWS_SECRET_ACCESS_KEY": password}))
         return f"http://{name}.{ns}.svc.cluster.local:9000"
 
+    def deploy_room_and_store(self, ns: str, rooms: list[int], bucket: str = "recordings") -> tuple[str, str]:
+        """Janus with ``rooms`` and a MinIO with ``bucket``, both ready; returns (Janus URL, MinIO endpoint)."""
+        server = self.deploy_janus(ns, rooms)
+        endpoint = self.deploy_minio(ns)
+        self.wait_deployment(ns, "janus")
+        self.wait_deployment(ns, "minio")
+        self.create_bucket(ns, bucket)
+        return server, endpoint
+
     @contextlib.contextmanager
     def port_forward(self, ns: str, target: str, port: int):
         """``kubectl port-forward`` to a local port on 127.0.0.1; yields the local port."""

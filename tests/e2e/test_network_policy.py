@@ -61,11 +61,7 @@ def guarded(kit, images, crds, enforced, request):
             "roomServers": [{"podSelector": {"matchLabels": {"app": "janus"}}}],
             "stores": [{"podSelector": {"matchLabels": {"app": "minio"}}}],
             "storePorts": [{"port": 9000, "protocol": "TCP"}]}})
-        server = kit.deploy_janus(ns, [ROOM])
-        endpoint = kit.deploy_minio(ns)
-        kit.wait_deployment(ns, "janus")
-        kit.wait_deployment(ns, "minio")
-        kit.create_bucket(ns, "recordings")
+        server, endpoint = kit.deploy_room_and_store(ns, [ROOM])
         yield ns, server, endpoint
     finally:
         if getattr(getattr(request.node, "rep_call", None), "failed", True):
