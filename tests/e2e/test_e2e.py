@@ -77,20 +77,27 @@ def _no_recorder_pod(kit, ns, name, timeout=120):
     wait_for(lambda: not kit.recorder_pods(ns, name), timeout, f"recorder pod of {name} gone")
 
 
-def test_two_participants_stop_with_spec_stop(env, tmp_path):
+def _record_alice_and_bob(env, name: str, spec: dict) -> str | None:
+    """Session ``name`` of ``spec`` (room 1001) records alice and bob for 12 s; the recorder's VmRSS (kB) then,
+    None when it could not be read."""
     kit, ns = env.kit, env.ns
-    watch = PhaseWatch(kit, ns, "standup")
-    kit.create_session(ns, "standup", session_spec(env.server, 1001, endpoint=env.endpoint,
-                                                   recording={"outputs": ["hls", "mp4"]}))
+    kit.create_session(ns, name, spec)
     pubs = [kit.start_publisher(ns, who, 1001) for who in ("alice", "bob")]
     for p in pubs:
         kit.wait_published(ns, p)
-    wait_for(lambda: (kit.session(ns, "standup").get("status") or {}).get("activeParticipants") == 2, 120,
+    wait_for(lambda: (kit.session(ns, name).get("status") or {}).get("activeParticipants") == 2, 120,
              "two participants recorded")
     time.sleep(12)
-    pod = kit.recorder_pods(ns, "standup")[0].metadata.name
+    pod = kit.recorder_pods(ns, name)[0].metadata.name
     proc = kit.kubectl("exec", "-n", ns, pod, "--", "cat", "/proc/1/status", check=False).stdout
-    rss = next((line.split()[1] for line in proc.splitlines() if line.startswith("VmRSS:")), None)
+    return next((line.split()[1] for line in proc.splitlines() if line.startswith("VmRSS:")), None)
+
+
+def test_two_participants_stop_with_spec_stop(env, tmp_path):
+    kit, ns = env.kit, env.ns
+    watch = PhaseWatch(kit, ns, "standup")
+    rss = _record_alice_and_bob(env, "standup", session_spec(env.server, 1001, endpoint=env.endpoint,
+                                                             recording={"outputs": ["hls", "mp4"]}))
     t0 = time.monotonic()
     kit.stop_session(ns, "standup")
     obj = kit.wait_phase(ns, "standup", TERMINAL, 240)

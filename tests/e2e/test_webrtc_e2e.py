@@ -4,26 +4,15 @@ participants. The room has a secret (the Janus pod's rooms do), so forwarding wi
 
 from __future__ import annotations
 
-import time
-
-from .kit import session_spec, wait_for
-from .test_e2e import TERMINAL, _check_recording
+from .kit import session_spec
+from .test_e2e import TERMINAL, _check_recording, _record_alice_and_bob
 
 
 def test_webrtc_ingest_without_room_credentials_records_two_participants(env, tmp_path):
     kit, ns = env.kit, env.ns
     spec = session_spec(env.server, 1001, endpoint=env.endpoint, recording={"ingest": "webrtc"})
     del spec["room"]["credentialsSecretRef"]
-    kit.create_session(ns, "subscribed", spec)
-    pubs = [kit.start_publisher(ns, who, 1001) for who in ("alice", "bob")]
-    for p in pubs:
-        kit.wait_published(ns, p)
-    wait_for(lambda: (kit.session(ns, "subscribed").get("status") or {}).get("activeParticipants") == 2, 120,
-             "two participants recorded")
-    time.sleep(12)
-    pod = kit.recorder_pods(ns, "subscribed")[0].metadata.name
-    proc = kit.kubectl("exec", "-n", ns, pod, "--", "cat", "/proc/1/status", check=False).stdout
-    rss = next((line.split()[1] for line in proc.splitlines() if line.startswith("VmRSS:")), None)
+    rss = _record_alice_and_bob(env, "subscribed", spec)
     kit.stop_session(ns, "subscribed")
     status = kit.wait_phase(ns, "subscribed", TERMINAL, 240)["status"]
     assert status["phase"] == "Completed" and status["stopReason"] == "Requested", status
