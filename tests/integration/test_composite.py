@@ -310,7 +310,12 @@ def test_a_join_and_a_leave_reflow_the_layout_within_a_second(record, room, publ
           f"({(first_two - seen_join) * 1000:.0f} ms after the manifest's joinedAt), his picture after "
           f"{(green - join) * 1000:.0f} ms; leave at {leave:.3f} s: layout changed after "
           f"{(back - leave) * 1000:.0f} ms ({(back - seen_leave) * 1000:.0f} ms after the manifest's leftAt)")
-    assert 0 <= first_two - join <= 1.0 and 0 <= back - leave <= 1.0, (first_two - join, back - leave)
+    # Janus tells the publisher (webrtcup) and the room (a publishers event) at the same moment, and either process
+    # may read it first: the layout may not change before the earlier of the two, nor later than a second after
+    # the publisher's own view.  (The CI run of 2026-12-01 saw the recorder's joinedAt 15 ms before "published".)
+    joined = min(join, seen_join)
+    assert first_two >= joined and first_two - join <= 1.0 and 0 <= back - leave <= 1.0, (
+        first_two - joined, first_two - join, back - leave)
     # the manifest's times are the recorder's: it notes the leave once that participant's ingest has stopped
     # (~0.7 s after the leave), the composite reflows before that
     assert -0.1 <= first_two - seen_join <= 1.0 and back - seen_leave <= 1.0, (first_two - seen_join,
