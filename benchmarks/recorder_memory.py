@@ -14,10 +14,14 @@ every few seconds:
   node carries FFmpeg's and Python's pages, later ones on the same node may not);
 - the recorder process itself (``/proc/1/smaps_rollup``: RSS, PSS, anonymous; ``/proc/1/status``: threads).
 
-Each figure is the largest of the window's samples (and the last one, for the working set).
+Each figure is the largest of the window's samples (and the last one, for the working set). ``--warm-up`` first runs
+each image once in a pod that imports what a recorder pod imports, so each is measured as a node's second recorder
+pod: the first one of an image on a node is charged for the image's file pages it is the first to read (11-60 MiB
+more, varying with the node's page cache), which is not the recorder's doing. ``--raw DIR`` keeps each run's last
+sample whole, the process's memory per mapped file and its largest anonymous mappings.
 
     REEL_CLUSTER=h3 python3 benchmarks/recorder_memory.py [--counts 2,6] [--window 30]
-        [--image LABEL=IMAGE ...] [--no-build] [--kubeconfig PATH] [--json FILE]
+        [--image LABEL=IMAGE ...] [--no-build] [--kubeconfig PATH] [--json FILE] [--raw DIR] [--warm-up]
 
 ``--image`` (repeatable; default ``current`` = ``$RECORDER_IMAGE`` or ``localhost/reel-recorder:dev``): the
 recorder images take turns at each count (the chart upgraded between them). Images other than the default one
@@ -56,6 +60,13 @@ CGROUP_READ = (  # cgroup v1 or v2, then the process: one exec, sections split b
     "cd /sys/fs/cgroup; if [ -f memory/memory.usage_in_bytes ]; then echo v1; cat memory/memory.usage_in_bytes;"
     " cat memory/memory.stat; else echo v2; cat memory.current; cat memory.stat; fi;"
     " echo @@; cat /proc/1/smaps_rollup; echo @@; cat /proc/1/status")
+#: --warm-up: what a recorder pod imports (its first stage: the session validated with reel_api's pydantic models;
+#: then the recorder, the forward ingest, an S3 store, the pod's status and metrics)
+WARM_UP = ("import reel_api.loader, reel_recorder.cli, reel_recorder.ingest.forward, reel_recorder.k8s_status, "
+           "reel_recorder.metrics; "
+           "from reel_recorder.storage import S3Store; S3Store('b', endpoint_url='http://127.0.0.1:9', credentials="
+           "{'AWS_ACCESS_KEY_ID': 'a', 'AWS_SECRET_ACCESS_KEY': 'b'})")
+RAW_READ = "cat /proc/1/smaps; echo @@; ls -la /var/spool/reel; du -sk /var/spool/reel"  # --raw: at the window's end
 
 
 def kubeconfig(arg: str | None) -> Path:
@@ -112,8 +123,28 @@ def kubelet_summary(kit, node: str, ns: str, pod: str, container: str) -> dict:
     return {}
 
 
+def smaps_by_file(text: str) -> tuple[dict[str, dict[str, float]], list[tuple[float, float, str]]]:
+    """``/proc/PID/smaps`` summed per mapped file (``[anon]`` for anonymous mappings, ``[heap]``, ``[stack]``...):
+    Rss and Anonymous, MiB; and the anonymous mappings one by one (Rss, size MiB, address range), largest first."""
+    out: dict[str, dict[str, float]] = {}
+    anon: list[tuple[float, float, str]] = []
+    name, where, size = "[anon]", "", 0.0
+    for line in text.splitlines():
+        head = line.split()
+        if head and "-" in head[0] and ":" not in head[0]:
+            name, where = (head[5] if len(head) > 5 else "[anon]"), head[0]
+        elif head and head[0] == "Size:":
+            size = int(head[1]) / 1024
+        elif head and head[0] in ("Rss:", "Anonymous:"):
+            entry = out.setdefault(name, {"Rss": 0.0, "Anonymous": 0.0})
+            entry[head[0][:-1]] += int(head[1]) / 1024
+            if head[0] == "Rss:" and name == "[anon]":
+                anon.append((int(head[1]) / 1024, size, where))
+    return out, sorted(anon, reverse=True)
+
+
 def run_one(kit, ns: str, server: str, endpoint: str, n: int, room: int, label: str, image: str,
-            window: float) -> dict:
+            window: float, raw_dir: Path | None = None) -> dict:
     from tests.e2e.kit import session_spec
     from tests.support.waiting import wait_for
 
@@ -135,18 +166,30 @@ def run_one(kit, ns: str, server: str, endpoint: str, n: int, room: int, label: 
         container = pod.spec.containers[0].name
         time.sleep(10)  # forwards set up, first segments cut and uploaded
         print(f"[bench] {label} n={n} pod {pod_name}: window of {window:.0f} s starts", file=sys.stderr, flush=True)
-        samples, kubelet = [], []
+        samples, kubelet, r_last = [], [], None
         end = time.monotonic() + window
         while True:
             r = kit.kubectl("exec", "-n", ns, pod_name, "-c", container, "--", "sh", "-c", CGROUP_READ, check=False)
             if r.returncode == 0:
                 samples.append(parse_cgroup(r.stdout))
+                r_last = r.stdout
             k = kubelet_summary(kit, node, ns, pod_name, container)
             if k:
                 kubelet.append(k)
             if time.monotonic() >= end:
                 break
             time.sleep(SAMPLE_EVERY)
+        if raw_dir:  # the last sample whole, the process's mappings per file and the spool
+            r = kit.kubectl("exec", "-n", ns, pod_name, "-c", container, "--", "sh", "-c", RAW_READ, check=False)
+            raw_dir.mkdir(parents=True, exist_ok=True)
+            smaps, _, spool = r.stdout.partition("@@\n")
+            files, anon = smaps_by_file(smaps)
+            per_file = sorted(files.items(), key=lambda kv: -kv[1]["Rss"])
+            (raw_dir / f"{label}-{n}.txt").write_text(
+                (r_last or "") + "\n@@ spool\n" + spool + "\n@@ smaps per file (Rss, Anonymous MiB)\n"
+                + "".join(f"{v['Rss']:8.2f} {v['Anonymous']:8.2f} {k}\n" for k, v in per_file)
+                + "\n@@ anonymous mappings (Rss, Size MiB)\n"
+                + "".join(f"{rss:8.2f} {size:8.2f} {where}\n" for rss, size, where in anon[:40]))
         status = (kit.session(ns, name) or {}).get("status") or {}
         kit.stop_session(ns, name)
         final = kit.wait_phase(ns, name, {"Completed", "BackedUp", "Failed"}, timeout=300)
@@ -166,6 +209,18 @@ def run_one(kit, ns: str, server: str, endpoint: str, n: int, room: int, label: 
     return out
 
 
+def warm_up(kit, ns: str, label: str, image: str) -> None:
+    """A pod of ``image`` that imports what a recording imports, then is gone: the image's files are then in the
+    node's page cache, charged to that pod, so the measured recorder pod is not the first to read them (a node's
+    second recorder pod and later; the first one carries up to ~25-60 MiB more file pages, whichever image)."""
+    name = f"warm-{label}".lower()
+    kit.kubectl("run", name, "-n", ns, f"--image={image}", "--image-pull-policy=Never", "--restart=Never",
+                "--command", "--", "python", "-c", WARM_UP)
+    kit.kubectl("wait", "-n", ns, f"pod/{name}", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=180s",
+                timeout=240)
+    kit.kubectl("delete", "pod", "-n", ns, name, "--wait=true", check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--counts", default="2,6")
@@ -174,6 +229,10 @@ def main() -> None:
     ap.add_argument("--no-build", action="store_true", help="the images are already built and loaded")
     ap.add_argument("--kubeconfig")
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--warm-up", action="store_true", help="before measuring, run each image once in a pod that "
+                    "imports what a recording imports (warm_up): every image measured as a node's second pod")
+    ap.add_argument("--raw", type=Path, metavar="DIR", help="write each run's last sample whole (memory.stat, "
+                    "smaps_rollup, status), the process's memory per mapped file and the spool's listing into DIR")
     args = ap.parse_args()
     os.environ["KUBECONFIG"] = str(kubeconfig(args.kubeconfig))
     from tests.e2e.kit import Kit
@@ -191,10 +250,13 @@ def main() -> None:
     try:
         kit.helm_install("reel", ns)
         server, endpoint = kit.deploy_room_and_store(ns, ROOMS)
+        if args.warm_up:
+            for label, image in images:
+                warm_up(kit, ns, label, image)
         rooms = iter(ROOMS)
         for n in (int(x) for x in args.counts.split(",")):
             for label, image in images:
-                r = run_one(kit, ns, server, endpoint, n, next(rooms), label, image, args.window)
+                r = run_one(kit, ns, server, endpoint, n, next(rooms), label, image, args.window, args.raw)
                 results.append(r)
                 print(json.dumps(r), flush=True)
     finally:

@@ -152,3 +152,28 @@ print(json.dumps({
     assert facts["demux"] == ["rtp", "sdp"] and facts["mux"] == ["hls", "mpegts"], facts
     assert facts["decoders"] == ["h264", "opus"] and facts["aac"] == "aac", facts
     assert (facts["s3"], facts["sts"]) == ("s3", "sts"), facts
+
+
+def test_recorder_image_runs_optimized_from_its_own_byte_code(kube, images, restricted_ns):
+    """The recorder's Python runs with -OO (PYTHONOPTIMIZE=2: no docstrings in memory) from byte code compiled into
+    the image (read-only root: nothing could be cached at run time), and an S3 store loads neither pyOpenSSL nor
+    boto3's package, with the S3 operations trim_botocore.py keeps (issue 18: a recorder pod's working set)."""
+    script = r"""
+import json, os, sys
+import reel_recorder.cli, reel_recorder.ingest.forward
+from reel_recorder.storage import S3Store
+store = S3Store("b", endpoint_url="http://127.0.0.1:9", credentials={"AWS_ACCESS_KEY_ID": "a",
+                                                                   "AWS_SECRET_ACCESS_KEY": "b"})
+print(json.dumps({
+    "optimize": sys.flags.optimize,
+    "compiled at run time": sorted(n for n, m in list(sys.modules.items())
+                                   if getattr(m, "__cached__", None) and not os.path.exists(m.__cached__)),
+    "loaded": sorted(m for m in ("OpenSSL", "cryptography", "boto3", "s3transfer") if m in sys.modules),
+    "operations": len(store._client.meta.service_model.operation_names),
+}))
+"""
+    logs = run_to_completion(kube, restricted_ns, hardened_pod("recorder-lean", images["recorder"],
+                                                               command=["python", "-c", script]))
+    facts = json.loads(logs.strip().splitlines()[-1])
+    assert facts["optimize"] == 2 and facts["compiled at run time"] == [], facts
+    assert facts["loaded"] == [] and facts["operations"] < 20, facts

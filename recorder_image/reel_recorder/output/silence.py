@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-import numpy as np
 
 from .audio import RATE
 
@@ -46,8 +45,7 @@ def silent_frame(codec_name: str, channels: int) -> SilentFrame:
     encoder.open()
     packets = []
     for i in range(6):
-        frame = av.AudioFrame.from_ndarray(_zeros(encoder.format, channels, size), format=encoder.format.name,
-                                           layout=layout)
+        frame = _zeros(encoder.format.name, layout, size)
         frame.sample_rate, frame.pts = RATE, i * size
         packets += encoder.encode(frame)
     if not packets:
@@ -55,6 +53,8 @@ def silent_frame(codec_name: str, channels: int) -> SilentFrame:
     return SilentFrame(bytes(packets[-1]), size)
 
 
-def _zeros(fmt, channels: int, size: int) -> np.ndarray:
-    dtype = {"flt": np.float32, "fltp": np.float32, "s16": np.int16, "s16p": np.int16}[fmt.name]
-    return np.zeros((channels, size) if fmt.is_planar else (1, size * channels), dtype=dtype)
+def _zeros(fmt: str, layout: str, size: int) -> av.AudioFrame:
+    frame = av.AudioFrame(format=fmt, layout=layout, samples=size)
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    return frame

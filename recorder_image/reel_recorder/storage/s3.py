@@ -12,6 +12,12 @@ else ObjectExistsError. A server that answers 501 ``NotImplemented`` to the head
 detected once, logged, and from then on the store looks before it writes (HEAD, then an unconditional PUT): a
 race, since another writer may store the key between the two requests. Playlists and the manifest
 (``put_bytes``) are rewritten on purpose while recording: unconditional.
+
+Memory (a recorder pod's working set, issue 18; benchmarks/README.md, "Recorder memory"): the client is boto3's
+S3 client, created through botocore's session, which is what ``boto3.client`` does; boto3's own package (its
+resource API, the transfer manager with s3transfer and multiprocessing: ~2 MiB) is imported only for a multipart
+upload (above MULTIPART_THRESHOLD: a long recording's MP4, the backfill's copies of one). pyOpenSSL is kept out of
+botocore before botocore is first imported (``_keep_pyopenssl_out``: ~4 MiB, with cryptography).
 """
 
 from __future__ import annotations
@@ -30,6 +36,19 @@ from .base import CHUNK, ObjectInfo, Store
 from .errors import StoreError
 from .keys import content_type_for
 from .s3_errors import DENIED_CODES, NOT_IMPLEMENTED_CODES, PRECONDITION_CODES, S3Errors
+
+
+def _keep_pyopenssl_out() -> None:
+    """botocore takes its SSLContext from urllib3's pyOpenSSL module whenever pyOpenSSL is installed (aiortc, for
+    the WebRTC ingest, brings it into the recorder image): the same standard-library class, for ~4 MiB more
+    anonymous memory (pyOpenSSL and cryptography). A None in sys.modules makes that import fail, and botocore then
+    imports the class from urllib3 itself. botocore does this when ``botocore.httpsession`` is first imported
+    (``botocore.config`` imports it too), so this runs at this module's import, before any (the modules it imports
+    import no botocore)."""
+    sys.modules.setdefault("urllib3.contrib.pyopenssl", None)
+
+
+_keep_pyopenssl_out()
 
 log = logging.getLogger("reel.storage")
 
@@ -61,25 +80,31 @@ _SESSION = None
 
 
 def _session(fresh_credentials: bool):
-    """A boto3 session sharing one data loader per process: the S3 model and endpoint rules (~30 MiB RSS)
-    are loaded once, and a backup store costs next to nothing more. With ``fresh_credentials`` the session is
-    new, so the standard credential chain (environment, profile, instance role) is resolved now rather than
-    reused from an earlier store."""
+    """A botocore session sharing one data loader per process: the S3 model and endpoint rules are loaded once, and
+    a backup store costs next to nothing more. With ``fresh_credentials`` the session is new, so the standard
+    credential chain (environment, profile, instance role, web identity) is resolved now rather than reused from an
+    earlier store. Clients are created as ``boto3.client`` creates them (``create_client``), without importing
+    boto3's package (module docstring)."""
     global _SESSION
-    # botocore takes its SSLContext from urllib3's pyOpenSSL module whenever pyOpenSSL is installed (aiortc, for
-    # the WebRTC ingest, brings it into the recorder image): the same standard-library class, for ~10 MiB more
-    # RSS. A None in sys.modules makes that import fail, and botocore then imports the class from urllib3 itself.
-    sys.modules.setdefault("urllib3.contrib.pyopenssl", None)
-    import boto3  # lazily: boto3 is unused with a LocalStore
-    import botocore.session
+    _keep_pyopenssl_out()
+    import botocore.session  # lazily: botocore is unused with a LocalStore
 
     if _SESSION is None:
-        _SESSION = boto3.session.Session()
+        _SESSION = botocore.session.Session()
     if not fresh_credentials:
         return _SESSION
     core = botocore.session.Session()
-    core.register_component("data_loader", _SESSION._session.get_component("data_loader"))
-    return boto3.session.Session(botocore_session=core)
+    core.register_component("data_loader", _SESSION.get_component("data_loader"))
+    return core
+
+
+def _upload_multipart(client, f, bucket: str, key: str, extra_args: dict) -> None:
+    """``upload_fileobj`` as boto3 injects it into its S3 clients: its transfer manager (s3transfer), with
+    _transfer_config(); imported only here."""
+    from boto3.s3.transfer import create_transfer_manager
+
+    with create_transfer_manager(client, _transfer_config()) as manager:
+        manager.upload(fileobj=f, bucket=bucket, key=key, extra_args=extra_args).result()
 
 
 class S3Store(S3Errors, Store):
@@ -147,8 +172,8 @@ class S3Store(S3Errors, Store):
             response_checksum_validation="when_required",
         )
         with _SESSION_LOCK:  # creating clients is not thread-safe; one session shares the loaded models
-            self._client = _session(credentials is None).client("s3", endpoint_url=self.endpoint_url, config=config,
-                                                    region_name=region_name, **session_kwargs)
+            self._client = _session(credentials is None).create_client(
+                "s3", endpoint_url=self.endpoint_url, config=config, region_name=region_name, **session_kwargs)
         # Write-once objects (module docstring): None until the server answered a conditional write, False once it
         # answered 501 to If-None-Match (then: look before writing).
         self.conditional_writes: bool | None = None
@@ -224,7 +249,7 @@ class S3Store(S3Errors, Store):
                     if if_absent:
                         self._once_uploads.add(key)
                 try:
-                    self._client.upload_fileobj(f, self.bucket, key, ExtraArgs=extra_args, Config=_transfer_config())
+                    _upload_multipart(self._client, f, self.bucket, key, extra_args)
                 finally:
                     with self._once_lock:
                         self._once_uploads.discard(key)

@@ -1,4 +1,5 @@
-"""The recorder image trims botocore's data (recorder_image/trim_botocore.py): every S3 operation still works."""
+"""The recorder image trims botocore's data (recorder_image/trim_botocore.py): every S3 operation of the store still
+works, a multipart upload (boto3's transfer manager) too."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import hashlib, json, sys
 from pathlib import Path
 import botocore.session
 from reel_recorder.storage import S3Store
+from reel_recorder.storage.s3 import MULTIPART_THRESHOLD
 
 endpoint, bucket, creds, tmp = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), Path(sys.argv[4])
 services = botocore.session.get_session().get_data("endpoints")["partitions"][0]["services"]
@@ -29,6 +31,14 @@ store.put_bytes("rec/a/index.m3u8", b"#EXTM3U\\n")
 assert store.get_bytes("rec/a/index.m3u8") == b"#EXTM3U\\n"
 assert store.head("rec/a/seg00000.ts")["ContentLength"] == len(data)
 assert store.exists("rec/a/seg00000.ts") and not store.exists("rec/a/none.ts")
+big = tmp / "recording.mp4"  # a multipart upload: boto3's transfer manager, write-once
+with open(big, "wb") as f:
+    f.truncate(MULTIPART_THRESHOLD + 1024)
+store.put_file("rec/a/recording.mp4", big)
+assert store.stat("rec/a/recording.mp4").size == MULTIPART_THRESHOLD + 1024
+assert store.list_keys("rec/a/") == ["rec/a/index.m3u8", "rec/a/recording.mp4", "rec/a/seg00000.ts"]
+store.delete("rec/a/recording.mp4")
+assert not store.exists("rec/a/recording.mp4")
 store.close()
 print("ok")
 """
