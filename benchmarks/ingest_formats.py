@@ -1,7 +1,8 @@
 """Benchmark: the four ways to record one room, side by side (not a test; prints measurements).
 
     sudo python benchmarks/ingest_formats.py [--counts 1,4,8] [--window 20]
-        [--ways forward+ts,forward+fmp4,webrtc+ts,webrtc+fmp4]
+        [--ways forward+ts,forward+fmp4,webrtc+ts,webrtc+fmp4] [--tree before=/tmp/reel-before --tree after=.]
+        [--publishers aiortc|ffmpeg]
 
 For each count N: a private Janus in a network namespace, one room, N aiortc publishers (640x480@30 H.264 near
 the room's 500 kb/s cap + Opus), and one ``reel-recorder`` per way, all recording the same publishers at the same
@@ -12,6 +13,16 @@ publishers, the same Janus and the same moment of the machine; Janus's and the p
 apart (Janus serves every recorder at once: its share is for all four ways together). Memory: each recorder's
 RSS and PSS at the end of the window.
 
+``--tree LABEL=DIR`` (repeatable) runs each way once per tree (DIR holds ``recorder_image/`` and ``operator/``,
+e.g. ``git archive HEAD recorder_image operator | tar -x -C DIR``), all at the same time: two versions of the
+recorder measured on the same publishers in the same window of the machine.
+
+``--publishers ffmpeg``: cheap publishers, for counts the aiortc ones cannot reach on a small machine (8 of them
+take most of 2 vCPUs): a clip encoded once (640x480@30 H.264 baseline ~500 kb/s, a keyframe every 2 s with its
+SPS/PPS in band, and Opus), looped by the ``ffmpeg`` program with ``-c copy`` into a Janus *remote publisher*
+(``add_remote_publisher``, as tests/support/remote_publisher.py does; SSRC 1000 video, 1010 audio). They answer no
+keyframe request (a recorder starts at the next of the clip's keyframes) and cost ~1 % of a vCPU each.
+
 Recorders run as in the image (botocore's data trimmed: recorder_cpu.image_like_env) and write
 to a local folder. Needs root (network namespaces) and Debian's janus.
 """
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,33 +50,80 @@ from tests.support.recorder_proc import RecorderRun, session_manifest  # noqa: E
 WAYS = ("forward+ts", "forward+fmp4", "webrtc+ts", "webrtc+fmp4")
 
 
-def start_recorder(net: TestNetwork, janus: Janus, room: int, way: str, workdir: Path) -> RecorderRun:
-    """One recorder of ``way`` ("ingest+format"); WebRTC recorders get no credentials (what the ingest is for)."""
+def start_recorder(net: TestNetwork, janus: Janus, room: int, way: str, workdir: Path,
+                   tree: tuple[str, Path] | None = None) -> RecorderRun:
+    """One recorder of ``way`` ("ingest+format"), from ``tree`` (label, directory; None: this one); WebRTC recorders
+    get no credentials (what the ingest is for)."""
     ingest, _, fmt = way.partition("+")
+    label = f"{way}@{tree[0]}" if tree else way
     recording = {"ingest": ingest, "segmentFormat": fmt, "segmentSeconds": 4, "maxIdleSeconds": 60}
     if fmt == "fmp4":
         recording["audioCodec"] = "opus"
-    env = image_like_env(workdir, REPO)
+    env = image_like_env(workdir, tree[1] if tree else REPO)
     if ingest == "forward":
         env["REEL_ROOM_ADMIN_KEY"] = janus.admin_key
-    manifest = session_manifest(janus.ws_url, room, name=way.replace("+", "-"), recording=recording,
-                                display=f"reel-{way}")
-    return RecorderRun(net.popen, manifest, workdir / f"{way}-{room}", env=env)
+    name = label.replace("+", "-").replace("@", "-")
+    manifest = session_manifest(janus.ws_url, room, name=name, recording=recording, display=f"reel-{label}")
+    return RecorderRun(net.popen, manifest, workdir / f"{name}-{room}", env=env)
+
+
+def make_clip(workdir: Path) -> Path:
+    """The cheap publishers' clip (``--publishers ffmpeg``): 10 s, encoded once."""
+    clip = workdir / "clip.ts"
+    if not clip.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30", "-f", "lavfi",
+                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264",
+                        "-profile:v", "baseline", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "500k",
+                        "-maxrate", "500k", "-bufsize", "500k", "-g", "60", "-bf", "0",
+                        "-x264-params", "repeat-headers=1", "-c:a", "libopus", "-b:a", "32k", "-ac", "2",
+                        str(clip)], check=True)
+    return clip
+
+
+class CheapPublisher:
+    """A Janus remote publisher fed by ``ffmpeg -stream_loop -1 -re -c copy`` (``--publishers ffmpeg``)."""
+
+    def __init__(self, net: TestNetwork, janus: Janus, room: int, clip: Path, display: str, log: Path):
+        self.janus, self.room = janus, room
+        reply = janus.videoroom_request({"request": "add_remote_publisher", "room": room, "display": display,
+                                         "iface": net.addr, "streams": [
+            {"type": "video", "mindex": 0, "mid": "0", "codec": "h264"},
+            {"type": "audio", "mindex": 1, "mid": "1", "codec": "opus", "stereo": True}]})
+        self.id, target = reply["id"], f"rtp://{reply.get('ip') or net.addr}:{reply['port']}"
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in kill()
+        self.proc = net.popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+                               "-map", "0:v", "-c", "copy", "-f", "rtp", "-ssrc", "1000", "-payload_type", "96",
+                               target, "-map", "0:a", "-c", "copy", "-f", "rtp", "-ssrc", "1010",
+                               "-payload_type", "111", target],
+                              stdout=subprocess.DEVNULL, stderr=self._log, stdin=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._log.close()
+        with contextlib.suppress(Exception):
+            self.janus.videoroom_request({"request": "remove_remote_publisher", "room": self.room, "id": self.id})
 
 
 def run_count(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path, ways: list[str],
-              room: int) -> list[dict]:
-    janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=16 + len(ways),
+              room: int, trees: list[tuple[str, Path]] | None = None, cheap: bool = False) -> list[dict]:
+    labelled = [(f"{w}@{t[0]}", w, t) for w in ways for t in trees] if trees else [(w, w, None) for w in ways]
+    janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=n + 16 + len(labelled),
                       bitrate=500000)
-    recs = {way: start_recorder(net, janus, room, way, workdir) for way in ways}
+    recs = {label: start_recorder(net, janus, room, way, workdir, tree) for label, way, tree in labelled}
     pubs: list[PublisherProcess] = []
     try:
         for rec in recs.values():
             rec.wait_event("joined", timeout=60)
-        pubs = [PublisherProcess(net, publisher_argv(janus.ws_url, room, display=f"p{i}", duration=window + 60),
-                                 workdir / f"pub-{room}-{i}.log", f"p{i}") for i in range(n)]
-        for p in pubs:
-            p.wait_event("published", timeout=90)
+        if cheap:
+            clip = make_clip(workdir)
+            pubs = [CheapPublisher(net, janus, room, clip, f"p{i}", workdir / f"pub-{room}-{i}.log")
+                    for i in range(n)]
+        else:
+            pubs = [PublisherProcess(net, publisher_argv(janus.ws_url, room, display=f"p{i}", duration=window + 60),
+                                     workdir / f"pub-{room}-{i}.log", f"p{i}") for i in range(n)]
+            for p in pubs:
+                p.wait_event("published", timeout=90)
         for rec in recs.values():
             rec.wait_event("participants", timeout=60,
                            predicate=lambda e: e["status"]["activeParticipants"] == n)
@@ -95,7 +154,7 @@ def run_count(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Pa
             janus.destroy_room(room)
     wall = t1 - t0
     out = []
-    for way in ways:
+    for way in recs:
         share = (r1[way] - r0[way]) / wall * 100
         status = statuses[way]
         out.append({"way": way, "participants": n, "cpu_percent_of_one_vcpu": round(share, 2),
@@ -114,7 +173,12 @@ def main() -> None:
     ap.add_argument("--counts", default="1,4,8")
     ap.add_argument("--window", type=float, default=20.0)
     ap.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, of {', '.join(WAYS)}")
+    ap.add_argument("--publishers", choices=["aiortc", "ffmpeg"], default="aiortc",
+                    help="ffmpeg: cheap publishers (a pre-encoded clip looped into Janus remote publishers)")
+    ap.add_argument("--tree", action="append", default=[], metavar="LABEL=DIR",
+                    help="run each way from DIR too (repeatable: every tree records at the same time)")
     args = ap.parse_args()
+    trees = [(t.partition("=")[0], Path(t.partition("=")[2]).resolve()) for t in args.tree] or None
     ways = args.ways.split(",")
     unknown = sorted(set(ways) - set(WAYS))
     if unknown:
@@ -125,7 +189,8 @@ def main() -> None:
         janus.start()
         try:
             for i, n in enumerate(int(x) for x in args.counts.split(",")):
-                for r in run_count(net, janus, n, args.window, Path(tmp), ways, room=7100 + i):
+                for r in run_count(net, janus, n, args.window, Path(tmp), ways, room=7100 + i, trees=trees,
+                                   cheap=args.publishers == "ffmpeg"):
                     results.append(r)
                     print(json.dumps(r), flush=True)
         finally:

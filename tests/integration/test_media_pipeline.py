@@ -1,5 +1,6 @@
-"""The media path alone (RTP in → HLS out) on loopback, fed by a synthetic RTP sender instead of Janus; for each
-segment format (TS with AAC, fMP4 with Opus as sent, fMP4 with AAC)."""
+"""The media path alone (RTP in → RTP gate → feed → HLS out) on loopback, fed by a synthetic RTP sender instead of
+Janus, wired as ForwardIngest wires it (ingest/forward.py); for each segment format (TS with AAC, fMP4 with Opus as
+sent, fMP4 with AAC)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from tests.support.analyze import av_offsets, decode_segments
 from tests.support.rtpsource import RtpSource
 
 from reel_recorder.clock import RecordingClock
-from reel_recorder.ingest.rtp import KeyframeRequester, RtpStream, RtpStreamReader
+from reel_recorder.ingest.gate import StreamGate
+from reel_recorder.ingest.relay import RtpGate
+from reel_recorder.ingest.rtp import FrameFeed, KeyframeRequester
 from reel_recorder.output.formats import segment_format
 from reel_recorder.output.playlist import Playlist, PlaylistEntry
 from reel_recorder.output.writer import ParticipantWriter
@@ -40,23 +43,25 @@ def test_segments_cut_at_requested_keyframes_with_av_in_sync(tmp_path, fmt, code
     requester = KeyframeRequester(ADDR, 46011, clock=clock)
     writer = ParticipantWriter("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
                             request_keyframe=requester.request, segment_format=segment_format(fmt, codec))
-    readers = [
-        RtpStreamReader(RtpStream("video", "h264", 96, 46000, ADDR, "packetization-mode=1"), writer.video, clock,
-                        name="v"),
-        RtpStreamReader(RtpStream("audio", "opus", 97, 46002, ADDR), writer.audio, clock, name="a"),
-    ]
-    for r in readers:
-        r.start()
+    gate = RtpGate(ADDR, None, now=clock.now)  # any source: the sender plays Janus
+    feeds = [FrameFeed("video", 90000, writer.video, name="v"), FrameFeed("audio", 48000, writer.audio, name="a")]
+    for f in feeds:
+        f.start()
+    gated = [gate.open(46000, StreamGate("h264", 90000, payload_type=96,
+                                         request_keyframe=lambda new: requester.request(force=new)), feeds[0].put),
+             gate.open(46002, StreamGate("opus", 48000, payload_type=97), feeds[1].put)]
     time.sleep(0.3)
     # a sender that never sends a keyframe unless asked (GOP longer than the test)
     src = RtpSource(ADDR, video_port=46000, audio_port=46002, duration=9, gop=100_000, pli_port=46011).start()
     src.wait(30)
     time.sleep(0.5)
-    for r in readers:
-        r.stop()
+    for g in gated:
+        gate.close(g)
+    for f in feeds:
+        f.stop()
     writer.close()
     requester.close()
-    assert all(r.error is None for r in readers)
+    assert all(f.error is None for f in feeds)
 
     durations = [s.duration for s in segments]
     assert len(segments) >= 4, durations
@@ -72,9 +77,9 @@ def test_segments_cut_at_requested_keyframes_with_av_in_sync(tmp_path, fmt, code
     assert decoded.decode_errors == 0
     assert decoded.video_frames >= src.frames_sent - 30  # at most the frames before the first keyframe
     # every sample arrives; extra: the Opus sender's final flush packet (960), AAC priming (1024) and the
-    # padding of the last AAC frame (< 1024); missing: FFmpeg drops the first RTP packet (probation, 960) and,
-    # Opus as sent, the decoder's pre-skip (312); fMP4: silence from the picture's start and to its end, less than
-    # one audio frame each (a run's tracks start and end together: output/fmp4.py)
+    # padding of the last AAC frame (< 1024); missing: Opus as sent, the decoder's pre-skip (312), and the first
+    # packet (960) when the sender's first came before the gate's port was open; fMP4: silence from the picture's
+    # start and to its end, less than one audio frame each (a run's tracks start and end together: output/fmp4.py)
     padding = 2 * 1024 if fmt == "fmp4" else 0
     assert -960 - 312 <= decoded.audio_samples - src.samples_sent <= 960 + 1024 + 1023 + padding
     offsets = av_offsets(decoded.flashes, decoded.beeps, decoded.video_times)

@@ -2,7 +2,7 @@
 
 - A publisher that leaves in the middle of a fragmented keyframe, reproduced deterministically: a synthetic RTP
   sender (tests.support.rtpsource) through a relay of the test's own that forwards the first fragments of a
-  keyframe and then nothing more, into the recorder's own RTP gate, demuxer and writer (loopback, no Janus).
+  keyframe and then nothing more, into the recorder's own RTP gate, feeds and writer (loopback, no Janus).
 - A lossy link between Janus and the recorder (2 % of the forwarded packets dropped by the kernel, in the test's
   network namespace): every stored frame decodes, and the manifest counts what was dropped.
 - Forged packets sent from Janus's own address (its network namespace) with a foreign SSRC: nothing gets in.
@@ -24,7 +24,7 @@ from tests.support.rtpsource import RtpSource
 from reel_recorder.clock import RecordingClock
 from reel_recorder.ingest.gate import StreamGate
 from reel_recorder.ingest.relay import RtpGate
-from reel_recorder.ingest.rtp import KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
+from reel_recorder.ingest.rtp import FrameFeed, KeyframeRequester, PortAllocator
 from reel_recorder.output.writer import ParticipantWriter
 
 pytestmark = pytest.mark.integration
@@ -105,22 +105,17 @@ def test_a_publisher_leaving_in_the_middle_of_a_fragmented_keyframe_leaves_no_cu
     segments = []
     alloc = PortAllocator(ADDR)
     pli, src_video, src_audio = alloc.allocate(), alloc.allocate(), alloc.allocate()
-    pub_video, pub_audio, demux_video, demux_audio = (alloc.allocate() for _ in range(4))
+    pub_video, pub_audio = alloc.allocate(), alloc.allocate()
     requester = KeyframeRequester(ADDR, pli, clock=clock)
     writer = ParticipantWriter("p_1", tmp_path, segment_seconds=2, on_segment=segments.append,
                                request_keyframe=requester.request)
     relay_gate = RtpGate(ADDR, JANUS, now=clock.now)  # as ForwardIngest wires it (ingest/forward.py)
     video_gate = StreamGate("h264", 90000, payload_type=96, request_keyframe=requester.request)
     audio_gate = StreamGate("opus", 48000, payload_type=97)
-    gated = [relay_gate.open(pub_video, demux_video, video_gate), relay_gate.open(pub_audio, demux_audio, audio_gate)]
-    readers = [
-        RtpStreamReader(RtpStream("video", "h264", 96, demux_video, ADDR, "packetization-mode=1", source=ADDR),
-                        writer.video, clock, name="v", gate=video_gate),
-        RtpStreamReader(RtpStream("audio", "opus", 97, demux_audio, ADDR, source=ADDR), writer.audio, clock,
-                        name="a", gate=audio_gate),
-    ]
-    for r in readers:
-        r.start()
+    feeds = [FrameFeed("video", 90000, writer.video, name="v"), FrameFeed("audio", 48000, writer.audio, name="a")]
+    for f in feeds:
+        f.start()
+    gated = [relay_gate.open(pub_video, video_gate, feeds[0].put), relay_gate.open(pub_audio, audio_gate, feeds[1].put)]
     relay = LeavingRelay({"video": (src_video, pub_video), "audio": (src_audio, pub_audio)}, leave_at=4.5).start()
     time.sleep(0.3)
     # keyframes every 2 s, each in several FU-A fragments (packets of at most 64 bytes: even a black keyframe)
@@ -130,13 +125,13 @@ def test_a_publisher_leaving_in_the_middle_of_a_fragmented_keyframe_leaves_no_cu
     time.sleep(0.3)  # the publisher is gone; then the recorder stops its streams (as ForwardIngest does)
     for g in gated:
         relay_gate.close(g)
-    for r in readers:
-        r.stop()
+    for f in feeds:
+        f.stop()
     writer.close()
     src.stop()
     relay.close()
     requester.close()
-    assert all(r.error is None for r in readers)
+    assert all(f.error is None for f in feeds)
 
     counts = video_gate.snapshot()
     assert counts.incomplete_frames == 1 and counts.skipped_frames == 0, counts  # the cut keyframe, only

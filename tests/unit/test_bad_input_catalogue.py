@@ -72,8 +72,8 @@ def counts() -> dict[str, int]:
                                   + list_length("integration/test_recorder.py", "HOSTILE")),
         "forged media": (param_count("integration/test_forged_media.py",
                                      "test_forged_rtp_and_rtcp_from_a_third_address_change_nothing")
-                         + param_count("unit/test_rtp_source_filter.py",
-                                       "test_a_stranger_cannot_put_a_packet_into_the_stream_nor_end_it")),
+                         + param_count("unit/test_rtp_gate.py",
+                                       "test_the_gate_thread_hands_janus_frames_on_and_drops_a_strangers")),
     }
 
 

@@ -12,7 +12,7 @@ from tests.support.synthetic import playlist_entries
 
 from reel_recorder.clock import StreamAligner
 from reel_recorder.ids import new_recording_id
-from reel_recorder.ingest.rtp import RtpStream, pli_packet
+from reel_recorder.ingest.rtp import pli_packet
 from reel_recorder.layout import participant_folder, render_prefix, sanitize
 from reel_recorder.manifest import ManifestData, ParticipantRecord, SegmentRecord
 from reel_recorder.media import h264
@@ -193,13 +193,6 @@ def test_h264_nal_scanning():
     assert h264.parameter_sets(au) == SPS + PPS
     assert not h264.is_idr(P) and not h264.has_parameter_sets(IDR)
     assert h264.nal_units(b"") == []
-
-
-def test_sdp_for_ffmpeg():
-    sdp = RtpStream("video", "h264", 96, 40000, "10.1.2.3", "packetization-mode=1").sdp()
-    assert "c=IN IP4 10.1.2.3" in sdp and "m=video 40000 RTP/AVP 96" in sdp
-    assert "a=rtpmap:96 H264/90000" in sdp and "a=fmtp:96 packetization-mode=1" in sdp
-    assert "a=rtpmap:111 opus/48000/2" in RtpStream("audio", "opus", 111, 40002, "10.1.2.3").sdp()
 
 
 def test_pli_is_a_12_byte_rtcp_psfb():

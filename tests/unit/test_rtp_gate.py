@@ -1,13 +1,15 @@
 """The RTP gate (ingest/gate.py, ingest/relay.py): only Janus's forwarder feeds a stream, and only whole frames
-reach FFmpeg's demuxer; a frame with a packet missing is dropped whole, then everything until a keyframe."""
+are recorded; a frame with a packet missing is dropped whole, then everything until a keyframe."""
 
 from __future__ import annotations
 
 import socket
 import struct
 import time
+from itertools import pairwise
 
-from reel_recorder.ingest.gate import AHEAD_SLACK, FIRST_TS, MediaCounts, StreamGate
+from reel_recorder.ingest.depacketize import h264
+from reel_recorder.ingest.gate import AHEAD_SLACK, MediaCounts, MediaFrame, StreamGate
 from reel_recorder.ingest.relay import RtpGate
 from reel_recorder.ingest.rtppacket import h264_marks, parse_rtp
 
@@ -54,13 +56,13 @@ class Feed:
         self.asked = self.new = 0
         self.gate = StreamGate("h264", 90000, payload_type=PT, ssrc=ssrc, request_keyframe=self._ask)
         self.now = 100.0
-        self.out: list[bytes] = []
+        self.out: list[MediaFrame] = []
 
     def _ask(self, new: bool) -> None:
         self.asked += 1
         self.new += new
 
-    def send(self, packets: list[bytes], *, from_janus: bool = True, dt: float = 1 / 30) -> list[bytes]:
+    def send(self, packets: list[bytes], *, from_janus: bool = True, dt: float = 1 / 30) -> list[MediaFrame]:
         self.now += dt
         got = []
         for p in packets:
@@ -73,25 +75,30 @@ def started(feed: Feed, seq: int = 1000, ts: int = 90000) -> tuple[int, int]:
     """A stream under way: a P frame (its start cannot be known: dropped), then a keyframe passed on."""
     feed.send(p_frame(seq, ts))
     got = feed.send(idr(seq + 1, ts + 3000))
-    assert len(got) == 10, got  # the first keyframe twice: FFmpeg's copy, then ours
+    assert len(got) == 1 and got[0].key, got
     return seq + 6, ts + 6000
 
 
-def out_seqs(datagrams: list[bytes]) -> list[int]:
-    return [struct.unpack_from("!H", d, 2)[0] for d in datagrams]
+def payloads(packets: list[bytes]) -> list[bytes]:
+    return [p[12:] for p in packets]
 
 
-def test_a_stream_starts_at_a_whole_keyframe_asks_for_one_and_renumbers_from_one():
+def in_order(frames: list[MediaFrame]) -> bool:
+    return all(b.pts > a.pts for a, b in pairwise(frames))
+
+
+def test_a_stream_starts_at_a_whole_keyframe_asks_for_one_and_counts_pts_from_it():
     feed = Feed()
     assert feed.send(p_frame(500, 1000)) == []  # the first frame: its start unknown
     assert feed.asked == 1
     assert feed.send(p_frame(501, 4000)) == []  # whole, but not a keyframe
-    got = feed.send(idr(502, 7000))
-    assert out_seqs(got) == list(range(1, 11))
-    # FFmpeg hands its first frame over without a timestamp: it gets a copy one tick earlier first
-    assert [parse_rtp(d).ts for d in got] == [FIRST_TS] * 5 + [FIRST_TS + 1] * 5  # moved, spacing kept
-    assert [d[12:] for d in got] == [d[12:] for d in idr(502, 7000)] * 2  # payloads untouched
-    assert out_seqs(feed.send(p_frame(507, 10000))) == [11]
+    arrived = feed.now + 1 / 30
+    (key,) = feed.send(idr(502, 7000))
+    assert (key.pts, key.key, key.arrival) == (0, True, arrived)
+    sps_pps = [b"\x00\x00\x00\x01" + bytes([0x60 | t]) + b"\xbb" * 6 for t in (7, 8)]
+    assert key.data == b"".join(sps_pps) + b"\x00\x00\x00\x01\x65" + b"\xcc" * 30 * 4  # Annex-B, the IDR rebuilt
+    (p,) = feed.send(p_frame(507, 10000))
+    assert (p.pts, p.key, p.data) == (3000, False, b"\x00\x00\x00\x01" + single(1))
     c = feed.gate.snapshot()
     assert (c.dropped_frames, c.rejected, c.lost, c.frames) == (0, 0, 0, 2)  # the wait at the start is not a drop
 
@@ -100,10 +107,10 @@ def test_a_keyframe_that_opens_with_its_sps_needs_no_predecessor():
     """Janus forwards from a publisher's first packet: their first keyframe is recorded; after a lost marker,
     a keyframe is recognised by its start, not only by the packet before it."""
     feed = Feed()
-    assert [parse_rtp(d).ts for d in feed.send(idr(20, 0))] == [FIRST_TS] * 5 + [FIRST_TS + 1] * 5
+    assert [f.pts for f in feed.send(idr(20, 0))] == [0]
     feed.send([rtp(25, 3000, single(1))])  # its marker packet (26) is lost
     assert feed.send(idr(27, 6000)) == []  # held while 26 could still come
-    assert len(feed.send(p_frame(32, 9000))) == 6  # a second whole frame: 26 is lost
+    assert [f.pts for f in feed.send(p_frame(32, 9000))] == [6000, 9000]  # a second whole frame: 26 is lost
     c = feed.gate.snapshot()
     assert (c.frames, c.incomplete_frames, c.skipped_frames, c.lost) == (3, 1, 0, 1), c
     # a lone IDR fragment run without its SPS is no such start
@@ -121,11 +128,11 @@ def test_a_packet_lost_in_the_middle_of_a_keyframe_drops_it_whole_and_waits_for_
     assert feed.send(p_frame(seq + 5, ts + 3000)) == []  # decides the keyframe (incomplete): dropped
     assert feed.send(p_frame(seq + 6, ts + 6000)) == []  # refers to the lost one: skipped
     assert feed.asked > asked and feed.new == 1  # this loss: asked at once (the start: its caller knows)
-    assert len(feed.send(idr(seq + 7, ts + 9000))) == 5
+    assert len(feed.send(idr(seq + 7, ts + 9000))) == 1
     feed.send(p_frame(seq + 12, ts + 12000))
     c = feed.gate.snapshot()
     assert (c.incomplete_frames, c.dropped_frames, c.lost) == (1, 3, 1), c
-    assert out_seqs(feed.out) == list(range(1, len(feed.out) + 1))  # no gap for FFmpeg to wait on
+    assert in_order(feed.out) and [f.pts for f in feed.out][-2:] == [12000, 15000]  # the stream's own spacing
 
 
 def test_a_missing_fu_a_end_is_an_incomplete_frame_even_when_the_numbers_run_on():
@@ -161,8 +168,8 @@ def test_reordering_within_a_frame_and_across_one_boundary_is_put_right():
     nxt = p_frame(seq + 5, ts + 3000)
     order = [key[0], key[2], key[1], nxt[0], key[4], key[3]]  # the next frame's packet before this one's end
     got = feed.send(order)
-    assert [d[12:] for d in got] == [d[12:] for d in key + nxt]
-    assert out_seqs(got) == list(range(11, 17))
+    assert [f.data for f in got] == [h264(payloads(key)), h264(payloads(nxt))]
+    assert [f.pts for f in got] == [3000, 6000]
     assert feed.gate.snapshot().dropped_frames == 0
 
 
@@ -216,15 +223,15 @@ def test_sequence_numbers_and_timestamps_wrap_around():
     for i in range(4):
         got += feed.send(p_frame(seq + i, ts + 3000 * i))
     got += feed.send(idr(seq + 4, ts + 12000))
-    assert len(got) == 9 and feed.gate.snapshot().dropped_frames == 0
-    assert out_seqs(got) == list(range(11, 20))
+    assert len(got) == 5 and feed.gate.snapshot().dropped_frames == 0
+    assert [f.pts for f in got] == [3000 + 3000 * i for i in range(5)]  # on past the timestamps' wrap
 
 
-def test_the_renumbering_itself_wraps_without_a_gap():
+def test_audio_pts_run_on_past_the_timestamps_wrap():
     gate = StreamGate("opus", 48000, payload_type=111, ssrc=SSRC)
-    seqs = out_seqs([d for i in range(65540)
-                     for d in gate.push(rtp(i, i * 960, b"\xf8", pt=111), True, i * 0.02)])
-    assert seqs[:2] == [1, 2] and seqs[65534:65538] == [65535, 0, 1, 2]
+    start = 0xFFFFFFFF - 960 * 3
+    pts = [f.pts for i in range(8) for f in gate.push(rtp(i, start + i * 960, b"\xf8", pt=111), True, i * 0.02)]
+    assert pts == [960 * i for i in range(8)]
 
 
 def test_leaving_in_the_middle_of_a_keyframe_passes_none_of_it():
@@ -242,10 +249,10 @@ def test_audio_passes_packet_by_packet_in_order_with_its_timestamps_moved_away_f
     out = []
     for seq, ts in [(10, 0), (11, 960), (13, 2880), (12, 1920), (13, 2880), (14, 3840)]:
         out += gate.push(rtp(seq, ts, b"\xf8\xff\xfe", pt=111), True, 5.0 + ts / 48000)
-    # the first one twice (the copy a tick before); the late 12 and the second 13 are not passed; Janus's 0 would
-    # be FFmpeg's "no base yet"
-    assert [parse_rtp(d).ts - FIRST_TS for d in out] == [0, 1, 961, 2881, 3841]
-    assert out_seqs(out) == [1, 2, 3, 4, 5]
+    # the late 12 and the second 13 are not passed; each packet's payload is the frame, at its own arrival
+    assert [f.pts for f in out] == [0, 960, 2880, 3840]
+    assert [f.data for f in out] == [b"\xf8\xff\xfe"] * 4 and all(f.key for f in out)
+    assert [f.arrival for f in out] == [5.0 + ts / 48000 for ts in (0, 960, 2880, 3840)]
     c = gate.snapshot()
     assert (c.frames, c.rejected, c.lost, c.dropped_frames) == (4, 2, 1, 0)  # 12 came too late to be used
 
@@ -268,51 +275,38 @@ def test_a_participants_counts_add_up_over_streams_and_an_earlier_recorder():
     assert counts.totals() == {"droppedFrames": 3, "incompleteFrames": 1, "packetsRejected": 2, "packetsLost": 1}
 
 
-def test_the_gate_thread_relays_janus_packets_to_loopback_and_drops_a_strangers():
+def test_the_gate_thread_hands_janus_frames_on_and_drops_a_strangers():
     """Real sockets: 127.0.0.2 plays Janus, 127.0.0.3 a stranger; the gate owns the public port pair."""
+    import queue
+
     from reel_recorder.ingest.rtp import PortAllocator
 
-    ports = PortAllocator("127.0.0.1")
-    port, target = ports.allocate(), ports.allocate()
+    port = PortAllocator("127.0.0.1").allocate()
     relay = RtpGate("127.0.0.1", "127.0.0.2")
     gate = StreamGate("opus", 48000, payload_type=111, ssrc=SSRC)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as demuxer:
-        demuxer.bind(("127.0.0.1", target))
-        demuxer.settimeout(2)
-        stream = relay.open(port, target, gate)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as janus, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
-                janus.bind(("127.0.0.2", 0))
-                stranger.bind(("127.0.0.3", 0))
-                for i in range(20):
-                    stranger.sendto(rtp(i, 0x7FFF0000, b"\x00", pt=111, ssrc=SSRC), ("127.0.0.1", port))
-                    stranger.sendto(struct.pack("!BBHI", 0x81, 203, 1, SSRC), ("127.0.0.1", port + 1))
-                    janus.sendto(rtp(i, i * 960, b"\xf8", pt=111), ("127.0.0.1", port))
-                    time.sleep(0.002)
-                got = [demuxer.recv(2048) for _ in range(21)]
-        finally:
-            relay.close(stream)
-    assert [parse_rtp(d).ts for d in got] == [FIRST_TS] + [FIRST_TS + 1 + i * 960 for i in range(20)]
+    delivered: queue.SimpleQueue = queue.SimpleQueue()
+    stream = relay.open(port, gate, delivered.put)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as janus, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            janus.bind(("127.0.0.2", 0))
+            stranger.bind(("127.0.0.3", 0))
+            for i in range(20):
+                stranger.sendto(rtp(i, 0x7FFF0000, b"\x00", pt=111, ssrc=SSRC), ("127.0.0.1", port))
+                stranger.sendto(struct.pack("!BBHI", 0x81, 203, 1, SSRC), ("127.0.0.1", port + 1))
+                janus.sendto(rtp(i, i * 960, b"\xf8", pt=111), ("127.0.0.1", port))
+                time.sleep(0.002)
+            got: list[MediaFrame] = []
+            while len(got) < 20:
+                got += delivered.get(timeout=2)
+    finally:
+        relay.close(stream)
+    assert [f.pts for f in got] == [i * 960 for i in range(20)] and {f.data for f in got} == {b"\xf8"}
+    assert all(b.arrival > a.arrival for a, b in pairwise(got))  # the kernel's receive times
     assert gate.snapshot().rejected == 20 and gate.rejections == {"source": 20}
     # the ports are free again, and the thread is gone
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", port))
-
-
-def test_arrival_times_and_the_first_keyframes_copy_are_found_by_ffmpegs_pts():
-    """FFmpeg's demuxer stamps packets with their timestamp minus the first one it saw (the copy's)."""
-    feed = Feed()
-    seq, ts = started(feed, ts=90000)  # the keyframe came at feed.now
-    keyframe_at = feed.now
-    feed.send(p_frame(seq, ts))
-    gate = feed.gate
-    assert gate.is_copy(0) and not gate.is_copy(1)
-    assert gate.arrival_of(1) == keyframe_at  # the keyframe: a tick after its copy
-    assert gate.arrival_of(1 + 3000) == feed.now
-    assert gate.arrival_of(3000) is None  # a demuxer that missed the copy finds nothing: it times packets itself
-    # the frames in the order they were passed on: a reader sees from it that some never reached it
-    assert gate.previous_of(1 + 3000) == 1 and gate.previous_of(1) == 0
 
 
 class _Documents:

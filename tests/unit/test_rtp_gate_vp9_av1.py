@@ -91,7 +91,7 @@ class Feed:
         self.asked += 1
 
     def send(self, packets: list[bytes]) -> int:
-        """Packets passed on (RTP datagrams to the demuxer) for these."""
+        """Frames passed on for these packets."""
         self.now += 1 / 30
         return sum(len(self.gate.push(p, True, self.now)) for p in packets)
 
@@ -107,15 +107,15 @@ def test_whole_frames_pass_and_a_loss_drops_until_the_next_keyframe(codec):
     frame, feed = FRAMES[codec], Feed(codec)
     assert feed.send(frame(100, 3000, 2, False)) == 0  # a stream's first frame: its start unknown, not a keyframe
     assert feed.gate.counts.frames == 0
-    assert feed.send(frame(102, 6000, 3, True)) == 2 * 3  # the keyframe opens the stream (and is sent twice)
-    assert feed.send(frame(105, 9000, 2, False)) == 2
+    assert feed.send(frame(102, 6000, 3, True)) == 1  # the keyframe opens the stream
+    assert feed.send(frame(105, 9000, 2, False)) == 1
     lost = frame(107, 12000, 3, False)
     asked = feed.asked
     feed.send([lost[0], lost[2]])  # its middle packet never comes
     assert feed.send(frame(110, 15000, 2, False)) == 0  # whole, but refers to the lost one
     assert feed.send(frame(112, 18000, 2, False)) == 0
     assert feed.asked > asked and feed.gate.counts.incomplete_frames == 1  # a keyframe asked for at once
-    assert feed.send(frame(114, 21000, 3, True)) == 3  # the next keyframe: recording goes on
+    assert feed.send(frame(114, 21000, 3, True)) == 1  # the next keyframe: recording goes on
     assert feed.send(frame(117, 24000, 1, False)) == 1
     counts = feed.gate.counts
     assert (counts.frames, counts.incomplete_frames, counts.skipped_frames) == (4, 1, 2), counts
@@ -126,7 +126,7 @@ def test_a_vp9_picture_with_two_spatial_layers_is_one_frame_and_needs_both_whole
     picture = [rtp(10, 3000, vp9(start=True, end=False, inter=False, sid=0)),
                rtp(11, 3000, vp9(start=False, end=True, inter=False, sid=0)),
                rtp(12, 3000, vp9(start=True, end=True, inter=False, sid=1), marker=True)]
-    assert feed.send(picture) == 2 * 3  # opens with its layer-0 start: a whole keyframe picture
+    assert feed.send(picture) == 1  # opens with its layer-0 start: a whole keyframe picture
     broken = [rtp(13, 6000, vp9(start=True, end=False, inter=True, sid=0)),
               rtp(14, 6000, vp9(start=True, end=True, inter=True, sid=1), marker=True)]  # layer 0 never ended
     feed.send(broken)
@@ -137,7 +137,7 @@ def test_a_vp9_picture_with_two_spatial_layers_is_one_frame_and_needs_both_whole
 
 def test_an_av1_fragment_that_does_not_continue_the_one_before_is_incomplete():
     feed = Feed("av1")
-    assert feed.send(av1_frame(10, 3000, 2, key=True)) == 2 * 2
+    assert feed.send(av1_frame(10, 3000, 2, key=True)) == 1
     feed.send([rtp(12, 6000, av1(z=False, y=True)), rtp(13, 6000, av1(z=False, y=False), marker=True)])
     assert feed.send(av1_frame(14, 9000, 1, key=False)) == 0
     assert feed.send(av1_frame(15, 12000, 1, key=False)) == 0  # two later frames complete: the broken one given up

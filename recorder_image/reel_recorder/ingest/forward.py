@@ -4,7 +4,8 @@ Needs the room secret (and the admin key when Janus locks forwarding). Janus sen
 at random in the range (rtp.PortAllocator), owned by the RTP gate (relay.py, gate.py): one thread for every
 stream, taking packets from Janus's address only (``janus_addr``: the room server's, or REEL_JANUS_MEDIA_ADDRESS
 when Janus sends media from another address) and with the SSRC we asked Janus to use (a random one per stream),
-passing whole frames on to one FFmpeg demuxer thread per stream on a loopback port.
+depacketizing whole frames in Python and handing them to the feed threads (rtp.py ``FeedPool``, ``FrameFeed``),
+which align them and call the participant's writer. No FFmpeg demuxer: FFmpeg only muxes (and encodes AAC).
 The WebRTC ingest (webrtc.py), for rooms where the recorder may not forward, offers the same methods.
 """
 
@@ -27,18 +28,14 @@ from ..errors import RecorderError
 from ..room.janus import JanusRequestError, JanusRoom
 from ..room.presence import PublishedStream, Publisher
 from .gate import MediaCounts, StreamGate
-from .relay import LOOPBACK, GatedStream, RtpGate
-from .rtp import RTP_CODECS, KeyframeRequester, PortAllocator, RtpStream, RtpStreamReader
+from .relay import GatedStream, RtpGate
+from .rtp import RTP_CODECS, FeedPool, FrameFeed, KeyframeRequester, PortAllocator
 
 log = logging.getLogger(__name__)
 
-# Payload types we ask Janus to use on the forward leg, so our SDP never depends on the publisher's offer.
+# Payload types we ask Janus to use on the forward leg, so the gate never depends on the publisher's offer.
 # Which codecs each kind of recording can take is outputs.py's business (plan_streams).
 PAYLOAD_TYPES = {"h264": 96, "vp8": 100, "vp9": 101, "av1": 45, "opus": 111}
-FMTP = {"h264": "packetization-mode=1"}
-# The demuxers' ports on loopback, apart from the range Janus sends to (40000-44999: what firewalls and
-# NetworkPolicies see), so that a rule on that range never touches the leg from the gate to FFmpeg.
-LOOPBACK_PORTS = (45000, 49999)
 ERR_NO_SUCH_FEED = 428  # VideoRoom: no such publisher (they left while we asked)
 FORWARD_ATTEMPTS = 2  # an rtp_forward that timed out is asked once more
 
@@ -67,9 +64,8 @@ class _Forwarded:
     mid: str
     kind: str
     port: int  # ours, where Janus sends (the gate's)
-    reader: RtpStreamReader | None
+    feed: FrameFeed | None
     ssrc: int = 0  # the SSRC we ask Janus to send with
-    target: int = 0  # the loopback port of the reader's demuxer
     gated: GatedStream | None = None
     stream_id: int | None = None
     requester: KeyframeRequester | None = None
@@ -102,7 +98,7 @@ class ForwardIngest:
         self.admin_key = admin_key
         self.ports = ports or PortAllocator(local_addr)
         self.gate = RtpGate(local_addr, janus_addr, now=clock.now)
-        self.loopback_ports = PortAllocator(LOOPBACK, *LOOPBACK_PORTS)
+        self.feeds = FeedPool()
         self._streams: dict[object, dict[str, _Forwarded]] = {}
         # forwarders left on Janus when the connection was lost (they belong to the publisher, not to our session):
         # stopped once the room is back (``_reclaim``), their ports kept until then (never two forwarders on one)
@@ -124,20 +120,18 @@ class ForwardIngest:
         started: list[_Forwarded] = []
         for s in new:
             codec = s.codec.lower()
-            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=0, reader=None, ssrc=secrets.randbits(32) or 1)
+            fwd = _Forwarded(mid=s.mid, kind=s.kind, port=0, feed=None, ssrc=secrets.randbits(32) or 1)
             # The gate asks for a keyframe as soon as video flows (the first packets are rarely one), not only
             # once the writer sees them after the clock alignment window; and again after a frame is lost.
             gate = StreamGate(codec, RTP_CODECS[codec][1], payload_type=PAYLOAD_TYPES[codec], ssrc=fwd.ssrc,
                               request_keyframe=fwd.keyframe_needed if s.kind == "video" else None)
-            fwd.port, fwd.target, fwd.gated = self._open_gate(gate)
+            target = sink.video if s.kind == "video" else sink.audio
+            fwd.feed = FrameFeed(s.kind, RTP_CODECS[codec][1], target, name=f"{pub.id}-{s.kind}", pool=self.feeds,
+                                 key=pub.id)
+            fwd.feed.start()
+            fwd.port, fwd.gated = self._open_gate(gate, fwd.feed)
             if counts is not None:
                 counts.add(gate)
-            rtp = RtpStream(kind=s.kind, codec=codec, payload_type=PAYLOAD_TYPES[codec], port=fwd.target,
-                            local_addr=LOOPBACK, fmtp=FMTP.get(codec), source=LOOPBACK)
-            target = sink.video if s.kind == "video" else sink.audio
-            fwd.reader = RtpStreamReader(rtp, target, self.clock, name=f"{pub.id}-{s.kind}",
-                                         gate=gate)
-            fwd.reader.start()
             current[s.mid] = fwd
             started.append(fwd)
         request = [{"mid": f.mid, "port": f.port, "pt": PAYLOAD_TYPES[wanted[f.mid].codec.lower()], "ssrc": f.ssrc,
@@ -160,20 +154,15 @@ class ForwardIngest:
                 sink.request_keyframe = requester.request
                 f.set_requester(requester)  # the multistream forward sends no PLI itself: start with a keyframe
 
-    def _open_gate(self, gate: StreamGate) -> tuple[int, int, GatedStream]:
-        """A public port pair for Janus (bound by the gate at once) and a loopback pair for the demuxer."""
+    def _open_gate(self, gate: StreamGate, feed: FrameFeed) -> tuple[int, GatedStream]:
+        """A public port pair for Janus, bound by the gate at once, whose frames go to ``feed``."""
         for _ in range(8):
             port = self.ports.allocate()
             try:
-                target = self.loopback_ports.allocate()
-            except RuntimeError:
-                self.ports.release(port)
-                raise
-            try:
-                return port, target, self.gate.open(port, target, gate)
+                return port, self.gate.open(port, gate, feed.put)
             except OSError:  # taken meanwhile (another process): try the next pair
                 self.ports.release(port)
-                self.loopback_ports.release(target)
+        feed.stop()
         raise RuntimeError(f"no free UDP port pair for the RTP gate on {self.local_addr}")
 
     async def _forward(self, pub: Publisher, request: list[dict]) -> list[dict]:
@@ -192,7 +181,7 @@ class ForwardIngest:
 
     def packets_of(self, pub_id) -> dict[str, int]:
         """Packets received so far from each forwarded stream of ``pub_id`` (kind -> count): the watchdog's."""
-        return {f.kind: f.reader.packets for f in self._streams.get(pub_id, {}).values() if f.reader is not None}
+        return {f.kind: f.feed.packets for f in self._streams.get(pub_id, {}).values() if f.feed is not None}
 
     async def remove(self, pub_id) -> None:
         """Stop everything forwarded for ``pub_id`` (it left, or the recording ends)."""
@@ -202,6 +191,7 @@ class ForwardIngest:
         """Stop every stream of every publisher at once (the ingest can be used again afterwards)."""
         streams, self._streams = self._streams, {}
         await self._stop_all([(pub_id, f) for pub_id, fs in streams.items() for f in fs.values()])
+        await asyncio.to_thread(self.feeds.close)
         await self._reclaim()
 
     async def _reclaim(self) -> None:
@@ -219,30 +209,26 @@ class ForwardIngest:
         return []
 
     def failures(self) -> list[BaseException]:
-        return [f.reader.error for fs in self._streams.values() for f in fs.values() if f.reader.error]
+        return [f.feed.error for fs in self._streams.values() for f in fs.values() if f.feed and f.feed.error]
 
     def packets(self) -> int:
-        return sum(f.reader.packets for fs in self._streams.values() for f in fs.values())
+        return sum(f.feed.packets for fs in self._streams.values() for f in fs.values() if f.feed)
 
     async def _stop_all(self, items: list[tuple[object, _Forwarded]], *, janus: bool = True) -> None:
-        """End several streams at the same instant: all forwarders first, then all readers, concurrently.
+        """End several streams at the same instant: all forwarders first, then all gates, then all feeds.
 
-        One after the other, each reader's wait for its last read would keep the other streams flowing
-        (a participant's video would outlast its audio by a read timeout, half a second).
+        The gate first: what Janus sent before, still queued on the socket, passes (or not), a frame still
+        incomplete is dropped, nothing more is put; then each feed delivers what it holds and ends. A
+        participant's streams end together (no stream's feed waits for another's).
         """
         lost = janus and self.room.closed.is_set()  # their forwarders outlive the connection: ``_reclaim``
         if janus and not lost:
             await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in items if f.stream_id is not None))
-        # the gate first: a frame still incomplete is dropped, nothing more is passed on; then each demuxer reads
-        # what the gate had passed (its loopback socket keeps it) until a read times out
         await asyncio.gather(*(asyncio.to_thread(self.gate.close, fwd.gated) for _, fwd in items if fwd.gated))
-        for _, fwd in items:
-            fwd.reader.request_stop()
-        await asyncio.gather(*(asyncio.to_thread(fwd.reader.stop) for _, fwd in items))
+        await asyncio.gather(*(asyncio.to_thread(fwd.feed.stop) for _, fwd in items if fwd.feed))
         for pub_id, fwd in items:
             if fwd.requester:
                 fwd.requester.close()
-            self.loopback_ports.release(fwd.target)
             if lost and fwd.stream_id is not None:
                 self._orphans.append((pub_id, fwd))
             else:

@@ -8,7 +8,7 @@ record it returns a stand-in whose ``decode`` gives back the frame as it came, a
 ``av.Packet`` and its RTP timestamp), which aiortc then queues on the track like a decoded frame. Other codecs
 keep aiortc's own decoders.
 
-What the packets are (the same as FFmpeg's RTP demuxer gives the forward ingest, ingest/rtp.py): H.264 as Annex-B
+What the packets are (the same as the RTP gate gives the forward ingest, ingest/depacketize.py): H.264 as Annex-B
 access units (aiortc's depacketizer writes start codes), keyframe = an IDR slice in it; VP8 frames as sent
 (keyframe = bit 0 of the first byte clear); Opus packets as sent. ``pts`` is the RTP timestamp counted from the
 stream's first frame (aiortc's ``TimestampMapper``), time base 1/clock rate.

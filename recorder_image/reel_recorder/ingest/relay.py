@@ -1,12 +1,17 @@
-"""The RTP gate's thread: owns the UDP ports Janus forwards to, and passes what the gate lets through to FFmpeg.
+"""The RTP gate's thread: owns the UDP ports Janus forwards to, and hands the whole frames that pass on.
 
 One thread (``reel-rtp-gate``) serves every forwarded stream of the recorder: a ``selectors`` loop over the public
-sockets (each stream's RTP port and, beside it, its RTCP port, read and dropped: FFmpeg needs no RTCP from this
-leg, Janus's forwarders send no sender reports, and an RTCP BYE from anywhere must end nothing). Each datagram
-goes through its stream's ``StreamGate`` (``gate.py``: source, SSRC, timestamps, whole frames) and what passes
-is sent, at once and in order, to the stream's demuxer on a loopback port (``RtpStreamReader``, whose SDP takes
-packets from 127.0.0.1 only). The gate never waits: a video frame goes on the moment its last packet came. Each
-packet's arrival is the kernel's receive time (``SO_TIMESTAMPNS``), not when this thread got to it.
+sockets (each stream's RTP port and, beside it, its RTCP port, read and dropped: Janus's forwarders send no sender
+reports, and an RTCP BYE from anywhere must end nothing). Each datagram goes through its stream's ``StreamGate``
+(``gate.py``: source, SSRC, timestamps, whole frames, depacketized) and the frames that pass are handed, at once
+and in order, to the stream's ``deliver`` (the stream's ``FrameFeed``, rtp.py: a queue its own thread empties
+into the writer). The gate never waits and never muxes: handing over is a queue put, once per stream and round.
+
+Rounds: the thread wakes at most every ``ROUND`` (20 ms) and reads everything that came meanwhile from every
+socket, rather than waking for each datagram: on a busy machine the wake-ups (and handing the GIL back and forth)
+cost more than the packets themselves (issue 18). A frame goes on at most a round after its last packet came; when
+each packet came is the kernel's receive time (``SO_TIMESTAMPNS``), not when this thread got to it, so the clock
+alignment does not see the rounds.
 
 Threads: ``open`` and ``close`` are called from any thread (the event loop's workers); they hand the change to the
 gate's thread through a queue and a wake-up socket, and ``close`` waits until it is done, so a stream's gate is
@@ -27,32 +32,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .gate import StreamGate
+from .gate import MediaFrame, StreamGate
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = "127.0.0.1"
 RECV_SIZE = 4096  # Janus's forwarders send packets under the path MTU
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux's value; Python does not name it
 _STAMP = struct.Struct("qq")  # struct timespec
 _ANCILLARY = socket.CMSG_SPACE(_STAMP.size)
-BURST = 64  # datagrams read from one socket before the loop looks at the others
-HOLD_LIMIT = 10.0  # seconds the gate holds a stream's first packets for a demuxer that has not bound its port
+BURST = 256  # datagrams read from one socket in one round before the loop looks at the others
+ROUND = 0.02  # seconds between the gate's rounds: what came meanwhile is read at once, in one wake-up
 
 
 @dataclass(eq=False)
 class GatedStream:
-    """A stream behind the gate: Janus sends to ``port`` (RTCP: ``port`` + 1) on the recorder's address; what
-    passes goes to ``target`` on loopback."""
+    """A stream behind the gate: Janus sends to ``port`` (RTCP: ``port`` + 1) on the recorder's address; the frames
+    that pass go to ``deliver`` (on the gate's thread: it must not wait)."""
 
     port: int
-    target: int
     gate: StreamGate
-    passed: int = 0  # datagrams passed on
-    # until the demuxer's socket is bound (its reader thread may start late), what passes is held here: FFmpeg
-    # must see a stream from its first packet (its timestamps count from it; the gate's arrival times too)
-    held: list[bytes] | None = field(default_factory=list)
-    held_since: float | None = None
+    deliver: Callable[[list[MediaFrame]], None]
     _socks: list[socket.socket] = field(default_factory=list)
     _done: threading.Event = field(default_factory=threading.Event)
 
@@ -67,9 +66,9 @@ class RtpGate:
         self._thread: threading.Thread | None = None
         self._wake_w: socket.socket | None = None
 
-    def open(self, port: int, target: int, gate: StreamGate) -> GatedStream:
-        """Bind ``port`` and ``port`` + 1 on the recorder's address (OSError when taken) and relay them."""
-        stream = GatedStream(port, target, gate)
+    def open(self, port: int, gate: StreamGate, deliver: Callable[[list[MediaFrame]], None]) -> GatedStream:
+        """Bind ``port`` and ``port`` + 1 on the recorder's address (OSError when taken) and gate them."""
+        stream = GatedStream(port, gate, deliver)
         try:
             for p in (port, port + 1):
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -91,7 +90,7 @@ class RtpGate:
         return stream
 
     def close(self, stream: GatedStream, timeout: float = 5.0) -> None:
-        """Stop relaying ``stream``: a frame still incomplete is dropped (never passed on), the ports are freed.
+        """Stop gating ``stream``: a frame still incomplete is dropped (never passed on), the ports are freed.
         The thread ends with the last stream (a later ``open`` starts another)."""
         with self._lock:
             if id(stream) not in self._streams:
@@ -116,9 +115,7 @@ class RtpGate:
         wake_r, self._wake_w = socket.socketpair()
         wake_r.setblocking(False)
         sel.register(wake_r, selectors.EVENT_READ, None)
-        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        out.bind((LOOPBACK, 0))
-        self._thread = threading.Thread(target=self._run, args=(self._ops, sel, wake_r, self._wake_w, out),
+        self._thread = threading.Thread(target=self._run, args=(self._ops, sel, wake_r, self._wake_w),
                                         name="reel-rtp-gate", daemon=True)
         self._thread.start()
 
@@ -130,26 +127,26 @@ class RtpGate:
                 w.send(b"\0")
 
     def _run(self, ops: collections.deque, sel: selectors.BaseSelector, wake_r: socket.socket,
-             wake_w: socket.socket, out: socket.socket) -> None:
-        now = self.now
+             wake_w: socket.socket) -> None:
         open_streams: list[GatedStream] = []
-        holding: set[GatedStream] = set()  # streams whose demuxer has not been seen bound yet
+        clock = time.monotonic
+        next_round = 0.0
         try:
             while True:
-                for s in [s for s in holding if s.held]:
-                    if self._release(s, out, now()):
-                        holding.discard(s)
-                for key, _ in sel.select(0.02 if holding else 1.0):
+                wait = next_round - clock()
+                if wait > 0:
+                    time.sleep(wait)  # the packets wait in the kernel, stamped with their arrival
+                events = sel.select(1.0)
+                next_round = clock() + ROUND
+                for key, _ in events:
                     if key.data is None:
                         with contextlib.suppress(OSError):
                             wake_r.recv(4096)
-                        if not self._apply_ops(ops, sel, open_streams, out):
+                        if not self._apply_ops(ops, sel, open_streams):
                             return
-                        holding = {s for s in open_streams if s.held is not None}
                         continue
                     stream, rtcp = key.data
-                    if self._pump(stream, key.fileobj, out, rtcp, BURST) and not stream.held:
-                        holding.discard(stream)
+                    self._pump(stream, key.fileobj, rtcp, BURST)
         except BaseException:
             log.exception("the RTP gate failed")
             for s in open_streams:
@@ -159,15 +156,15 @@ class RtpGate:
                 for sock in s._socks:
                     sock.close()
             sel.close()
-            for s in (wake_r, wake_w, out):
+            for s in (wake_r, wake_w):
                 s.close()
 
-    def _pump(self, stream: GatedStream, sock: socket.socket, out: socket.socket, rtcp: bool, limit: int) -> bool:
-        """Read up to ``limit`` datagrams queued on ``sock`` through the stream's gate and pass on what passes;
-        True when what was held for the demuxer has been sent."""
+    def _pump(self, stream: GatedStream, sock: socket.socket, rtcp: bool, limit: int) -> None:
+        """Read up to ``limit`` datagrams queued on ``sock`` through the stream's gate; hand on what passes."""
         janus, now = self.janus_addr, self.now
         skew = time.time() - now()  # the kernel's stamps (wall clock) onto the gate's clock
-        released = False
+        push = stream.gate.push
+        frames: list[MediaFrame] = []
         for _ in range(limit):
             try:
                 data, ancillary, _flags, (addr, _port) = sock.recvmsg(RECV_SIZE, _ANCILLARY)
@@ -177,36 +174,14 @@ class RtpGate:
                 break
             if rtcp:
                 continue
-            passed = stream.gate.push(data, janus is None or addr == janus, _arrival(ancillary, skew) or now())
-            if stream.held is not None and passed:
-                stream.held.extend(passed)
-                released |= self._release(stream, out, now())
-                continue
-            for datagram in passed:
-                try:
-                    out.sendto(datagram, (LOOPBACK, stream.target))
-                except OSError as err:
-                    log.debug("gate: sending to %d failed: %s", stream.target, err)
-                stream.passed += 1
-        return released
+            passed = push(data, janus is None or addr == janus, _arrival(ancillary, skew) or now())
+            if passed:
+                frames += passed
+        if frames:
+            stream.deliver(frames)
 
-    @staticmethod
-    def _release(stream: GatedStream, out: socket.socket, now: float) -> bool:
-        """Send what is held for ``stream`` once its demuxer has bound its port (or it waited too long); True
-        when it was sent."""
-        if stream.held_since is None:
-            stream.held_since = now
-        if not _bound(stream.target) and now - stream.held_since < HOLD_LIMIT:
-            return False
-        held, stream.held = stream.held, None
-        for datagram in held:
-            with contextlib.suppress(OSError):
-                out.sendto(datagram, (LOOPBACK, stream.target))
-            stream.passed += 1
-        return True
-
-    def _apply_ops(self, ops: collections.deque, sel: selectors.BaseSelector, open_streams: list[GatedStream],
-                   out: socket.socket) -> bool:
+    def _apply_ops(self, ops: collections.deque, sel: selectors.BaseSelector,
+                   open_streams: list[GatedStream]) -> bool:
         """Opens and closes asked for; False when the thread is to end."""
         while True:
             with self._lock:
@@ -220,9 +195,9 @@ class RtpGate:
                 sel.register(stream._socks[1], selectors.EVENT_READ, (stream, True))
                 open_streams.append(stream)
             else:
-                # what Janus sent before its forwarder stopped, still queued, goes through first (a reader that
-                # lags reads it from its own socket afterwards); then a frame still incomplete is dropped
-                self._pump(stream, stream._socks[0], out, False, 1 << 16)
+                # what Janus sent before its forwarder stopped, still queued, goes through first; then a frame
+                # still incomplete is dropped
+                self._pump(stream, stream._socks[0], False, 1 << 16)
                 stream.gate.finish()
                 for sock in stream._socks:
                     sel.unregister(sock)
@@ -235,16 +210,6 @@ class RtpGate:
                     log.info("gate of port %d: %s, rejected by reason %s", stream.port, counts,
                              stream.gate.rejections)
                 stream._done.set()
-
-
-def _bound(port: int) -> bool:
-    """Someone (the demuxer) has bound the loopback UDP port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((LOOPBACK, port))
-        except OSError:
-            return True
-    return False
 
 
 def _arrival(ancillary: list, skew: float) -> float | None:

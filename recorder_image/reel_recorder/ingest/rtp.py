@@ -1,77 +1,42 @@
-"""Reading one forwarded RTP stream with FFmpeg's RTP/SDP demuxer.
+"""One forwarded stream after the RTP gate: its frames fed to the writer on a thread of their own; and the ports,
+codecs and keyframe requests of the forward ingest.
 
-Janus forwards each recorded publisher stream as plain RTP to a UDP port of ours, owned by the RTP gate
-(gate.py, relay.py), which passes whole frames on to a loopback port. FFmpeg (through PyAV) reads them there and
-does the depacketizing and H.264 access-unit assembly in C, on its own thread per stream; the GIL is released
-while it waits for packets. Each stream gets its own demuxer so that a stream that starts late (a camera
-switched on after the microphone) never holds up the others.
+The RTP gate's thread (relay.py) hands each stream's whole frames (gate.py ``MediaFrame``: bytes, pts, keyframe,
+arrival) to the stream's ``FrameFeed``: a queue put, nothing more, so the gate never waits. A thread of the
+ingest's ``FeedPool`` (``reel-feed-N``; a participant's streams share one) empties the queue: it places each frame
+on the recording clock (clock.py ``StreamAligner``, from the kernel's arrival time of the frame's first packet)
+and calls the sink (the participant's writer: muxing, Opus → AAC, the MP4), as the WebRTC ingest's pump does
+(pump.py). A feed's state is touched by its worker's thread only (``packets`` and ``error`` are read elsewhere).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import queue
 import random
 import socket
 import struct
-import tempfile
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from fractions import Fraction
 
 import av
 
 from ..clock import RecordingClock, StreamAligner
-from .gate import StreamGate
+from .gate import MediaFrame
 
 log = logging.getLogger(__name__)
 
-# Codecs the forward ingest can record, as Janus names them, with their RTP clock rate and channels.
-RTP_CODECS = {"h264": ("H264", 90000, None), "vp8": ("VP8", 90000, None), "vp9": ("VP9", 90000, None),
-              "av1": ("AV1", 90000, None), "opus": ("opus", 48000, 2)}
-
-
-@dataclass(frozen=True)
-class RtpStream:
-    """One media stream forwarded to us."""
-
-    kind: str  # "audio" | "video"
-    codec: str  # "h264" | "opus"
-    payload_type: int
-    port: int  # local RTP port (RTCP is port + 1, FFmpeg binds both)
-    local_addr: str  # the address Janus sends to and FFmpeg binds
-    fmtp: str | None = None
-    # The only address packets are taken from (RTP and RTCP): Janus's. FFmpeg drops anything else before it is
-    # parsed (SDP source-filter → the rtp protocol's ``sources``): a stranger on the network cannot put a packet
-    # into a recording, nor end a stream with an RTCP BYE. None: from anywhere.
-    source: str | None = None
-
-    def sdp(self) -> str:
-        name, rate, channels = RTP_CODECS[self.codec]
-        rtpmap = f"{name}/{rate}" + (f"/{channels}" if channels else "")
-        lines = [
-            "v=0",
-            f"o=- 0 0 IN IP4 {self.local_addr}",
-            "s=reel",
-            f"c=IN IP4 {self.local_addr}",
-            "t=0 0",
-            f"m={self.kind} {self.port} RTP/AVP {self.payload_type}",
-            f"a=rtpmap:{self.payload_type} {rtpmap}",
-        ]
-        if self.fmtp:
-            lines.append(f"a=fmtp:{self.payload_type} {self.fmtp}")
-        if self.source:
-            lines.append(f"a=source-filter: incl IN IP4 {self.local_addr} {self.source}")
-        lines.append("a=recvonly")
-        return "\r\n".join(lines) + "\r\n"
+# Codecs the forward ingest can record, as Janus names them, with their RTP clock rate.
+RTP_CODECS = {"h264": ("H264", 90000), "vp8": ("VP8", 90000), "vp9": ("VP9", 90000), "av1": ("AV1", 90000),
+              "opus": ("opus", 48000)}
 
 
 class PortAllocator:
     """Hands out even UDP port pairs (RTP, RTCP) from a range, checking that both can be bound.
 
     It starts at a random pair of the range and goes round from there: two recorders on one address (pods
-    sharing a node's network, tests) rarely try the same pair at the same time (checking and FFmpeg's bind are
+    sharing a node's network, tests) rarely try the same pair at the same time (checking and the gate's bind are
     not one step), and a port is not predictable from the outside."""
 
     def __init__(self, addr: str, first: int = 40000, last: int = 44999):
@@ -143,222 +108,138 @@ class KeyframeRequester:
         self._sock.close()
 
 
-OPEN_TIMEOUT = 5.0  # seconds an open may take behind the gate (the packets are there: it takes milliseconds)
-GATE_POLL = 0.02  # seconds between looks at whether the gate has passed anything
-
 PacketSink = Callable[[av.Packet, float], None]
-"""Receives a demuxed packet and its time on the recording clock (seconds)."""
+"""Receives a frame as an ``av.Packet`` and its time on the recording clock (seconds)."""
+STOP_TIMEOUT = 5.0
+FEED_WORKERS = 2  # threads that feed the writers (measured: benchmarks/README.md, "Recorder CPU")
 
 
-class RtpStreamReader:
-    """A thread that demuxes one RTP stream and hands aligned packets to a sink."""
+class FeedPool:
+    """The threads that feed the writers: each participant's streams on one of ``workers`` threads (the one with
+    the fewest participants when their first stream opens), in the order the gate put them. Few threads, each
+    woken once per gate round for every stream it serves: a thread per stream woke for every frame, and the
+    wake-ups cost more than the frames (issue 18)."""
 
-    def __init__(
-        self,
-        stream: RtpStream,
-        sink: PacketSink,
-        clock: RecordingClock,
-        *,
-        name: str,
-        on_first_packet: Callable[[], None] | None = None,
-        read_timeout: float = 0.5,
-        gate: StreamGate | None = None,
-    ):
-        """``gate``: the stream's RTP gate, which tells when the packet of a given pts came from the network, on
-        ``clock`` (``StreamGate.arrival_of``), and which packet is its copy of the first keyframe for FFmpeg
-        (``StreamGate.is_copy``, not recorded); without it, a packet's arrival is when the demuxer returns it."""
-        self.stream = stream
-        self.sink = sink
-        self.clock = clock
-        self.name = name
-        self.on_first_packet = on_first_packet
-        self.read_timeout = read_timeout
-        self.gate = gate
-        self.arrival_of = gate.arrival_of if gate is not None else None
-        self.is_copy = gate.is_copy if gate is not None else None
+    def __init__(self, workers: int = FEED_WORKERS):
+        self._lock = threading.Lock()
+        self._queues: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(workers)]
+        self._threads: list[threading.Thread | None] = [None] * workers
+        self._keys: dict[object, list[int]] = {}  # participant -> [worker, streams open]
+
+    def assign(self, key: object) -> queue.SimpleQueue:
+        """The queue of ``key``'s worker (started if need be); ``release(key)`` when a stream of it ends."""
+        with self._lock:
+            entry = self._keys.get(key)
+            if entry is None:
+                load = [0] * len(self._queues)
+                for worker, _ in self._keys.values():
+                    load[worker] += 1
+                entry = self._keys[key] = [load.index(min(load)), 0]
+            entry[1] += 1
+            worker = entry[0]
+            if self._threads[worker] is None:
+                thread = threading.Thread(target=_work, args=(self._queues[worker],), name=f"reel-feed-{worker}",
+                                          daemon=True)
+                self._threads[worker] = thread
+                thread.start()
+            return self._queues[worker]
+
+    def release(self, key: object) -> None:
+        with self._lock:
+            entry = self._keys.get(key)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._keys[key]
+
+    def close(self, timeout: float = STOP_TIMEOUT) -> None:
+        """End the threads (after what is queued); a later ``assign`` starts them again."""
+        with self._lock:
+            threads, self._threads = self._threads, [None] * len(self._queues)
+            for q, thread in zip(self._queues, threads, strict=True):
+                if thread is not None:
+                    q.put(None)
+        for thread in threads:
+            if thread is not None:
+                thread.join(timeout)
+
+
+def _work(q: queue.SimpleQueue) -> None:
+    """A feed worker: (feed, frames) handled, (feed, event) ends the feed; None ends the thread."""
+    get = q.get
+    while (item := get()) is not None:
+        feed, what = item
+        if isinstance(what, threading.Event):
+            feed._finish()
+            what.set()
+        elif feed.error is None:
+            feed._take(what)
+
+
+class FrameFeed:
+    """One stream's frames, from the gate's thread (``put``) to ``sink`` on a thread of ``pool`` (its own pool of
+    one thread when none is given). ``key``: the participant (their streams share a thread)."""
+
+    def __init__(self, kind: str, clock_rate: int, sink: PacketSink, *, name: str, pool: FeedPool | None = None,
+                 key: object = None):
+        self.kind, self.rate, self.sink, self.name = kind, clock_rate, sink, name
+        self.time_base = Fraction(1, clock_rate)
         self.aligner = StreamAligner()
-        self.packets = 0
+        self.packets = 0  # frames handed to the sink's aligner (the watchdog's count)
         self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"rtp-{name}", daemon=True)
         self._last_pts: int | None = None
-        self._last_frame_pts: int | None = None  # behind the gate: the last video frame the demuxer returned
-        self._gap = False  # behind the gate: frames were lost after it; until the next keyframe
-        self._held_video: tuple[av.Packet, float, float, bool] | None = None
-        self._packets = None  # the demuxer's packet iterator, kept from one read to the next
-        self._time_base: tuple[int, int] | None = None  # the stream's, as integers: no Fraction per packet
+        self._own_pool = pool is None
+        self._pool = pool or FeedPool(1)
+        self._key = name if key is None else key
+        self._queue: queue.SimpleQueue | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        self._queue = self._pool.assign(self._key)
 
-    def request_stop(self) -> None:
-        """Ask the thread to end after its current read (``stop`` waits for it)."""
-        self._stop.set()
+    def put(self, frames: list[MediaFrame]) -> None:
+        """Frames that passed the gate, in order (the gate's thread: never waits)."""
+        if self.error is None:  # a feed that failed takes nothing more
+            self._queue.put((self, frames))
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop reading; packets still held for alignment are delivered first."""
-        self._stop.set()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            log.warning("reader %s did not stop within %.1f s", self.name, timeout)
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Deliver what is queued, then end (call once the gate has stopped putting)."""
+        done = threading.Event()
+        self._queue.put((self, done))
+        if not done.wait(timeout):
+            log.warning("feed %s did not stop within %.1f s", self.name, timeout)
+        self._pool.release(self._key)
+        if self._own_pool:
+            self._pool.close(timeout)
 
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _open(self, sdp_path: str):
-        options = {
-            "protocol_whitelist": "file,udp,rtp",
-            "buffer_size": str(1 << 20),
-            "analyzeduration": "200000",
-            "probesize": "32",
-            "fpsprobesize": "0",
-        }
-        # The read timeout bounds every blocking call so that stop() is noticed promptly. Behind the gate the
-        # demuxer opens once the gate has packets for it, held until its port is bound (relay.py): they come at
-        # once, and an open that gave up in the middle of them would lose the stream's start (its first
-        # keyframe, and the timestamps FFmpeg counts from): it may take longer on a busy machine.
-        timeout = (OPEN_TIMEOUT if self.gate is not None else self.read_timeout, self.read_timeout)
-        return av.open(sdp_path, format="sdp", options=options, timeout=timeout)
-
-    def _run(self) -> None:
-        fd, sdp_path = tempfile.mkstemp(prefix="reel-", suffix=".sdp")
-        with os.fdopen(fd, "w") as f:
-            f.write(self.stream.sdp())
-        container = None
+    # -- the worker's thread -------------------------------------------------------------------------------------
+    def _take(self, frames: list[MediaFrame]) -> None:
         try:
-            while not self._stop.is_set():
-                if container is None and self.gate is not None and not self.gate.started:
-                    self._stop.wait(GATE_POLL)  # nothing passed the gate yet (e.g. camera still off)
-                    continue
-                if container is None:
-                    try:
-                        container = self._open(sdp_path)
-                    except (av.error.ExitError, TimeoutError, av.error.InvalidDataError):
-                        continue  # no data yet (e.g. camera still off); try again until stopped
-                packet = self._read(container)
-                if packet is not None:
-                    self._handle(packet)
-            if container is not None:
-                self._drain(container)
-        except BaseException as err:  # reported to the recorder, which decides what it means
+            for frame in frames:
+                self._handle(frame)
+        except BaseException as err:  # reported to the recorder (failures), which decides what it means
             self.error = err
-            log.exception("reader %s failed", self.name)
-        finally:
-            ready = self._release_held_video()
-            for item, t in ready + self.aligner.flush():
-                self._deliver(item, t)
-            if self._packets is not None:
-                self._packets.close()  # its read buffer freed while the container is still open
-            if container is not None:
-                container.close()
-            os.unlink(sdp_path)
+            log.exception("feed %s failed", self.name)
 
-    def _drain(self, container, limit: float = 1.0) -> None:
-        """After stop: read what is already on its way (the forwarder is gone) until a read times out.
-
-        A reader that lags behind (a busy machine) would otherwise drop the end of its stream, and one
-        participant's audio and video would end at different times."""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            packet = self._read(container)
-            if packet is None:
-                return
-            self._handle(packet)
-
-    def _read(self, container) -> av.Packet | None:
-        """The next packet, or None when the read timed out (nothing within ``read_timeout``).
-
-        One ``demux()`` iterator serves every read until a read ends it (a timeout): setting one up per packet
-        cost more Python work than the packet itself (issue 18)."""
-        if self._packets is None:
-            self._packets = container.demux(container.streams[0])
+    def _finish(self) -> None:
+        if self.error is not None:
+            return
         try:
-            return next(self._packets)
-        except (av.error.ExitError, TimeoutError, StopIteration):
-            self._packets = None
-            return None
+            for item, t in self.aligner.flush():  # what the alignment still held (a stream shorter than it)
+                self.sink(item, t)
+        except BaseException as err:
+            self.error = err
+            log.exception("feed %s failed", self.name)
 
-    def _handle(self, packet: av.Packet) -> None:
-        if packet.pts is None or packet.size == 0:
-            return
-        if self.is_copy is not None and self.is_copy(packet.pts):
-            return  # the gate's copy of the first keyframe, for FFmpeg (gate.py); FFmpeg gave it a pts this time
-        if self.gate is not None and self.stream.kind == "video" and not self._continues(packet):
-            return
-        if self._last_pts is not None and packet.pts <= self._last_pts:
-            return  # late duplicate or reordering beyond FFmpeg's queue: keep timestamps monotonic
-        self._last_pts = packet.pts
-        if self.packets == 0 and self.on_first_packet:
-            self.on_first_packet()
+    def _handle(self, frame: MediaFrame) -> None:
+        pts = frame.pts
+        if self._last_pts is not None and pts <= self._last_pts:
+            return  # keep timestamps monotonic
+        self._last_pts = pts
         self.packets += 1
-        if self._time_base is None:
-            tb = packet.time_base
-            self._time_base = (tb.numerator, tb.denominator)
-        num, den = self._time_base
-        media_time = packet.pts * num / den  # = float(pts * time_base), exactly (int / int rounds once)
-        if self.arrival_of is not None and self.packets == 1 and self.arrival_of(packet.pts) is None:
-            # the gate's timestamps do not match this demuxer's (it missed the gate's first packets): the
-            # demuxer's own times, below
-            log.warning("reader %s: no arrival times from the RTP gate; timing the packets here", self.name)
-            self.arrival_of = None
-        if self.arrival_of is not None:
-            # Behind the gate: the time its (first) packet came from Janus, taken by the gate's thread as it
-            # read it. Neither FFmpeg's H.264 parser (it returns a frame once the next one starts) nor this
-            # thread's wait for the GIL is in it.
-            arrival = self.arrival_of(packet.pts)
-            ready = self.aligner.push(packet, media_time, self.clock.now() if arrival is None else arrival,
-                                      measure=arrival is not None)
-            for item, t in ready:
-                self._deliver(item, t)
-            return
-        arrival = self.clock.now()
-        # The first packet's media time is not the RTP timestamp's: Janus's forwarders start timestamps at 0, and
-        # FFmpeg's RTP demuxer takes a base of 0 for "none yet", so the *second* timestamp becomes the base and
-        # the first packet is stamped one packet interval too late (pts 0, as the second one). Measured against
-        # its arrival it would look that much early and, arriving undelayed, win the alignment's minimum: the
-        # stream placed up to 20 ms (audio) or a frame (video) early, a shift fixed for the whole run (issue 16).
-        first = self.packets == 1
-        if self.stream.kind == "video" and self.aligner.offset is None:
-            # FFmpeg's H.264 parser returns an access unit only when the next one starts, so a video packet
-            # leaves the demuxer when the *next* frame arrives: pair each arrival with the next media time.
-            held, self._held_video = self._held_video, (packet, media_time, arrival, first)
-            if held is None:
-                return
-            packet, prev_media, prev_arrival, prev_first = held
-            ready = self.aligner.push(packet, prev_media, prev_arrival - (media_time - prev_media),
-                                      measure=not prev_first)
-            if self.aligner.offset is not None:
-                ready += self._release_held_video()
-        else:
-            ready = self.aligner.push(packet, media_time, arrival, measure=not first)
-        for item, t in ready:
-            self._deliver(item, t)
-
-    def _continues(self, packet: av.Packet) -> bool:
-        """Behind the gate: False for a video frame that must not be recorded because frames the gate passed on
-        never reached this demuxer (its socket overran while this thread waited for a CPU): from such a gap to
-        the next keyframe, frames refer to what is missing (counted: the gate's ``overrun_frames``; a keyframe
-        is asked for)."""
-        previous = self.gate.previous_of(packet.pts)
-        if self._last_frame_pts is not None and previous is not None and previous % (1 << 32) != \
-                self._last_frame_pts % (1 << 32):
-            self._gap = True
-        self._last_frame_pts = packet.pts
-        if self._gap and not packet.is_keyframe:
-            self.gate.counts.overrun_frames += 1
-            if self.gate.request_keyframe is not None:
-                self.gate.request_keyframe(False)
-            return False
-        self._gap = False
-        return True
-
-    def _release_held_video(self) -> list[tuple[object, float]]:
-        held, self._held_video = self._held_video, None
-        if held is None:
-            return []
-        packet, media_time, arrival, first = held
-        return self.aligner.push(packet, media_time, arrival, measure=not first)
-
-    def _deliver(self, packet, t: float) -> None:
-        self.sink(packet, t)
+        packet = av.Packet(frame.data)
+        packet.pts = packet.dts = pts
+        packet.time_base = self.time_base
+        if frame.key:
+            packet.is_keyframe = True
+        for item, t in self.aligner.push(packet, pts / self.rate, frame.arrival):
+            self.sink(item, t)

@@ -1,7 +1,7 @@
 """One RTP packet as the RTP gate sees it (gate.py): its header, and the marks of the codecs whose frames the gate
 assembles: where an H.264 NAL unit (RFC 6184), a VP8 frame (RFC 7741), a VP9 frame (RFC 9628) or an AV1 OBU (the
 AOMedia "RTP Payload Format for AV1") starts and ends, and whether it is a keyframe. Pure functions of the packet's
-bytes; the payload itself is FFmpeg's to read.
+bytes; depacketize.py turns a whole frame's payloads into what the writer takes.
 """
 
 from __future__ import annotations
@@ -117,8 +117,17 @@ def vp8_whole(packets: list[RtpPacket]) -> bool:
 
 
 def _vp9_descriptor(pkt: RtpPacket) -> tuple[int, int]:
-    """(offset of the VP9 data after the payload descriptor, spatial layer SID: 0 without layer indices)."""
-    data, i, end = pkt.data, pkt.payload, pkt.end
+    return vp9_descriptor(pkt.data, pkt.payload, pkt.end)
+
+
+def vp9_payload_offset(data: bytes, i: int, end: int) -> int:
+    """Where the VP9 data starts after the payload descriptor at ``data[i]`` (depacketize.py)."""
+    return vp9_descriptor(data, i, end)[0]
+
+
+def vp9_descriptor(data: bytes, i: int, end: int) -> tuple[int, int]:
+    """(offset of the VP9 data after the payload descriptor at ``data[i]``, spatial layer SID: 0 without layer
+    indices)."""
     d, j, sid = data[i], i + 1, 0
     if d & 0x80 and j < end:  # I: a picture ID of 7 or 15 bits
         j += 2 if data[j] & 0x80 else 1
