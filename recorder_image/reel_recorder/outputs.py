@@ -8,7 +8,7 @@ leaves, at a pause, at the stop. The Recorder decides *when* (phases, pausing, s
 
 Threads: everything here runs on the Recorder's event loop; blocking work (a writer closing its segment, the
 composite's last pictures) goes to worker threads through ``asyncio.to_thread``. The writers and the composite
-engine have their own locks against the media reader threads that feed them.
+engine have their own locks against the media threads that feed them.
 """
 
 from __future__ import annotations

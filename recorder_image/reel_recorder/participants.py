@@ -11,7 +11,7 @@ being recorded (join → leave, or resume → pause). A participant none of whos
 
 Threads: everything here is called by the Recorder on its event loop; the blocking part of ending a run (the
 writer closing its segment, draining its encoder, finishing its MP4) runs in a worker thread through
-``asyncio.to_thread``. The writer has its own lock against the media reader threads that feed it.
+``asyncio.to_thread``. The writer has its own lock against the media threads that feed it.
 """
 
 from __future__ import annotations

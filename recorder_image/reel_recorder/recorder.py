@@ -26,7 +26,7 @@ high-water mark the writers drop new media (the oldest unstored data is kept) un
 low-water mark. Each such stretch is a ``diskFull`` entry of the manifest, and status.spool says what it cost.
 
 Threads: ``run`` and everything it calls run on the event loop; blocking work (store checks, closing writers,
-the uploader's close) goes to worker threads through ``asyncio.to_thread``. Media reader threads (the ingest)
+the uploader's close) goes to worker threads through ``asyncio.to_thread``. Media threads (the ingest's feeds and pumps)
 feed the writers; the uploader has its own threads (storage/uploader.py).
 """
 

@@ -13,7 +13,7 @@ Media: aiortc does SRTP, reordering, NACK (video) and PLI on loss; frames are pa
 loop (ICE, DTLS, SRTP, jitter buffer) and one ``<kind>-decoder`` thread per stream (the stand-in decoder: a copy
 of the frame); the event loop moves each frame from the track to the stream's pump thread (``webrtc-<pub>-<kind>``,
 a queue), which places it on the recording clock and calls the sink (the writer: muxing, Opus → AAC for TS): the
-heavy work never runs on the event loop, as the forward path's reader threads.
+heavy work never runs on the event loop, as on the forward path's feed threads (ingest/rtp.py).
 
 Timing: aiortc hands a frame over when the next one has begun (audio: four packets later, its jitter buffer's
 prefetch), so the time a frame leaves aiortc is late by a varying amount. Each stream's receiver is therefore

@@ -5,7 +5,7 @@ closed segment into a manifest record and a playlist entry, names its object key
 keys are made) and hands file, playlist and manifest to the uploader, which decides when each may be stored.
 
 Who calls what:
-- ``segment_closed`` and ``mp4_closed``: a participant's HLS writer, from a media reader thread (or from the
+- ``segment_closed`` and ``mp4_closed``: a participant's HLS writer, from a media thread (or from the
   thread that closes the writer), with that writer's lock held. Appends only.
 - ``add_participant``, ``participant_ended``, ``run_ended``, ``publish_manifest``: the Recorder (event loop, or a
   worker thread of it while it closes a writer).

@@ -78,7 +78,8 @@ class SpoolGate(Protocol):
 class ParticipantWriter:
     """Records one participant into a folder of HLS segments (in the spool), and their MP4 when asked.
 
-    Thread-safe: the video and audio reader threads call ``video``/``audio`` concurrently.
+    Thread-safe: the ingest's media threads (forward: a feed thread, ingest/rtp.py; WebRTC: a pump
+    thread per stream, ingest/pump.py) call ``video``/``audio``, possibly concurrently.
     """
 
     def __init__(
@@ -139,7 +140,7 @@ class ParticipantWriter:
         self.on_mp4 = on_mp4
         self.closed = False
 
-    # -- media entry points (reader threads) ---------------------------------------------------------------
+    # -- media entry points (media threads) ----------------------------------------------------------------
     def video(self, packet: av.Packet, t: float) -> None:
         data = bytes(packet)
         with self._lock:

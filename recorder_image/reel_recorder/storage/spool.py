@@ -19,7 +19,7 @@ close them (a store down for long), so the recorder keeps below the limit itself
 - Episodes: each full stretch (``since``, ``until``, ``droppedSegments``, ``droppedSeconds``) goes into the
   manifest (``diskFull``); the totals into status.spool, from which the operator makes the DiskFull condition.
 
-Threads: ``admit`` and ``dropped`` are called by the media reader threads (a ParticipantWriter, with its lock
+Threads: ``admit`` and ``dropped`` are called by the media threads (a ParticipantWriter, with its lock
 held); ``measure`` by a worker thread of the event loop (``asyncio.to_thread``, once a second while recording,
 once more after the upload); ``snapshot`` and ``finish`` by the event loop. ``_lock`` guards every field below
 it; the walk runs without it, so a writer never waits for the disk.
@@ -127,7 +127,7 @@ class SpoolBudget:
         self._dropped_seconds = 0.0
         self._episodes: list[dict] = []
 
-    # -- media reader threads ------------------------------------------------------------------------------
+    # -- media threads -------------------------------------------------------------------------------------
     def admit(self) -> bool:
         """May a writer open a new segment? False while the spool is full."""
         with self._lock:
