@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cheap_publishers import CheapPublisher, make_clip  # noqa: E402
 from benchmarks.recorder_cpu import cpu_seconds, image_like_env, machine_busy, rollup_kib  # noqa: E402
 from tests.harness.janus import Janus  # noqa: E402
 from tests.harness.netns import TestNetwork  # noqa: E402
@@ -65,44 +65,6 @@ def start_recorder(net: TestNetwork, janus: Janus, room: int, way: str, workdir:
     name = label.replace("+", "-").replace("@", "-")
     manifest = session_manifest(janus.ws_url, room, name=name, recording=recording, display=f"reel-{label}")
     return RecorderRun(net.popen, manifest, workdir / f"{name}-{room}", env=env)
-
-
-def make_clip(workdir: Path) -> Path:
-    """The cheap publishers' clip (``--publishers ffmpeg``): 10 s, encoded once."""
-    clip = workdir / "clip.ts"
-    if not clip.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=640x480:rate=30", "-f", "lavfi",
-                        "-i", "sine=frequency=440:sample_rate=48000", "-t", "10", "-c:v", "libx264",
-                        "-profile:v", "baseline", "-preset", "veryfast", "-tune", "zerolatency", "-b:v", "500k",
-                        "-maxrate", "500k", "-bufsize", "500k", "-g", "60", "-bf", "0",
-                        "-x264-params", "repeat-headers=1", "-c:a", "libopus", "-b:a", "32k", "-ac", "2",
-                        str(clip)], check=True)
-    return clip
-
-
-class CheapPublisher:
-    """A Janus remote publisher fed by ``ffmpeg -stream_loop -1 -re -c copy`` (``--publishers ffmpeg``)."""
-
-    def __init__(self, net: TestNetwork, janus: Janus, room: int, clip: Path, display: str, log: Path):
-        self.janus, self.room = janus, room
-        reply = janus.videoroom_request({"request": "add_remote_publisher", "room": room, "display": display,
-                                         "iface": net.addr, "streams": [
-            {"type": "video", "mindex": 0, "mid": "0", "codec": "h264"},
-            {"type": "audio", "mindex": 1, "mid": "1", "codec": "opus", "stereo": True}]})
-        self.id, target = reply["id"], f"rtp://{reply.get('ip') or net.addr}:{reply['port']}"
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in kill()
-        self.proc = net.popen(["ffmpeg", "-v", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
-                               "-map", "0:v", "-c", "copy", "-f", "rtp", "-ssrc", "1000", "-payload_type", "96",
-                               target, "-map", "0:a", "-c", "copy", "-f", "rtp", "-ssrc", "1010",
-                               "-payload_type", "111", target],
-                              stdout=subprocess.DEVNULL, stderr=self._log, stdin=subprocess.DEVNULL)
-
-    def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._log.close()
-        with contextlib.suppress(Exception):
-            self.janus.videoroom_request({"request": "remove_remote_publisher", "room": self.room, "id": self.id})
 
 
 def run_count(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path, ways: list[str],

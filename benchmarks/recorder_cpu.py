@@ -7,8 +7,11 @@ sampled separately, so the recorder's share is its own; the machine's busy share
 where it saturates. Memory: the recorder's RSS and PSS (/proc/PID/smaps_rollup) at the end of the window.
 
     sudo python benchmarks/recorder_cpu.py [--counts 1,2,4,8] [--window 20] [--store local|s3]
-        [--segment-format ts,fmp4] [--ingest forward,webrtc]
+        [--segment-format ts,fmp4] [--ingest forward,webrtc] [--publishers aiortc|ffmpeg]
         [--tree before=/tmp/reel-before --tree after=.]
+
+``--publishers ffmpeg``: cheap publishers (benchmarks/cheap_publishers.py, ~0.45 % of a vCPU each) instead of aiortc
+ones, so that counts of 16, 24, 32 fit on a small machine.
 
 ``--store s3`` uploads to a MinIO process (as in a pod) instead of writing a local folder. The recorder image
 trims botocore's data (recorder_image/trim_botocore.py): the benchmark does the same for the recorder it runs, so
@@ -38,6 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.cheap_publishers import CheapPublisher, make_clip  # noqa: E402
 from tests.harness.janus import Janus  # noqa: E402
 from tests.harness.minio import MinioServer, minio_binary  # noqa: E402
 from tests.harness.netns import TestNetwork  # noqa: E402
@@ -93,8 +97,8 @@ def image_like_env(workdir: Path, tree: Path) -> dict:
 
 def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path, store=None, *,
             label: str = "current", tree: Path = REPO, room: int = 7000, env: dict | None = None,
-            segment_format: str = "ts", ingest: str = "forward") -> dict:
-    janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=16, bitrate=500000)
+            segment_format: str = "ts", ingest: str = "forward", cheap: bool = False) -> dict:
+    janus.create_room(room, videocodec="h264", audiocodec="opus", fir_freq=2, publishers=n + 2, bitrate=500000)
     env = {"REEL_ROOM_ADMIN_KEY": janus.admin_key, **image_like_env(workdir, tree), **(env or {})}
     run_dir = workdir / f"{label}-n{n}-{room}"
     extra, storage = [], None
@@ -112,11 +116,16 @@ def run_one(net: TestNetwork, janus: Janus, n: int, window: float, workdir: Path
                                 storage=storage)
     rec = RecorderRun(net.popen, manifest, run_dir, env=env, output=store is None, extra_args=extra)
     rec.wait_event("joined", timeout=30)
-    pubs = [PublisherProcess(net, publisher_argv(janus.ws_url, room, display=f"p{i}", duration=window + 30),
-                             run_dir / f"pub-{i}.log", f"p{i}") for i in range(n)]
+    if cheap:
+        clip = make_clip(workdir)
+        pubs = [CheapPublisher(net, janus, room, clip, f"p{i}", run_dir / f"pub-{i}.log") for i in range(n)]
+    else:
+        pubs = [PublisherProcess(net, publisher_argv(janus.ws_url, room, display=f"p{i}", duration=window + 30),
+                                 run_dir / f"pub-{i}.log", f"p{i}") for i in range(n)]
     try:
         for p in pubs:
-            p.wait_event("published", timeout=90)
+            if not cheap:
+                p.wait_event("published", timeout=90)
         rec.wait_event("participants", timeout=30, predicate=lambda e: e["status"]["activeParticipants"] == n)
         time.sleep(3)  # forwards set up, first keyframes in
         pid = rec.proc.pid
@@ -170,6 +179,9 @@ def main() -> None:
     ap.add_argument("--ingest", default="forward", metavar="forward,webrtc",
                     help="spec.recording.ingest (comma-separated: the ingests take turns at each count, after the "
                          "formats)")
+    ap.add_argument("--publishers", choices=["aiortc", "ffmpeg"], default="aiortc",
+                    help="ffmpeg: cheap publishers (a pre-encoded clip looped into Janus remote publishers: "
+                         "benchmarks/cheap_publishers.py), for counts beyond what aiortc publishers allow")
     args = ap.parse_args()
     formats = args.segment_format.split(",")
     trees = [(t.partition("=")[0], Path(t.partition("=")[2]).resolve()) for t in args.tree] or [("current", REPO)]
@@ -193,7 +205,8 @@ def main() -> None:
                         for ingest in args.ingest.split(","):
                             room += 1
                             r = run_one(net, janus, n, args.window, Path(tmp), store, label=label, tree=tree,
-                                        room=room, env=tree_env.get(label, {}), segment_format=fmt, ingest=ingest)
+                                        room=room, env=tree_env.get(label, {}), segment_format=fmt, ingest=ingest,
+                                        cheap=args.publishers == "ffmpeg")
                             results.append({**r, "store": args.store})
                             print(json.dumps(results[-1]), flush=True)
         finally:
