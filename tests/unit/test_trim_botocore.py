@@ -38,6 +38,31 @@ def test_every_operation_the_store_calls_is_kept():
     assert called <= kept, sorted(called - kept)
 
 
+def test_the_example_bucket_job_finds_what_it_calls():
+    """examples/minio.yaml makes its bucket with the recorder image's boto3: its calls and the errors it catches
+    must survive the trim (a cluster test caught CreateBucket missing)."""
+    script = (REPO / "examples" / "minio.yaml").read_text()
+    called = set(re.findall(r"\bs3\.([a-z_]+)\(", script))
+    caught = set(re.findall(r"s3\.exceptions\.([A-Za-z]+)", script))
+    assert called and caught
+    kept = {_snake(op) for op in _trim_module().S3_OPERATIONS}
+    assert called <= kept, sorted(called - kept)
+    model = json.loads(_trimmed_model())
+    assert caught <= set(model["shapes"]), sorted(caught - set(model["shapes"]))
+
+
+def _trimmed_model() -> str:
+    import gzip
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([sys.executable, str(REPO / "recorder_image" / "trim_botocore.py"), "--out", out],
+                       check=True, capture_output=True)
+        [path] = [p for p in Path(out).rglob("service-2.json*") if "/s3/" in str(p)]
+        data = path.read_bytes()
+        return (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
+
+
 def test_a_client_from_the_trimmed_data_has_those_operations_only(tmp_path):
     trim = _trim_module()
     subprocess.run([sys.executable, str(REPO / "recorder_image" / "trim_botocore.py"), "--out", str(tmp_path)],
