@@ -8,6 +8,13 @@ counted as ``"<VERB> <resource>[/<subresource>]"`` (verbs as the API server name
 create, patch, update, delete); the counts are written as JSON to ``$REEL_BENCH_COUNTS`` every second and at
 exit. The reel_operator package is whichever is first on ``sys.path`` (PYTHONPATH selects a tree), so the
 benchmark can count an older checkout the same way.
+
+The way of each session to its pod is traced too (``$REEL_BENCH_COUNTS.trace``, JSON, written at exit):
+``"namespace/name" -> [[what, t0, t1], ...]`` in ``time.monotonic()`` (one clock for every process of
+the machine, so the benchmark can set it beside its own apply and watch times): kopf's first patch of the session
+(``kopf-patch``: its finalizer), each run of the create handler or of ``create.start_early`` (``handler``) and
+each API call of the handler's kube client (``kube <method>``, also those it runs in its ``reel-io`` pool), e.g.
+``kube create Pod``.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from urllib.parse import urlsplit
 
 COUNTS: collections.Counter[str] = collections.Counter()
 _LOCK = threading.Lock()
+TRACE: dict[str, list] = collections.defaultdict(list)
+_CURRENT = threading.local()  # the session whose create handler runs in this thread
+_TRACED = re.compile(r"/namespaces/(?P<ns>[^/]+)/recordingsessions/(?P<name>[^/?]+)$")
 # /api/v1/namespaces/NS/pods/NAME/status, /apis/G/V/namespaces/NS/R/NAME, /apis/G/V/R (cluster-wide)
 _PATH = re.compile(r"^/apis?/(?:[^/]+/)?v[^/]+(?:/namespaces/[^/]+)?/(?P<res>[^/?]+)(?:/(?P<name>[^/?]+))?"
                    r"(?:/(?P<sub>[^/?]+))?")
@@ -61,6 +71,72 @@ def dump(path: str) -> None:
     os.replace(tmp, path)
 
 
+def trace(key: str | None, what: str, t0: float, t1: float) -> None:
+    if key:
+        with _LOCK:
+            TRACE[key].append([what, round(t0, 4), round(t1, 4)])
+
+
+def _session_of(args, kwargs) -> str | None:
+    """namespace/session of a Kube method's call: the thread's create handler, else from the object created."""
+    key = getattr(_CURRENT, "key", None)
+    if key:
+        return key
+    body = args[0] if args and isinstance(args[0], dict) else kwargs.get("body")
+    if isinstance(body, dict):
+        meta = body.get("metadata") or {}
+        name = meta.get("name") or ""
+        if name.startswith("reel-rec-"):
+            return f"{meta.get('namespace')}/{name[len('reel-rec-'):]}"
+    return None
+
+
+def install_trace() -> None:
+    """Wrap the create handler and the Kube client's methods of the reel_operator package on sys.path."""
+    import time
+
+    from reel_operator import kube
+    from reel_operator.handlers import create
+
+    def traced_handler(original):
+        def start(ctx, body, *args, **kwargs):
+            meta = body["metadata"]
+            _CURRENT.key = f"{meta.get('namespace')}/{meta.get('name')}"
+            t0 = time.monotonic()
+            try:
+                return original(ctx, body, *args, **kwargs)
+            finally:
+                trace(_CURRENT.key, "handler", t0, time.monotonic())
+                _CURRENT.key = None
+        return start
+
+    create.start = traced_handler(create.start)
+    if hasattr(create, "start_early"):  # a tree that starts a session on its first event (main.py)
+        create.start_early = traced_handler(create.start_early)
+
+    def wrap(name, method):
+        def traced(self, *args, **kwargs):
+            key = _session_of(args, kwargs)
+            what = f"kube {name}" + (f" {args[0].get('kind')}" if args and isinstance(args[0], dict) else "")
+            t0 = time.monotonic()
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                trace(key, what, t0, time.monotonic())
+        return traced
+
+    for name, method in list(vars(kube.Kube).items()):
+        if callable(method) and not name.startswith("_"):
+            setattr(kube.Kube, name, wrap(name, method))
+
+
+def dump_trace(path: str) -> None:
+    with _LOCK:
+        data = dict(TRACE)
+    with open(f"{path}.trace", "w") as f:
+        json.dump(data, f)
+
+
 def install() -> None:
     """Wrap the two clients' request methods (before anything creates a client)."""
     import aiohttp
@@ -82,7 +158,15 @@ def install() -> None:
         if params and "watch" in dict(params):
             url += ("&" if "?" in url else "?") + "watch=true"
         count(method, url)
-        return await original_aio(self, method, str_or_url, *args, **kwargs)
+        m = _TRACED.search(urlsplit(url).path) if method.upper() == "PATCH" else None
+        if not m:
+            return await original_aio(self, method, str_or_url, *args, **kwargs)
+        import time
+        t0 = time.monotonic()
+        try:
+            return await original_aio(self, method, str_or_url, *args, **kwargs)
+        finally:
+            trace(f"{m.group('ns')}/{m.group('name')}", "kopf-patch", t0, time.monotonic())
 
     aiohttp.ClientSession._request = aio_request
 
@@ -116,6 +200,8 @@ def main() -> int:
                 threading.Event().wait(1.0)
         threading.Thread(target=loop, daemon=True).start()
         atexit.register(dump, path)
+        install_trace()
+        atexit.register(dump_trace, path)
     from reel_operator import run
     return run.main(sys.argv[1:])
 

@@ -28,6 +28,11 @@ cross-check); and correctness: every session got exactly its pod, reached ``Comp
 gone, no session ``Failed``, no Warning Event, no traceback or retry in the operator's log. A session stuck
 (no pod within ``--timeout`` s, not final, pod not gone) is listed by name.
 
+Where apply -> pod went (``apply_to_pod_breakdown``, printed after each operator process has ended): from the trace
+counted_operator.py writes (kopf's finalizer patch, each create-handler run and each of its API calls, per
+session, on the machine's monotonic clock) beside this process's apply and watch times: kopf's intake, its
+finalizer patch, the way to the handler, the handler's calls by kind, the pod seen (``breakdown``).
+
 What "stop -> pod gone" means here: kwok stands in for the kubelet and removes a pod as soon as it is being
 deleted, so it is the operator's reaction (read the stop, delete the pod gracefully) plus kwok's removal. With a
 real recorder the pod goes only when the recorder has closed its segments and uploaded (seconds; see
@@ -216,12 +221,15 @@ def run_once(cluster: Cluster, op: OperatorProcess, ns: str, kind: str, n: int, 
             applied[name] = time.monotonic()
             cluster.create_session(ns, session_body(name, 10000 + i))
         result["apply_seconds"] = round(time.monotonic() - t0, 2)
+        result["_applied"] = {f"{ns}/{s}": applied[s] for s in names}
         waited = watches.wait(lambda: all(f"reel-rec-{s}" in watches.pod_added for s in names), timeout)
         cpu1 = op.cpu_seconds()
         result["create_cpu_seconds"] = round(cpu1 - cpu0, 2)
         created = [watches.pod_added[f"reel-rec-{s}"] - applied[s] for s in names
                    if f"reel-rec-{s}" in watches.pod_added]
         result["apply_to_pod"] = summary(created)
+        result["_pod_added"] = {f"{ns}/{s}": watches.pod_added[f"reel-rec-{s}"] for s in names
+                                if f"reel-rec-{s}" in watches.pod_added}
         result["no_pod"] = [s for s in names if f"reel-rec-{s}" not in watches.pod_added]
         # let the sessions settle (Starting, pods Running on the kwok node), then the steady cost of holding them
         watches.wait(lambda: all(watches.phase.get(s) == "Starting" for s in names), 60 if waited else 1)
@@ -260,6 +268,40 @@ def run_once(cluster: Cluster, op: OperatorProcess, ns: str, kind: str, n: int, 
     finally:
         watches.close()
     return result
+
+
+def breakdown(r: dict, trace: dict[str, list]) -> dict:
+    """Where apply -> pod created went, from the operator's trace (counted_operator.py) and this process's times:
+    ``intake`` apply -> kopf's first patch sent (the watch event, kopf's queue), ``finalizer`` that patch,
+    ``to_handler`` its answer -> the first run of the create handler (or of ``create.start_early``) entered,
+    ``apply_to_handler`` apply -> that run entered, ``handler`` that run entered -> the pod's create answered (each
+    API call in between also summed by kind), ``seen`` that answer -> this process's watch saw the pod. p50/p99 of
+    each over all sessions, and their means over the slowest 1 % by apply -> pod. Pure."""
+    rows = []
+    for key, t_apply in r.get("_applied", {}).items():
+        t_pod, events = r.get("_pod_added", {}).get(key), trace.get(key) or []
+        patches = [e for e in events if e[0] == "kopf-patch"]
+        handlers = [e for e in events if e[0] == "handler"]
+        pod = [e for e in events if e[0] == "kube create Pod"]
+        if t_pod is None or not patches or not handlers or not pod:
+            continue
+        fin, run = patches[0], min((h for h in handlers if h[1] <= pod[0][2]), key=lambda h: h[1], default=handlers[0])
+        calls: dict[str, float] = {}
+        for what, a, b in events:
+            if what.startswith("kube ") and run[1] <= a and b <= pod[0][2]:
+                calls[what] = calls.get(what, 0.0) + b - a
+        rows.append({"total": t_pod - t_apply, "intake": fin[1] - t_apply, "finalizer": fin[2] - fin[1],
+                     "to_handler": run[1] - fin[2], "handler": pod[0][2] - run[1], "seen": t_pod - pod[0][2],
+                     "handler_runs": float(len(handlers)), "apply_to_handler": run[1] - t_apply, **calls})
+    if not rows:
+        return {}
+    rows.sort(key=lambda x: x["total"])
+    slow = rows[-max(1, len(rows) // 100):]
+    keys = sorted({k for row in rows for k in row})
+    return {"sessions": len(rows), **{k: {"p50": round(statistics.median([row.get(k, 0.0) for row in rows]), 3),
+                                          "p99": round(percentile([row.get(k, 0.0) for row in rows], 99), 3),
+                                          "slowest_1pct_mean": round(statistics.mean([row.get(k, 0.0) for row in slow]),
+                                                                     3)} for k in keys}}
 
 
 def per_session(counts: dict[str, int], n: int) -> dict:
@@ -327,7 +369,7 @@ def main() -> int:
                         show(label, r)
                         results.append(r)
                         if args.json:
-                            args.json.write_text(json.dumps(results, indent=2))
+                            args.json.write_text(json.dumps(results, indent=2, default=str))
                     finally:
                         t0 = time.monotonic()
                         cluster.delete_namespace(ns)  # the operator releases the sessions (finalizers)
@@ -335,6 +377,22 @@ def main() -> int:
             finally:
                 op.stop()
             print(f"[{label}] operator log: {op.log_file}", flush=True)
+            try:
+                trace = json.loads(Path(f"{op.counts_file}.trace").read_text())
+            except (OSError, ValueError):
+                trace = {}
+            for r in results:
+                if r["tree"] == label and "_applied" in r:
+                    r["apply_to_pod_breakdown"] = breakdown(r, trace)
+                    r.pop("_applied"), r.pop("_pod_added", None)
+                    print(f"[{label}] {r['run']}: where apply -> pod went (s; p50 / p99 / mean of the slowest 1 %):",
+                          flush=True)
+                    for k, v in r["apply_to_pod_breakdown"].items():
+                        if isinstance(v, dict):
+                            print(f"    {k:32} {v['p50']:7.3f} {v['p99']:7.3f} {v['slowest_1pct_mean']:7.3f}",
+                                  flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2))
     return 0
 
 

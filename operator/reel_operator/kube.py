@@ -175,6 +175,19 @@ class Kube:
             return self._dict(create(ns, body, _preload_content=False)), True
         return existing, False
 
+    def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete a ServiceAccount or Role (at ``uid`` if given); False when it was already gone (or another)."""
+        delete = {"ServiceAccount": self.core.delete_namespaced_service_account,
+                  "Role": self.rbac.delete_namespaced_role}[kind]
+        pre = client.V1Preconditions(uid=uid) if uid else None
+        try:
+            delete(name, namespace, body=client.V1DeleteOptions(preconditions=pre))
+            return True
+        except ApiException as err:
+            if status_of(err) in (404, 409):
+                return False
+            raise
+
     # -- leases (room locks) ---------------------------------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.coordination.read_namespaced_lease, name, namespace)

@@ -4,14 +4,19 @@ one operator serves. That is one meaning in both modes: cluster-wide, every name
 releases watching different namespaces) do not see each other's sessions: their rooms are theirs to keep apart.
 
 Two layers, both keyed by ``names.room_key``:
-1. every session carries the label ``reel.dev/room-key``; before starting, the operator lists the labelled
-   sessions in its scope (all namespaces when cluster-wide, each watched namespace when namespaced). An active
-   one that was created earlier wins (ties: the smaller uid), so two sessions checking at the same time agree
-   on one winner, whichever namespaces they are in;
+1. the check: an active session of the room created earlier wins (ties: the smaller uid), so two sessions
+   checking at the same time agree on one winner, whichever namespaces they are in. The operator checks its
+   index ``rooms`` (main.py: every session it watches, by room key, computed from the spec, so a session is in
+   it from its first watch event on, before any handler ran), which is exactly its scope; a candidate winner
+   the index shows is read fresh (the index may lag: it may have ended) before the loser fails
+   (``earlier_claim``). Without an index (``acquire``) the same check lists the sessions labelled
+   ``reel.dev/room-key`` in its scope (all namespaces when cluster-wide, each watched namespace when
+   namespaced), after labelling its own; every session carries that label either way;
 2. a Lease ``reel-room-<key>`` in the session's namespace, created by the winner (create is atomic: one
    of two racing creators gets AlreadyExists). A Lease left by a session that ended or is gone is taken over
    with optimistic concurrency (replace at its resourceVersion).
-The loser ends with stopReason AlreadyRecording and touches nothing.
+The loser ends with stopReason AlreadyRecording and keeps nothing (a race lost at the Lease deletes again the
+ServiceAccount and Role created beside it: handlers/create.py).
 
 The Lease and its holder identity are built by the pure functions below (``build_room_lock``, ...).
 """
@@ -20,13 +25,14 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from reel_api import RecordingSession
+from reel_api import RecordingSession, SessionError, load_session
 
 from .kube import Kube, status_of
 from .names import LABEL_MANAGED_BY, LABEL_PART_OF, LABEL_ROOM_KEY, MANAGED_BY, owner_reference, room_key
@@ -111,9 +117,45 @@ def describe(session: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}" + (f" (recording {rec})" if rec else "")
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A session as the index ``rooms`` holds it (main.py): small, never a body."""
+    namespace: str
+    name: str
+    uid: str
+    created: str  # metadata.creationTimestamp
+    active: bool  # not final, not being deleted
+
+
+def claim_of(body: Mapping[str, Any]) -> dict[str, Claim]:
+    """The index entry of a session: {its room key: Claim}; {} for a session our models refuse (it never starts).
+    Pure."""
+    try:
+        key = room_key(load_session(dict(body)))
+    except SessionError:
+        return {}
+    meta = body["metadata"]
+    return {key: Claim(meta.get("namespace") or "", meta.get("name") or "", meta.get("uid") or "",
+                       meta.get("creationTimestamp") or "", _active(body))}
+
+
+def earlier_claim(kube: Kube, body: Mapping[str, Any], claims: Iterable[Claim]) -> str | None:
+    """The check from the index: a description of the session that wins over ``body`` (active and created first),
+    None when there is none. A candidate is read fresh before it wins (the index may still show it active after it
+    ended); one created after ``body`` never wins, whatever its state."""
+    mine, uid = _order(body), body["metadata"].get("uid")
+    for claim in sorted((c for c in claims if c.uid != uid and c.active and (c.created, c.uid) < mine),
+                        key=lambda c: (c.created, c.uid)):
+        other = kube.get_session(claim.namespace, claim.name)
+        if other is not None and other["metadata"].get("uid") == claim.uid and _active(other):
+            return describe(other)
+    return None
+
+
 def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, namespaces: tuple[str, ...],
             now: datetime) -> str | None:
-    """Take the room. None when we have it, else a description of the session that records the room."""
+    """Take the room, checking by a list of the labelled sessions (no index). None when we have it, else a
+    description of the session that records the room."""
     key = room_key(session)
     selector = f"{LABEL_ROOM_KEY}={key}"
     if namespaces and not any(set(ns) & set("*?[") for ns in namespaces):  # namespaced: every watched one
@@ -127,7 +169,12 @@ def acquire(kube: Kube, session: RecordingSession, body: Mapping[str, Any], *, n
     winner = earlier_active(candidates, body)
     if winner is not None:
         return describe(winner)
+    return take(kube, session, now=now)
 
+
+def take(kube: Kube, session: RecordingSession, *, now: datetime) -> str | None:
+    """The second layer: create the Lease (or take over one whose holder ended). None when we hold it, else a
+    description of the active session that does."""
     lease = build_room_lock(session, now)
     try:
         existing, created = kube.create(lease)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -112,11 +113,18 @@ def session_hints(namespace: str, name: str, body, **_):
     return {(namespace, name): podstate.session_hint(body)}
 
 
+@kopf.index(*SESSIONS)
+def rooms(body, **_):
+    """Each session by its room key (computed from the spec: indexed from its first event) -> lock.Claim: the room
+    check of the create handler reads nothing unless an earlier active session of the room is shown (lock.py)."""
+    return lock.claim_of(body)
+
+
 # -- sessions --------------------------------------------------------------------------------------------------
 @kopf.on.create(*SESSIONS)
 @kopf.on.resume(*SESSIONS)
-def on_create(body, memo: kopf.Memo, retry: int, logger, **_) -> None:
-    create.start(ctx_of(memo), body, retry=retry, logger=logger)
+def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, logger, **_) -> None:
+    create.start(ctx_of(memo), body, retry=retry, rooms=rooms, logger=logger)
 
 
 @kopf.on.update(*SESSIONS, field="spec.stop", new=True)
@@ -125,8 +133,12 @@ def on_stop(body, memo: kopf.Memo, logger, **_) -> None:
 
 
 @kopf.on.event(*SESSIONS)
-def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, room_locks: kopf.Index,
-                     logger, **_) -> None:
+async def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, room_locks: kopf.Index,
+                           rooms: kopf.Index, logger, **_) -> None:
+    """Async: most events (a new session's first ones, a status as it should be) end here on the event loop; only
+    one with something to write or remove takes a handler thread (session_events.quiet). A new session's first
+    event starts it in a handler thread without waiting (create.start_early): kopf goes on to add its finalizer
+    meanwhile, and its create handler, on the next event, finds the work done."""
     meta = body["metadata"]
     deleted = event.get("type") == "DELETED"
     ctx_of(memo).metrics.session(meta["namespace"], meta["name"], None if deleted else body)
@@ -139,10 +151,26 @@ def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Index, ro
         return
     if webhooks is not None:
         webhooks.observe(body)  # derives and queues the session's webhook events; never waits for a receiver
+    if create.early(body, FINALIZER):
+        # a copy: kopf goes on with the object's next events meanwhile, and a timer's body is live (kopf updates it)
+        call = functools.partial(create.start_early, ctx_of(memo), copy.deepcopy(dict(body)), rooms=rooms,
+                                 logger=logger)
+        asyncio.get_running_loop().run_in_executor(memo.executor, functools.partial(contextvars.copy_context().run,
+                                                                                   call))
+    if session_events.quiet(body):
+        return
     holder = lock.holder_identity_of(meta)
-    session_events.on_session_change(ctx_of(memo), body, pod_names=set(recorder_pods.get(meta["namespace"], [])),
-                                     holds_lock=holder in room_locks,
-                                     lock_version=next(iter(room_locks.get(holder, [])), None), logger=logger)
+    await in_thread(memo, session_events.on_session_change, ctx_of(memo), body,
+                    pod_names=set(recorder_pods.get(meta["namespace"], [])), holds_lock=holder in room_locks,
+                    lock_version=next(iter(room_locks.get(holder, [])), None), logger=logger)
+
+
+async def in_thread(memo: kopf.Memo, fn, *args, **kwargs) -> None:
+    """``fn(*args, **kwargs)`` as kopf runs a sync handler: in its pool, in a copy of this context (kopf.event needs
+    it), not cancelled midway."""
+    call = functools.partial(fn, *args, **kwargs)
+    await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+        memo.executor, functools.partial(contextvars.copy_context().run, call)))
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
@@ -154,10 +182,7 @@ async def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, l
     pod_running = (meta.get("uid"), status.get("restarts") or 0) in running
     if session_events.start_settled(body, pod_running=pod_running):
         return
-    # as kopf runs a sync handler: in its pool, in a copy of this context (kopf.event needs it), not cancelled midway
-    call = functools.partial(session_events.check_start, ctx_of(memo), body, logger=logger, pod_running=pod_running)
-    await asyncio.shield(asyncio.get_running_loop().run_in_executor(
-        memo.executor, functools.partial(contextvars.copy_context().run, call)))
+    await in_thread(memo, session_events.check_start, ctx_of(memo), body, logger=logger, pod_running=pod_running)
 
 
 @kopf.timer(*SESSIONS, interval=10, initial_delay=10,
@@ -188,10 +213,14 @@ def on_delete(body, memo: kopf.Memo, runtime, logger, **_) -> None:
 
 # -- recorder pods ---------------------------------------------------------------------------------------------
 @kopf.on.event("v1", "pods", labels=OURS)
-def on_pod_event(event, body, memo: kopf.Memo, session_hints: kopf.Index, logger, **_) -> None:
+async def on_pod_event(event, body, memo: kopf.Memo, session_hints: kopf.Index, logger, **_) -> None:
+    """Async: a pod event that changes nothing (pods.quiet: pending, or running and named by its session) ends here
+    on the event loop; the others are judged in a handler thread."""
     gone = event.get("type") == "DELETED"
     namespace = body["metadata"]["namespace"]
     ctx_of(memo).metrics.pod(namespace, body["metadata"]["name"], gone=gone)
     owner = owner_session(body)
     hint = next(iter(session_hints.get((namespace, owner[0]), [])), None) if owner else None
-    pods.observe(ctx_of(memo), body, gone=gone, hint=hint, logger=logger)
+    if pods.quiet(body, gone=gone, hint=hint):
+        return
+    await in_thread(memo, pods.observe, ctx_of(memo), body, gone=gone, hint=hint, logger=logger)

@@ -345,3 +345,216 @@ def test_the_room_is_released_at_the_version_the_index_showed():
     kube.objects[key] = taken
     lock.release(kube, session, resource_version=lease["metadata"]["resourceVersion"])
     assert kube.objects[key] == taken
+
+
+# -- the room check from the index (main.py's ``rooms``) ---------------------------------------------------------
+
+class IndexedKube(PatchCountingKube):
+    """Records the order of the requests and refuses any list: with the index the room check lists nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.deleted: list[tuple[str, str]] = []
+
+    def list_sessions(self, selector, namespace=None):
+        raise AssertionError("the room check listed sessions although it had the index")
+
+    def delete(self, kind, ns, name, uid=None):
+        self.deleted.append((kind, name))
+        return self.objects.pop((kind, ns, name), None) is not None
+
+
+def rooms_index(kube) -> dict:
+    """main.py's index ``rooms`` as kopf would hold it for every session the fake API has."""
+    from reel_operator import lock
+
+    index: dict = {}
+    for body in kube.sessions.values():
+        for key, claim in lock.claim_of(body).items():
+            index.setdefault(key, []).append(claim)
+    return index
+
+
+def test_claim_of_keys_a_session_by_the_room_key_of_its_spec():
+    from reel_operator import lock
+
+    kube = FakeKube()
+    body = kube.add_session("a")
+    (key, claim), = lock.claim_of(body).items()
+    assert key == names.room_key(common.parse(body))  # from the spec: no label needed
+    assert (claim.namespace, claim.name, claim.uid, claim.active) == ("media", "a", "uid-a", True)
+    body["status"] = {"phase": "Completed"}
+    assert not lock.claim_of(body)[key].active
+    body["spec"]["room"] = {"id": 1}  # no server: our models refuse it, it never starts
+    assert lock.claim_of(body) == {}
+
+
+def test_with_the_index_the_pod_comes_after_two_round_trips_and_nothing_is_read(monkeypatch):
+    """Lease, ServiceAccount and Role at once, then RoleBinding, pod and the room-key label at once; no list, no
+    read; Starting written at the resourceVersion the label patch answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
+    kube = IndexedKube()
+    with ThreadPoolExecutor(max_workers=4) as io:
+        c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True), io=io)
+        body = kube.add_session("a")
+        create.start(c, body, rooms=rooms_index(kube))
+    assert kube.reads == [] and kube.label_patches == 1
+    assert set(kube.created[:3]) == {"Lease", "ServiceAccount", "Role"} and set(kube.created[3:]) == {"RoleBinding",
+                                                                                                     "Pod"}
+    session = kube.sessions[("media", "a")]
+    assert session["metadata"]["labels"][names.LABEL_ROOM_KEY] == names.room_key(common.parse(body))
+    assert (session["status"]["phase"], session["status"]["pod"]) == ("Starting", "reel-rec-a")
+
+
+@pytest.mark.parametrize("io", [False, True])
+def test_with_the_index_a_second_session_of_the_room_is_refused_and_touches_nothing(monkeypatch, io):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
+    kube = IndexedKube()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True), io=pool if io else None)
+        create.start(c, kube.add_session("a"), rooms=rooms_index(kube))
+        b = kube.add_session("b", ns="other")  # another namespace: the lock spans every namespace served
+        kube.created.clear()
+        kube.reads.clear()
+        create.start(c, b, rooms=rooms_index(kube))
+    st = kube.sessions[("other", "b")]["status"]
+    assert (st["phase"], st["stopReason"]) == ("Failed", "AlreadyRecording") and "media/a" in st["message"]
+    assert kube.created == [] and kube.reads[0] == ("session", "a")  # the index's winner read fresh (then the
+    # Failed write reads b, as every failure's does)
+
+
+def test_with_the_index_a_winner_that_ended_meanwhile_does_not_block_the_room(ctx):
+    kube = IndexedKube()
+    c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True))
+    create.start(c, kube.add_session("a"), rooms=rooms_index(kube))
+    index = rooms_index(kube)  # as the watch showed it: a active
+    kube.sessions[("media", "a")]["status"]["phase"] = "Completed"
+    kube.objects.pop(("Lease", "media", f"reel-room-{names.room_key(common.parse(kube.get_session('media', 'a')))}"))
+    create.start(c, kube.add_session("b"), rooms=index)
+    assert kube.sessions[("media", "b")]["status"]["phase"] == "Starting"
+
+
+def test_with_the_index_a_later_session_never_wins_and_is_not_read(monkeypatch):
+    """An earlier session wins even before it started (as with the labels); a later one is not even read."""
+    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
+    kube = IndexedKube()
+    c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True))
+    a, b = kube.add_session("a"), kube.add_session("b")
+    index = rooms_index(kube)  # both active, neither started
+    kube.reads.clear()
+    create.start(c, b, rooms=index)  # b (created later) checks first: a is earlier and active
+    assert kube.sessions[("media", "b")]["status"]["stopReason"] == "AlreadyRecording"
+    assert kube.reads[0] == ("session", "a") and kube.created == []
+    kube.reads.clear()
+    create.start(c, a, rooms=index)  # a sees only b, created later: nothing read before its pod
+    assert kube.reads == [] and kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+
+@pytest.mark.parametrize("io", [False, True])
+def test_with_the_index_a_race_lost_at_the_lease_deletes_what_it_created(monkeypatch, io):
+    """The index did not show the other session yet, the Lease does: the ServiceAccount and Role created beside
+    the Lease are deleted again, no RoleBinding, no pod, AlreadyRecording."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
+    kube = IndexedKube()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        c = common.Context(kube=kube, settings=Settings(allow_ambient_credentials=True), io=pool if io else None)
+        create.start(c, kube.add_session("a"), rooms=rooms_index(kube))
+        create.start(c, kube.add_session("b"), rooms={})  # the index has not seen a yet
+    assert sorted(kube.deleted) == [("Role", "reel-rec-b"), ("ServiceAccount", "reel-rec-b")]
+    assert not [k for k in kube.objects if k[2] == "reel-rec-b"]
+    assert kube.sessions[("media", "b")]["status"]["stopReason"] == "AlreadyRecording"
+
+
+# -- work on the event loop, and the start on a session's first event ---------------------------------------------
+
+def test_a_session_event_is_quiet_only_when_on_session_change_would_do_nothing(ctx):
+    body = ctx.kube.add_session("a")
+    assert session_events.quiet(body)  # no phase: the create handler has not run
+    create.start(ctx, body)
+    body = ctx.kube.get_session("media", "a")
+    assert session_events.quiet(body)  # Starting, conditions as computed
+    stale = copy.deepcopy(body)
+    stale["status"]["phase"] = "Recording"  # the recorder's report: the conditions to recompute and write
+    assert not session_events.quiet(stale)
+    final = copy.deepcopy(body)
+    final["status"]["phase"] = "Completed"  # final: the pod and the room lock to remove
+    assert not session_events.quiet(final)
+
+
+def test_a_pod_event_is_quiet_only_when_observe_would_read_nothing(ctx):
+    _, hint = started(ctx)
+    p = pod(ctx)
+    assert pods.quiet(p, hint=hint)  # pending, the session knows it
+    assert not pods.quiet(p, hint=None)  # the session not seen yet: read it
+    assert not pods.quiet(p, gone=True, hint=hint)
+    orphan = copy.deepcopy(p)
+    orphan["metadata"]["ownerReferences"] = []
+    assert pods.quiet(orphan, hint=hint)  # no session's: observe returns at once
+
+
+def test_early_is_a_new_sessions_first_event_only():
+    from reel_operator.settings import FINALIZER
+
+    body = FakeKube().add_session("a")
+    assert create.early(body, FINALIZER)
+    assert not create.early({**body, "metadata": {**body["metadata"], "finalizers": [FINALIZER]}}, FINALIZER)
+    assert not create.early({**body, "status": {"phase": "Starting"}}, FINALIZER)
+    assert not create.early({**body, "metadata": {**body["metadata"], "deletionTimestamp": "x"}}, FINALIZER)
+
+
+def test_after_an_early_start_the_create_handler_does_nothing_more(ctx):
+    body = ctx.kube.add_session("a")
+    create.start_early(ctx, body, rooms={})
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+    objects, reads = dict(ctx.kube.objects), list(ctx.kube.reads)
+    create.start(ctx, body)  # kopf's create handler, on the (older) event with its finalizer
+    create.start(ctx, ctx.kube.get_session("media", "a"))  # or one that shows Starting already
+    assert ctx.kube.objects == objects and ctx.kube.reads == [*reads, ("session", "a")]
+    create.start_early(ctx, body, rooms={})  # a first event seen again: nothing
+    assert ctx.kube.objects == objects
+
+
+def test_an_early_start_that_fails_leaves_the_start_to_the_create_handler(ctx, monkeypatch):
+    body = ctx.kube.add_session("a")
+    ctx.kube.objects[("Role", "media", "reel-rec-a")] = {"kind": "Role", "metadata": {
+        "name": "reel-rec-a", "namespace": "media", "ownerReferences": [{"uid": "uid-of-an-earlier-a"}]}}
+    create.start_early(ctx, body, rooms={})  # logged, not raised: kopf's create handler does it again
+    assert "uid-a" not in ctx.started and not ctx.starting
+    with pytest.raises(kopf.TemporaryError, match="belongs to an earlier session"):
+        create.start(ctx, body)
+    del ctx.kube.objects[("Role", "media", "reel-rec-a")]  # collected: kopf's retry starts it
+    create.start(ctx, body, retry=1)
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+
+def test_the_create_handler_waits_for_an_early_start_under_way(ctx, monkeypatch):
+    import threading
+
+    body = ctx.kube.add_session("a")
+    entered, release = threading.Event(), threading.Event()
+    real_create = ctx.kube.create
+
+    def slow_create(obj):
+        if obj["kind"] == "Pod":
+            entered.set()
+            release.wait(5)
+        return real_create(obj)
+    monkeypatch.setattr(ctx.kube, "create", slow_create)
+    early = threading.Thread(target=create.start_early, args=(ctx, body), kwargs={"rooms": {}})
+    early.start()
+    assert entered.wait(5)
+    handler = threading.Thread(target=create.start, args=(ctx, body))
+    handler.start()
+    handler.join(0.3)
+    assert handler.is_alive()  # waits for the early start
+    release.set()
+    early.join(5)
+    handler.join(5)
+    assert not handler.is_alive() and sorted(k for k, _, _ in ctx.kube.objects).count("Pod") == 1
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Starting"

@@ -3,6 +3,8 @@ the replacement pod of a lost recorder (``replace``, from the interruption timer
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,16 +21,61 @@ from .common import Context, fail, invalid, parse, update_status
 #: Phases in which a recorder pod has been running: at operator start such a session is not started again.
 RUNNING_PHASES = frozenset({Phase.RECORDING, Phase.PAUSED, Phase.STOPPING, Phase.UPLOADING})
 
+log = logging.getLogger("reel.operator")
+
 #: Attempts of the create handler (API errors, a stale pod of an earlier session) before giving up.
 MAX_ATTEMPTS = 8
 
 
-def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None) -> None:
+def early(body: Mapping[str, Any], finalizer: str) -> bool:
+    """A session's first event, before kopf's finalizer is on it: new (no phase), not being deleted. Pure."""
+    meta = body["metadata"]
+    return not (body.get("status") or {}).get("phase") and not meta.get("deletionTimestamp") \
+        and finalizer not in (meta.get("finalizers") or ())
+
+
+def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, Any] | None = None, logger=None) -> None:
+    """``start`` on a new session's first event (main.py's ``on_session_event``), while kopf adds its finalizer:
+    the pod does not wait for that patch to come back through the watch. kopf's create handler, on the event with
+    the finalizer, waits for this run to return (``start``) and then does nothing more, unless this run raised: then
+    it runs ``start`` itself, with kopf's retries. Without a finalizer yet, a session deleted meanwhile goes at once;
+    what was created for it is owned by it and goes with it (garbage collection)."""
+    uid = body["metadata"].get("uid")
+    with ctx.starting_lock:
+        if uid in ctx.started or uid in ctx.starting:
+            return
+        done = ctx.starting[uid] = threading.Event()
+    try:
+        _start(ctx, body, rooms=rooms, logger=logger)
+        ctx.started.add(uid)
+    except Exception as err:  # the create handler runs it again, with kopf's retries and their log
+        log.info("%s/%s: left to the create handler (%s)", body["metadata"].get("namespace"),
+                 body["metadata"].get("name"), err)
+    finally:
+        with ctx.starting_lock:
+            ctx.starting.pop(uid, None)
+        done.set()
+
+
+def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
+          logger=None) -> None:
+    """``rooms``: main.py's index of the sessions by room key (``lock.Claim``s); None: the room check lists the
+    labelled sessions instead (``lock.acquire``)."""
+    with ctx.starting_lock:
+        early_run = ctx.starting.get(body["metadata"].get("uid"))
+    if early_run is not None:
+        early_run.wait()  # start_early runs for this session: its outcome decides (ctx.started) what is left
+    _start(ctx, body, retry=retry, rooms=rooms, logger=logger)
+
+
+def _start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
+           logger=None) -> None:
     status = body.get("status") or {}
-    if body["metadata"].get("uid") in ctx.started and status.get("phase") in (None, Phase.PENDING):
-        # Started by this process already, and this body predates it: kopf runs the handler again when the watch
-        # lags behind its own patch by more than settings.persistence.consistency_timeout (main.py). Idempotent
-        # anyway, but ~10 API calls at the moment the API server is slowest.
+    if body["metadata"].get("uid") in ctx.started and status.get("phase") in (None, Phase.PENDING, Phase.STARTING):
+        # Started by this process already (Starting is its last write), and this body predates it or shows it: kopf
+        # runs the create handler on the event after its finalizer patch (start_early ran on the first), and again
+        # when the watch lags behind its own patch by more than settings.persistence.consistency_timeout (main.py).
+        # Idempotent anyway, but ~10 API calls at the moment the API server is slowest.
         return
     if st.is_terminal(status.get("phase")) or body["metadata"].get("deletionTimestamp"):
         return
@@ -53,30 +100,27 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
 
     if not allowed_to_start(ctx, body, session):
         return
+    try:  # pure: a session that cannot have a pod fails before anything is created or taken
+        pod_body = podspec.build_pod(session, ctx.settings, restart=status.get("restarts") or 0)
+    except BuildError as err:
+        fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
+        return
 
-    # Label first: other sessions of the same room see us while we check (lock.py). (Not on kopf's finalizer patch
-    # of the first event: kopf sends a merge patch and its finalizer's JSON patch apart, the second then conflicts.)
     key = room_key(session)
-    if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) != key:
-        body = ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
-                                      {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
-        if body is None:
-            return  # deleted meanwhile
-    winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
+    if rooms is None:
+        body, winner, pod = _start_listed(ctx, session, body, key, pod_body)
+    else:
+        # list(): one step under the GIL, while kopf's event loop may change the index
+        body, winner, pod = _start_indexed(ctx, session, body, key, pod_body, list(rooms.get(key, ())))
     if winner is not None:
         fail(ctx, body, FailureReason.ALREADY_RECORDING,
              f"room {session.spec.room.id} on {session.spec.room.server} (mode {session.spec.recording.mode}) is "
              f"already being recorded by {winner}: nothing was done. Stop that session first, or record another "
              "room", stop_reason=StopReason.ALREADY_RECORDING)
         return
-
-    try:
-        pod_body = podspec.build_pod(session, ctx.settings, restart=status.get("restarts") or 0)
-    except BuildError as err:
-        fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
-        lock.release(ctx.kube, session)
-        return
-    pod, created = create_recorder(ctx, session, body["metadata"], pod_body)
+    if pod is None or body is None:
+        return  # deleted meanwhile
+    pod, created = pod
     if not owned_by(pod, body["metadata"]):
         # a pod of an earlier session with the same name is still terminating
         raise kopf.TemporaryError(f"pod {pod['metadata']['name']} belongs to an earlier session; waiting for it "
@@ -88,6 +132,70 @@ def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, logger=None)
     update_status(ctx, body, {"phase": Phase.STARTING, "pod": pod["metadata"]["name"]}, fresh=False,
                   acted=podspec.pod_generation(pod))  # the recorder starts with that generation's spec
     ctx.started.add(body["metadata"].get("uid"))
+
+
+def _label(ctx: Context, session, body: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    """The session labelled with its room key: as given when it is, else as the patch answered (None: gone)."""
+    if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) == key:
+        return body
+    return ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
+                                  {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
+
+
+def _start_listed(ctx: Context, session, body, key, pod_body):
+    """Without the index: label first (other sessions of the same room see us while we check: lock.py), list the
+    room's labelled sessions, take the Lease, then the identity and the pod (create_recorder). (Not on kopf's
+    finalizer patch of the first event: kopf sends a merge patch and its finalizer's JSON patch apart, the second
+    then conflicts.) -> (body, winner, (pod, created))."""
+    body = _label(ctx, session, body, key)
+    if body is None:
+        return None, None, None
+    winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
+    if winner is not None:
+        return body, winner, None
+    return body, None, create_recorder(ctx, session, body["metadata"], pod_body)
+
+
+def _start_indexed(ctx: Context, session, body, key, pod_body, claims):
+    """With the index: the room check reads nothing unless the index shows an earlier active session of the room
+    (lock.earlier_claim); then two round trips to the pod: the Lease (lock.take, this thread) with the
+    ServiceAccount and Role (``ctx.io``), then the RoleBinding and the pod (``ctx.io``) with the room-key label
+    (this thread; its answer's resourceVersion is the one the Starting write carries). Should the Lease show that
+    another session took the room in between (a race the index did not show yet), the ServiceAccount and Role this
+    run created are deleted again before the session fails: the loser keeps nothing. -> (body, winner,
+    (pod, created))."""
+    winner = lock.earlier_claim(ctx.kube, body, claims)
+    if winner is not None:
+        return body, winner, None
+    account, role, binding = rbac.build_identity(session, ctx.settings.recorder_sa_annotations)
+    winner, identity = _beside(ctx, lambda: lock.take(ctx.kube, session, now=st.now_utc()), (account, role))
+    if winner is not None:
+        for obj, (existing, created) in zip((account, role), identity, strict=True):
+            if created:
+                ctx.kube.delete(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"],
+                                uid=existing["metadata"].get("uid"))
+        return body, winner, None
+    for obj, (existing, _) in zip((account, role), identity, strict=True):
+        _check_owned(obj, existing, body["metadata"])
+    labelled, ((bound, _), pod) = _beside(ctx, lambda: _label(ctx, session, body, key), (binding, pod_body))
+    _check_owned(binding, bound, body["metadata"])
+    return labelled, None, pod
+
+
+def _beside(ctx: Context, call, objects):
+    """``call()`` in this thread while ``ctx.io`` creates ``objects`` (kube.create of each) -> (call's result,
+    [(object, created)]); every request answered (or raised) when this returns, the call's error first."""
+    if ctx.io is None:
+        return call(), [ctx.kube.create(obj) for obj in objects]
+    futures = [ctx.io.submit(ctx.kube.create, obj) for obj in objects]
+    try:
+        result = call()
+    finally:
+        done = [(f, f.exception()) for f in futures]  # waits for each
+    for _, err in done:
+        if err is not None:
+            raise err
+    return result, [f.result() for f, _ in done]
 
 
 def create_recorder(ctx: Context, session, meta: Mapping[str, Any],

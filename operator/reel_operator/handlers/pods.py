@@ -55,6 +55,13 @@ def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any
     return pod, view
 
 
+def quiet(pod: Mapping[str, Any], *, gone: bool = False, hint: podstate.SessionHint | None = None) -> bool:
+    """``observe`` would do nothing with this event, without reading anything: not a session's pod, or one that
+    changes nothing (``podstate.uneventful``). Pure: main.py answers such events on the event loop."""
+    owner = owner_session(pod)
+    return owner is None or podstate.uneventful(podstate.pod_view(pod, gone=gone), hint, owner[1])
+
+
 def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session: Mapping[str, Any] | None = None,
             hint: podstate.SessionHint | None = None, logger=None) -> None:
     """A recorder pod event. ``session``: the session as just read (else it is read here, unless ``hint``, the

@@ -18,6 +18,24 @@ from . import create, pods
 from .common import Context, parse, update_status
 
 
+def _interruption_over(old: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {"interruption": None} if interruptions.interruption_over(old) else {}
+
+
+def quiet(body: Mapping[str, Any]) -> bool:
+    """``on_session_change`` would do nothing with this event: no phase yet (the create handler has not run), or
+    not final and the status already as it computes it (no patch). Pure: main.py answers such events on the event
+    loop, without a thread."""
+    status = body.get("status") or {}
+    phase = status.get("phase")
+    if phase is None:
+        return True
+    if st.is_terminal(phase):
+        return False
+    return not st.status_patch(status, _interruption_over(status), generation=body["metadata"].get("generation"),
+                               now=st.now_utc(), reason=None, acted=None)
+
+
 def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[str] | None = None,
                       holds_lock: bool = True, lock_version: str | None = None, logger=None) -> None:
     """``pod_names``: recorder pods that exist in the namespace, ``holds_lock``: whether a room lock names this
@@ -29,8 +47,7 @@ def on_session_change(ctx: Context, body: Mapping[str, Any], *, pod_names: set[s
     if phase is None:
         return  # the create handler has not run yet
     # The replacement recorder reports: the gap is over (a Normal Event Resumed, st.transition).
-    update_status(ctx, body, lambda now: {"interruption": None} if interruptions.interruption_over(now) else {},
-                  fresh=False)
+    update_status(ctx, body, _interruption_over, fresh=False)
     if not st.is_terminal(phase):
         return
     # Final: no recorder pod may stay, the room is free again.
