@@ -11,6 +11,11 @@ counts (ingest ``packets_of``) about once a second and carries out what it answe
 - a participant who delivered before and stalls again after the second forwarding is left as is (muted
   cameras and DTX audio go quiet too); the stall stays counted in status.
 
+A stream that has not delivered a packet yet while another of the participant's does is not judged: a camera off
+from the start (a video track that sends nothing) is common, and forwarding it again would only cut the
+participant's recording in two runs. It is judged once it has delivered (then a stall is a stall), and when none of
+the participant's streams delivers.
+
 A participant's run starting afresh (a rejoin, a resume after a pause) starts over (``forget``).
 """
 
@@ -28,6 +33,7 @@ class _Watch:
     counts: dict[str, int]
     since: float  # when any count last moved (or the watch began)
     ever: bool = False  # a packet came at some point
+    started: set[str] = field(default_factory=set)  # kinds that delivered a packet at some point
     reforwarded: bool = False
     stalled: bool = False  # the current stall has been acted upon
 
@@ -42,10 +48,14 @@ class MediaWatchdog:
         after a reforward). Returns REFORWARD, SKIP or None."""
         w = self._watches.get(pub_id)
         if w is None:
-            self._watches[pub_id] = _Watch(dict(counts), now, ever=any(counts.values()))
+            self._watches[pub_id] = _Watch(dict(counts), now, ever=any(counts.values()),
+                                           started={kind for kind, n in counts.items() if n})
             return None
-        moved = [kind for kind, n in counts.items() if n != w.counts.get(kind, 0)]
-        stuck = not counts or len(moved) < len(counts)  # a stream that did not move since ``since``
+        moved = {kind for kind, n in counts.items() if n != w.counts.get(kind, 0)}
+        w.started |= {kind for kind, n in counts.items() if n}
+        # nothing moved, or a stream that had delivered did not move since ``since`` (one that never delivered,
+        # while another moves, is not judged: module docstring)
+        stuck = not moved or any(kind not in moved for kind in counts if kind in w.started)
         w.counts = dict(counts)
         if any(counts.values()):
             w.ever = True

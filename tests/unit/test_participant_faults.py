@@ -74,6 +74,18 @@ def test_one_quiet_stream_is_enough_and_media_coming_again_resets_it():
     assert dog.observe(1, {"audio": 0}, 100) is None  # a new run starts over
 
 
+def test_a_camera_off_from_the_start_is_not_forwarded_again_but_judged_once_it_has_sent():
+    dog = MediaWatchdog(stall_seconds=10)
+    dog.observe(1, {"audio": 0, "video": 0}, 0)
+    for t in range(1, 30):  # the sound comes, the picture never: nothing to do
+        assert dog.observe(1, {"audio": 50 * t, "video": 0}, t) is None
+    for t in range(30, 35):  # the camera is switched on
+        assert dog.observe(1, {"audio": 50 * t, "video": 30 * (t - 29)}, t) is None
+    for t in range(35, 44):  # and its picture stops (its last frames at 34 s) while the sound goes on
+        assert dog.observe(1, {"audio": 50 * t, "video": 150}, t) is None
+    assert dog.observe(1, {"audio": 50 * 45, "video": 150}, 45) == REFORWARD
+
+
 def test_a_participant_whose_media_never_comes_is_skipped_after_the_second_try():
     dog = MediaWatchdog(stall_seconds=10)
     dog.observe(7, {"video": 0}, 0)
