@@ -94,3 +94,31 @@ def test_video_only_subscription_maps_janus_mids_to_the_publishers(record, room,
     assert decoded.decode_errors == 0 and decoded.audio_samples == 0, decoded
     assert decoded.video_frames >= sent["video_frames"] - 0.3 * 30 - 0.01 * sent["video_frames"], (
         decoded.video_frames, sent["video_frames"])
+
+
+def test_an_offer_aiortc_cannot_take_skips_that_participant_only(record, room, publisher, janus, test_network):
+    """A publisher whose stream Janus offers in a way aiortc refuses (here a remote publisher's H.264, which Janus
+    offers without packetization-mode 1) is skipped CodecUnsupported with what to do; the recording goes on and
+    records the others (it failed whole before: an aiortc OperationError out of the subscription)."""
+    run = record(room, recording={"ingest": "webrtc", "maxIdleSeconds": 60})
+    run.wait_event("joined", timeout=30)
+    remote = janus.videoroom_request({"request": "add_remote_publisher", "room": room.id, "display": "relay",
+                                      "iface": test_network.addr, "streams": [
+                                          {"type": "video", "mindex": 0, "mid": "0", "codec": "h264"}]})
+    try:
+        run.wait_event("participants", timeout=30, predicate=lambda e: any(
+            p.get("display") == "relay" and p.get("skipped") for p in e["status"]["participants"]))
+        p = publisher(room, display="vera", duration=6)
+        p.wait(90)
+    finally:
+        janus.videoroom_request({"request": "remove_remote_publisher", "room": room.id, "id": remote["id"]})
+    run.terminate()
+    status = run.wait(60)
+    assert status["phase"] == "Completed", status
+    by_name = {p["display"]: p for p in status["participants"]}
+    [skipped] = by_name["relay"]["skipped"]
+    assert skipped["reason"] == "CodecUnsupported" and "use ingest forward" in skipped["message"], skipped
+    assert "skipped" not in by_name["vera"]
+    folder, = recording_folders(run.output).values()
+    _info, decoded = read_participant(folder)
+    assert decoded.decode_errors == 0 and decoded.video_frames > 0 and decoded.audio_samples > 0, decoded

@@ -45,6 +45,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, OperationError
 from aiortc.mediastreams import MediaStreamError
 
 from reel_api.vocabulary import SkipReason
@@ -138,6 +139,11 @@ class WebRtcIngest:
             await self.remove(pub.id)
             raise ForwardFailed(f"Janus did not start sending {pub.display!r} ({pub.id}) to us: {err}",
                                 gone=self.room.closed.is_set()) from err
+        except (OperationError, InvalidAccessError) as err:  # aiortc cannot take Janus's offer: that one only
+            await self.remove(pub.id)
+            raise ForwardFailed(f"ingest webrtc cannot take Janus's offer for {pub.display!r} ({pub.id}): {err} "
+                                "(aiortc takes H.264 with packetization-mode 1, VP8 and Opus): use ingest forward",
+                                gone=False, reason=SkipReason.CODEC_UNSUPPORTED) from err
         except BaseException:
             await self.remove(pub.id)
             raise
