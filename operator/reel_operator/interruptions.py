@@ -35,6 +35,7 @@ from .status import (
     now_utc,
     parse_time,
     rfc3339,
+    sigkill_hint,
 )
 
 RESTART_BACKOFF_SECONDS, RESTART_BACKOFF_MAX_SECONDS = 2.0, 30.0
@@ -148,7 +149,7 @@ def judge_interruption(view: PodView, *, phase: str | None, stopping: bool = Fal
         tail = f": {detail[-300:]}" if detail else ""
         return Interruption(InterruptionReason.RECORDER_CRASHED,
                             f"the recorder exited with code {exit_code} ({term.get('reason')}) without a final "
-                            f"report{tail}", extra)
+                            f"report{tail}{sigkill_hint(exit_code, term.get('reason'))}", extra)
     if view.gone or _node_lost(view):
         reason, what = _cause(view) or (InterruptionReason.POD_DELETED, f"the recorder pod {view.name} was deleted")
         return Interruption(reason, what)

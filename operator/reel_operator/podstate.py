@@ -32,6 +32,7 @@ from .status import (
     WARNING,
     is_terminal,
     parse_time,
+    sigkill_hint,
 )
 
 
@@ -281,4 +282,5 @@ def _judge_terminated(view: PodView, *, stopping: bool, deleting: bool, grace_se
                        "the recorder was killed before it finished uploading: it needed more than the termination "
                        f"grace period{grace}; raise REEL_TERMINATION_GRACE_SECONDS")
     return _failed(FailureReason.RECORDER_ERROR,
-                   f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}")
+                   f"the recorder exited with code {exit_code} ({term.get('reason')}){tail}"
+                   f"{sigkill_hint(exit_code, term.get('reason'))}")

@@ -73,6 +73,18 @@ PREEMPTION_BY_SCHEDULER = "PreemptionByScheduler"  # DisruptionTarget reasons
 DELETION_BY_TAINT_MANAGER = "DeletionByTaintManager"
 DELETION_BY_POD_GC = "DeletionByPodGC"  # its node is gone
 KILLED_EXIT_CODES = (137, 143)  # SIGKILL, SIGTERM
+SIGKILLED = 137
+
+
+def sigkill_hint(exit_code: object, reason: object) -> str:
+    """What to add to a message about a recorder that exited 137 (SIGKILL) without OOMKilled: the kernel's OOM
+    killer is the usual sender, and the container runtime does not always say so (measured on kind: the same
+    16 MiB pod reported OOMKilled, then exit 137 "Error" on its replacement). Pure."""
+    if exit_code != SIGKILLED or reason == OOM_KILLED:
+        return ""
+    return ("; SIGKILL is most often the kernel's OOM killer (the container runtime does not always report "
+            "OOMKilled): if it recurs, raise its memory limit (annotation reel.dev/recorder-resources or "
+            "REEL_RECORDER_MEMORY_LIMIT)")
 
 #: The backoff before starting the n-th replacement recorder: 2 s · 2^(n-1), at most 30 s.
 
