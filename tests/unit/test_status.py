@@ -439,3 +439,16 @@ def test_conditions_and_events_of_an_interruption():
     assert st.transition(s, p) == ("Warning", "TooManyRestarts", "Failed: x")
     assert irs.stopped_while_interrupted(s).startswith("stopped while a lost recorder was being replaced (Evicted)")
     assert irs.stopped_while_interrupted({"phase": "Recording"}) is None
+
+
+def test_a_sigkill_without_oomkilled_names_memory_as_the_usual_cause():
+    """The runtime reported OOMKilled for one OOM-killed recorder and exit 137 "Error" for its replacement (kind,
+    2026-12-01): a 137 says what usually sends it; other codes, and OOMKilled itself, say nothing of the kind."""
+    killed = pod(phase="Failed", state=terminated(137, "", "Error"))
+    cause = lost(killed)
+    assert cause.reason == "RecorderCrashed" and "exited with code 137" in cause.message, cause
+    assert "OOM killer" in cause.message and "reel.dev/recorder-resources" in cause.message, cause
+    assert "OOM killer" not in lost(pod(phase="Failed", state=terminated(1, "", "Error"))).message
+    assert st.sigkill_hint(137, "OOMKilled") == "" and st.sigkill_hint(143, "Error") == ""
+    verdict = judge(killed)
+    assert "OOM killer" in verdict.message, verdict
