@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .rtppacket import vp9_payload_offset
+from .rtppacket import vp8_payload_offset, vp9_payload_offset
 
 START = b"\x00\x00\x00\x01"
 _STAP_A, _FU_A = 24, 28
@@ -58,34 +58,21 @@ def h264(payloads: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def vp8_descriptor(p: bytes) -> int:
-    """The length of a VP8 payload descriptor (RFC 7741 section 4.2)."""
-    j = 1
-    if p[0] & 0x80:  # X: an extension byte
-        x = p[1]
-        j = 2
-        if x & 0x80:  # I: a 7- or 15-bit picture ID
-            j += 2 if p[j] & 0x80 else 1
-        j += bool(x & 0x40) + bool(x & 0x30)  # L: TL0PICIDX; T or K: TID/Y/KEYIDX
-    return j
-
-
 def vp8(payloads: list[bytes]) -> bytes:
-    out = []
-    for p in payloads:
-        j = vp8_descriptor(p) if p else 0
-        if not p or j >= len(p):
-            raise ValueError("VP8 payload without data")
-        out.append(p[j:])
-    return b"".join(out)
+    return _after_descriptors(payloads, vp8_payload_offset, "VP8")
 
 
 def vp9(payloads: list[bytes]) -> bytes:
+    return _after_descriptors(payloads, vp9_payload_offset, "VP9")
+
+
+def _after_descriptors(payloads: list[bytes], offset: Callable[[bytes, int, int], int], codec: str) -> bytes:
+    """The payloads without their payload descriptors (``offset(data, 0, len)``: where the data starts)."""
     out = []
     for p in payloads:
-        j = vp9_payload_offset(p, 0, len(p)) if p else 0
+        j = offset(p, 0, len(p)) if p else 0
         if not p or j >= len(p):
-            raise ValueError("VP9 payload without data")
+            raise ValueError(f"{codec} payload without data")
         out.append(p[j:])
     return b"".join(out)
 

@@ -78,15 +78,21 @@ def vp8_marks(pkt: RtpPacket) -> tuple[bool, bool, bool]:
     if end <= i:
         return False, False, False
     start = bool(data[i] & 0x10) and data[i] & 0x07 == 0
-    j = i + 1
-    if data[i] & 0x80 and j < end:  # extensions
-        x = data[j]
-        j += 1
-        if x & 0x80 and j < end:
-            j += 2 if data[j] & 0x80 else 1
-        j += bool(x & 0x40) + bool(x & 0x30)
+    j = vp8_payload_offset(data, i, end)
     key = start and j < end and not data[j] & 0x01
     return start, False, key
+
+
+def vp8_payload_offset(data: bytes, i: int, end: int) -> int:
+    """Where the VP8 data starts after the payload descriptor at ``data[i]`` (RFC 7741 section 4.2)."""
+    j = i + 1
+    if data[i] & 0x80 and j < end:  # X: an extension byte
+        x = data[j]
+        j += 1
+        if x & 0x80 and j < end:  # I: a 7- or 15-bit picture ID
+            j += 2 if data[j] & 0x80 else 1
+        j += bool(x & 0x40) + bool(x & 0x30)  # L: TL0PICIDX; T or K: TID/Y/KEYIDX
+    return j
 
 
 def h264_opens(pkt: RtpPacket) -> bool:
