@@ -18,6 +18,7 @@ import kopf
 from reel_api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 
 from . import lock, podstate
+from .essence import TrimmedDiffBaseStorage
 from .handlers import backfill, create, delete, pods, session_events, stop
 from .handlers.common import Context, ctx_of, post_event
 from .kube import Kube, load_client
@@ -38,7 +39,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     cfg = Settings.from_env()
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = TrimmedDiffBaseStorage(  # kopf's, without its deep copy of each body
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration",
         ignored_fields=[("metadata", "annotations", journal.ANNOTATION),  # the webhook journal is no change
                         ("metadata", "labels", LABEL_ROOM_KEY)])  # nor is the room key the create handler sets
@@ -88,19 +89,21 @@ def probe(memo: kopf.Memo, **_) -> str:
 
 
 # -- indexes: what exists, without API calls ------------------------------------------------------------------
+# Async, and pure: kopf runs a sync indexer in its handler pool, where on a busy operator each event waited behind
+# the handlers' API calls before any handler of it ran (the intake of benchmarks/operator_scale.py).
 @kopf.index("v1", "pods", labels=OURS)
-def recorder_pods(namespace: str, name: str, **_):
+async def recorder_pods(namespace: str, name: str, **_):
     return {namespace: name}
 
 
 @kopf.index("coordination.k8s.io", "v1", "leases", labels=OURS)
-def room_locks(spec, meta, **_):
+async def room_locks(spec, meta, **_):
     """Room locks by holder -> their resourceVersion (the release deletes at it without reading the Lease)."""
     return {spec.get("holderIdentity"): meta.get("resourceVersion")}
 
 
 @kopf.index("v1", "pods", labels=OURS)
-def running_recorders(namespace: str, name: str, body, **_):
+async def running_recorders(namespace: str, name: str, body, **_):
     """Recorder pods whose container runs (not being deleted): -> (owner session uid, restart number)."""
     view, owner = podstate.pod_view(body), owner_session(body)
     return {(namespace, name): (owner[1], view.restart)} if owner and view.running and view.terminated is None \
@@ -108,13 +111,13 @@ def running_recorders(namespace: str, name: str, body, **_):
 
 
 @kopf.index(*SESSIONS)
-def session_hints(namespace: str, name: str, body, **_):
+async def session_hints(namespace: str, name: str, body, **_):
     """Each session as last seen (podstate.SessionHint): lets a pod event that changes nothing skip reading it."""
     return {(namespace, name): podstate.session_hint(body)}
 
 
 @kopf.index(*SESSIONS)
-def rooms(body, **_):
+async def rooms(body, **_):
     """Each session by its room key (computed from the spec: indexed from its first event) -> lock.Claim: the room
     check of the create handler reads nothing unless an earlier active session of the room is shown (lock.py)."""
     return lock.claim_of(body)
@@ -188,9 +191,11 @@ async def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, l
 @kopf.timer(*SESSIONS, interval=10, initial_delay=10,
             when=lambda status, **_: status.get("phase") in (Phase.RECORDING, Phase.PAUSED)
             and not status.get("interruption"))
-def on_recording_timer(body, memo: kopf.Memo, logger, **_) -> None:
-    """A recorder that stopped reporting (status.heartbeatAt) is treated as lost."""
-    session_events.check_silence(ctx_of(memo), body, logger=logger)
+async def on_recording_timer(body, memo: kopf.Memo, logger, **_) -> None:
+    """A recorder that stopped reporting (status.heartbeatAt) is treated as lost. Async: a recorder that reports
+    (nearly every tick) ends here on the event loop, without a handler thread."""
+    if session_events.silent(body):
+        await in_thread(memo, session_events.check_silence, ctx_of(memo), body, logger=logger)
 
 
 @kopf.timer(*SESSIONS, interval=1, initial_delay=1,

@@ -558,3 +558,71 @@ def test_the_create_handler_waits_for_an_early_start_under_way(ctx, monkeypatch)
     handler.join(5)
     assert not handler.is_alive() and sorted(k for k, _, _ in ctx.kube.objects).count("Pod") == 1
     assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+
+# -- the event loop's own costs (py-spy over operator_scale.py, 2026-12-01) -------------------------------------
+def _loaded_session() -> dict:
+    """A session as the watch brings it after a few writes: managedFields, kopf's annotations, a status."""
+    return {
+        "apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession",
+        "metadata": {"name": "a", "namespace": "media", "uid": "u1", "resourceVersion": "7", "generation": 2,
+                     "labels": {"reel.dev/room-key": "k"},
+                     "annotations": {"team": "x", "reel.dev/last-handled-configuration": '{"spec":{}}\n',
+                                     "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                     "finalizers": ["reel.dev/finalizer"],
+                     "managedFields": [{"manager": "kopf", "fieldsV1": {"f:metadata": {"f:annotations": {}}}}] * 5},
+        "spec": {"room": {"server": "ws://janus:8188", "id": 1}, "stop": True},
+        "status": {"phase": "Starting", "conditions": [{"type": "Ready", "status": "False"}]},
+    }
+
+
+@pytest.mark.parametrize("extra_fields", [[], [("spec", "stop")], [("status", "phase")], ["metadata.finalizers"]])
+def test_the_trimmed_diff_base_is_kopfs_essence(extra_fields):
+    from reel_operator.essence import TrimmedDiffBaseStorage, trimmed
+    body = kopf.Body(_loaded_session())
+    kwargs = dict(prefix="reel.dev", key="last-handled-configuration", ignored_fields=[("metadata", "labels", "x")])
+    expected = kopf.AnnotationsDiffBaseStorage(**kwargs).build(body=body, extra_fields=extra_fields)
+    assert TrimmedDiffBaseStorage(**kwargs).build(body=body, extra_fields=extra_fields) == expected
+    light = trimmed(_loaded_session(), extra_fields)
+    assert "managedFields" not in light["metadata"] or extra_fields == ["metadata.finalizers"]
+    assert ("status" in light) == (extra_fields == [("status", "phase")])
+
+
+def test_routine_handler_successes_are_not_logged_at_info():
+    import logging
+
+    from reel_operator.run import RoutineSuccess
+    keep = RoutineSuccess().filter
+
+    def record(level, message):
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+    assert not keep(record(logging.INFO, "Handler 'on_pod_event' succeeded."))
+    assert not keep(record(logging.INFO, "Timer 'on_start_timer' succeeded."))
+    assert keep(record(logging.INFO, "Handler 'on_create' succeeded."))  # once per session: kept
+    assert keep(record(logging.INFO, "created recorder pod reel-rec-a"))
+    assert keep(record(logging.ERROR, "Handler 'on_pod_event' failed with an exception. Will retry."))
+
+
+def test_indexers_and_the_event_loop_handlers_take_no_thread():
+    """kopf runs a sync function in its handler pool: the indexers and the per-event/per-tick handlers are async."""
+    import inspect
+
+    from reel_operator import main
+    for fn in (main.recorder_pods, main.room_locks, main.running_recorders, main.session_hints, main.rooms,
+               main.on_session_event, main.on_pod_event, main.on_start_timer, main.on_recording_timer):
+        assert inspect.iscoroutinefunction(fn), fn.__name__
+
+
+def test_a_reporting_recorder_is_not_silent_and_a_silent_one_is():
+    from datetime import timedelta
+
+    from reel_operator import status as st
+    now = st.now_utc()
+    body = {"metadata": {"name": "a", "namespace": "media"},
+            "spec": {"room": {"server": "ws://j:8188", "id": 1}, "recording": {"recorderSilenceSeconds": 60}},
+            "status": {"phase": "Recording", "heartbeatAt": st.rfc3339(now - timedelta(seconds=5))}}
+    assert session_events.silent(body) is None
+    body["status"]["heartbeatAt"] = st.rfc3339(now - timedelta(seconds=120))
+    assert session_events.silent(body) is not None
+    body["spec"]["stop"] = True
+    assert session_events.silent(body) is None

@@ -80,13 +80,20 @@ def check_start(ctx: Context, body: Mapping[str, Any], *, logger=None, pod_runni
         pods.observe(ctx, pod, session=body, logger=logger)
 
 
+def silent(body: Mapping[str, Any]) -> interruptions.Interruption | None:
+    """The recorder has been silent for spec.recording.recorderSilenceSeconds (and the session is not being
+    stopped or deleted): the cause of its interruption, else None. Pure: main.py's recording timer asks it on
+    the event loop and takes a handler thread only for a silent recorder."""
+    if (body.get("spec") or {}).get("stop") or body["metadata"].get("deletionTimestamp"):
+        return None
+    return interruptions.silence(body.get("status") or {}, body.get("spec"), st.now_utc())
+
+
 def check_silence(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     """Timer while recording: a recorder silent for spec.recording.recorderSilenceSeconds is lost (its pod is
     removed, a replacement continues the recording), like one whose pod ended."""
     meta = body["metadata"]
-    if (body.get("spec") or {}).get("stop") or meta.get("deletionTimestamp"):
-        return
-    cause = interruptions.silence(body.get("status") or {}, body.get("spec"), st.now_utc())
+    cause = silent(body)
     if cause is None:
         return
     pod = ctx.kube.get_pod(meta["namespace"], object_name(meta["name"]))
