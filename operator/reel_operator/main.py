@@ -126,8 +126,18 @@ async def rooms(body, **_):
 # -- sessions --------------------------------------------------------------------------------------------------
 @kopf.on.create(*SESSIONS)
 @kopf.on.resume(*SESSIONS)
-def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, logger, **_) -> None:
-    create.start(ctx_of(memo), body, retry=retry, rooms=rooms, logger=logger)
+async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, logger, **_) -> None:
+    """Async: on a new session's second event the early start (create.start_early) is under way or done, and this
+    waits for it on the event loop instead of holding a handler thread (it held one per starting session, which
+    made the next sessions' starts queue for a thread). A start to do (at operator start, after a failed early
+    start, on kopf's retries) takes a thread."""
+    ctx = ctx_of(memo)
+    running = create.early_run(ctx, body)
+    if running is not None:
+        await asyncio.wrap_future(running)
+    if create.started_here(ctx, body):
+        return
+    await in_thread(memo, create.start, ctx, body, retry=retry, rooms=rooms, logger=logger)
 
 
 @kopf.on.update(*SESSIONS, field="spec.stop", new=True)
@@ -155,11 +165,13 @@ async def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Ind
     if webhooks is not None:
         webhooks.observe(body)  # derives and queues the session's webhook events; never waits for a receiver
     if create.early(body, FINALIZER):
-        # a copy: kopf goes on with the object's next events meanwhile, and a timer's body is live (kopf updates it)
-        call = functools.partial(create.start_early, ctx_of(memo), copy.deepcopy(dict(body)), rooms=rooms,
-                                 logger=logger)
-        asyncio.get_running_loop().run_in_executor(memo.executor, functools.partial(contextvars.copy_context().run,
-                                                                                   call))
+        registered = create.register_early(ctx_of(memo), meta.get("uid"))  # from now on kopf's on_create waits
+        if registered is not None:
+            # a copy: kopf goes on with the object's next events meanwhile, and a timer's body is live
+            call = functools.partial(create.start_early, ctx_of(memo), copy.deepcopy(dict(body)), rooms=rooms,
+                                     logger=logger, registered=registered)
+            asyncio.get_running_loop().run_in_executor(
+                memo.executor, functools.partial(contextvars.copy_context().run, call))
     if session_events.quiet(body):
         return
     holder = lock.holder_identity_of(meta)

@@ -39,6 +39,13 @@ class CountingKube(FakeKube):
         return super().pod_events(ns, name)
 
 
+@pytest.fixture(autouse=True)
+def fresh_room_keys(monkeypatch):
+    """lock's memo of room keys is per (uid, generation): the fake sessions of different tests share uids."""
+    from reel_operator import lock
+    monkeypatch.setattr(lock, "_KEYS", {})
+
+
 @pytest.fixture
 def ctx(monkeypatch):
     monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
@@ -386,7 +393,23 @@ def test_claim_of_keys_a_session_by_the_room_key_of_its_spec():
     body["status"] = {"phase": "Completed"}
     assert not lock.claim_of(body)[key].active
     body["spec"]["room"] = {"id": 1}  # no server: our models refuse it, it never starts
+    body["metadata"]["generation"] = (body["metadata"].get("generation") or 1) + 1  # as the API server does
     assert lock.claim_of(body) == {}
+
+
+def test_the_room_key_is_computed_once_per_generation(monkeypatch):
+    from reel_operator import lock
+
+    body = FakeKube().add_session("a")
+    validated = []
+    real = lock.load_session
+    monkeypatch.setattr(lock, "load_session", lambda b: validated.append(1) or real(b))
+    key = next(iter(lock.claim_of(body)))
+    body["status"] = {"phase": "Starting"}  # a status write: same generation, same key
+    assert next(iter(lock.claim_of(body))) == key and len(validated) == 1
+    body["spec"]["room"]["id"] = 99
+    body["metadata"]["generation"] = (body["metadata"].get("generation") or 1) + 1
+    assert next(iter(lock.claim_of(body))) != key and len(validated) == 2
 
 
 def test_with_the_index_the_pod_comes_after_two_round_trips_and_nothing_is_read(monkeypatch):
@@ -626,3 +649,39 @@ def test_a_reporting_recorder_is_not_silent_and_a_silent_one_is():
     assert session_events.silent(body) is not None
     body["spec"]["stop"] = True
     assert session_events.silent(body) is None
+
+
+def test_kopfs_create_handler_waits_for_the_early_start_without_a_thread(ctx, monkeypatch):
+    """The early start is registered before it gets a thread; kopf's on_create (the next event) awaits it on the
+    event loop and then does nothing: one thread per starting session, not two."""
+    import asyncio
+    import functools
+    import types
+
+    from reel_operator import main
+
+    body = ctx.kube.add_session("a")
+    registered = create.register_early(ctx, "uid-a")
+    assert registered is not None and create.register_early(ctx, "uid-a") is None  # one early start per session
+    handed = []
+
+    async def in_thread(memo, fn, *args, **kwargs):
+        handed.append(fn)
+    monkeypatch.setattr(main, "in_thread", in_thread)
+    memo = types.SimpleNamespace(reel=ctx)
+
+    async def scenario():
+        handler = asyncio.ensure_future(main.on_create(body=body, memo=memo, retry=0, rooms={}, logger=None))
+        await asyncio.sleep(0.05)
+        assert not handler.done()  # waits: the early start has not even had its thread yet
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(create.start_early, ctx, body, rooms={}, registered=registered))
+        await asyncio.wait_for(handler, 5)
+    asyncio.run(scenario())
+    assert handed == [] and not ctx.starting and "uid-a" in ctx.started
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+    asyncio.run(main.on_create(body=body, memo=memo, retry=0, rooms={}, logger=None))  # resume on a restart...
+    assert handed == []  # ...of a session this process started: nothing
+    ctx.started.clear()
+    asyncio.run(main.on_create(body=body, memo=memo, retry=0, rooms={}, logger=None))
+    assert handed == [create.start]  # another process's session: started in a thread (idempotent)

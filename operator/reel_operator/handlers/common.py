@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,8 +31,9 @@ class Context:
     webhooks: Any = None  # webhooks.delivery.Delivery once started (main.configure); None: no webhooks sent
     started: set[str] = field(default_factory=set)  # uids of sessions this process started (create.start)
     stopped: set[str] = field(default_factory=set)  # uids of sessions whose recorder this process told to stop
-    #: uids of sessions whose early start (create.start_early) runs -> set when it has returned
-    starting: dict[str, threading.Event] = field(default_factory=dict)
+    #: uids of sessions whose early start (create.start_early) is under way -> done when it has returned; entered
+    #: on the event loop before the start is handed to a thread (create.register_early)
+    starting: dict[str, Future] = field(default_factory=dict)
     starting_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Runs independent API calls of one handler at once (create.create_recorder); None: one after the other.
     io: Executor | None = None

@@ -4,8 +4,8 @@ the replacement pod of a lost recorder (``replace``, from the interruption timer
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import kopf
@@ -34,17 +34,29 @@ def early(body: Mapping[str, Any], finalizer: str) -> bool:
         and finalizer not in (meta.get("finalizers") or ())
 
 
-def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, Any] | None = None, logger=None) -> None:
-    """``start`` on a new session's first event (main.py's ``on_session_event``), while kopf adds its finalizer:
-    the pod does not wait for that patch to come back through the watch. kopf's create handler, on the event with
-    the finalizer, waits for this run to return (``start``) and then does nothing more, unless this run raised: then
-    it runs ``start`` itself, with kopf's retries. Without a finalizer yet, a session deleted meanwhile goes at once;
-    what was created for it is owned by it and goes with it (garbage collection)."""
-    uid = body["metadata"].get("uid")
+def register_early(ctx: Context, uid: str | None) -> Future | None:
+    """On the event loop, before ``start_early`` is handed to a thread: the session counts as starting from now
+    on (``ctx.starting``), so that kopf's create handler waits for it even while the start still waits for a free
+    thread. -> the future ``start_early`` completes; None when the session is started or starting already."""
     with ctx.starting_lock:
         if uid in ctx.started or uid in ctx.starting:
-            return
-        done = ctx.starting[uid] = threading.Event()
+            return None
+        done = ctx.starting[uid] = Future()
+    return done
+
+
+def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, Any] | None = None, logger=None,
+                registered: Future | None = None) -> None:
+    """``start`` on a new session's first event (main.py's ``on_session_event``), while kopf adds its finalizer:
+    the pod does not wait for that patch to come back through the watch. kopf's create handler, on the event with
+    the finalizer, waits for this run to return (``wait_early``, on the event loop) and then does nothing more,
+    unless this run raised: then it runs ``start`` itself, with kopf's retries. ``registered``: what
+    ``register_early`` returned for it (else this run registers itself). Without a finalizer yet, a session deleted
+    meanwhile goes at once; what was created for it is owned by it and goes with it (garbage collection)."""
+    uid = body["metadata"].get("uid")
+    done = registered if registered is not None else register_early(ctx, uid)
+    if done is None:
+        return
     try:
         _start(ctx, body, rooms=rooms, logger=logger)
         ctx.started.add(uid)
@@ -54,28 +66,39 @@ def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, An
     finally:
         with ctx.starting_lock:
             ctx.starting.pop(uid, None)
-        done.set()
+        done.set_result(None)
+
+
+def early_run(ctx: Context, body: Mapping[str, Any]) -> Future | None:
+    """The early start under way for this session (``register_early``), if any."""
+    with ctx.starting_lock:
+        return ctx.starting.get(body["metadata"].get("uid"))
+
+
+def started_here(ctx: Context, body: Mapping[str, Any]) -> bool:
+    """This process started the session already (Starting is its last write) and ``body`` predates that or shows
+    it: kopf runs the create handler on the event after its finalizer patch (start_early ran on the first), and
+    again when the watch lags behind its own patch by more than settings.persistence.consistency_timeout
+    (main.py). Starting again would be idempotent anyway, but ~10 API calls at the moment the API server is
+    slowest. Pure but for ``ctx.started``."""
+    return body["metadata"].get("uid") in ctx.started and \
+        (body.get("status") or {}).get("phase") in (None, Phase.PENDING, Phase.STARTING)
 
 
 def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
           logger=None) -> None:
     """``rooms``: main.py's index of the sessions by room key (``lock.Claim``s); None: the room check lists the
     labelled sessions instead (``lock.acquire``)."""
-    with ctx.starting_lock:
-        early_run = ctx.starting.get(body["metadata"].get("uid"))
-    if early_run is not None:
-        early_run.wait()  # start_early runs for this session: its outcome decides (ctx.started) what is left
+    running = early_run(ctx, body)
+    if running is not None:
+        running.result()  # start_early runs for this session: its outcome decides (ctx.started) what is left
     _start(ctx, body, retry=retry, rooms=rooms, logger=logger)
 
 
 def _start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
            logger=None) -> None:
     status = body.get("status") or {}
-    if body["metadata"].get("uid") in ctx.started and status.get("phase") in (None, Phase.PENDING, Phase.STARTING):
-        # Started by this process already (Starting is its last write), and this body predates it or shows it: kopf
-        # runs the create handler on the event after its finalizer patch (start_early ran on the first), and again
-        # when the watch lags behind its own patch by more than settings.persistence.consistency_timeout (main.py).
-        # Idempotent anyway, but ~10 API calls at the moment the API server is slowest.
+    if started_here(ctx, body):
         return
     if st.is_terminal(status.get("phase")) or body["metadata"].get("deletionTimestamp"):
         return
