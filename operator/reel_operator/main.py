@@ -159,6 +159,7 @@ async def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Ind
     if deleted:
         ctx_of(memo).started.discard(meta.get("uid"))
         ctx_of(memo).stopped.discard(meta.get("uid"))
+        ctx_of(memo).stop_sent.discard(meta.get("uid"))
         if webhooks is not None:
             webhooks.forget(meta["namespace"], meta["name"])
         return
@@ -238,6 +239,6 @@ async def on_pod_event(event, body, memo: kopf.Memo, session_hints: kopf.Index, 
     ctx_of(memo).metrics.pod(namespace, body["metadata"]["name"], gone=gone)
     owner = owner_session(body)
     hint = next(iter(session_hints.get((namespace, owner[0]), [])), None) if owner else None
-    if pods.quiet(body, gone=gone, hint=hint):
+    if pods.quiet(body, gone=gone, hint=hint, ctx=ctx_of(memo)):
         return
     await in_thread(memo, pods.observe, ctx_of(memo), body, gone=gone, hint=hint, logger=logger)

@@ -127,7 +127,8 @@ def session_hint(body: Mapping[str, Any]) -> SessionHint:
                        deleting=bool(meta.get("deletionTimestamp")), interrupted=bool(status.get("interruption")))
 
 
-def uneventful(view: PodView, hint: SessionHint | None, owner_uid: str | None) -> bool:
+def uneventful(view: PodView, hint: SessionHint | None, owner_uid: str | None, *, started_here: bool = False,
+               stopped_here: bool = False) -> bool:
     """True when this pod event cannot change its session, so the handler need not read the session (nor the
     pod's Events): the pod is waiting to be scheduled or started and nothing is reported about it yet (no
     waiting reason, not unschedulable: the start timer watches the time), or its recorder runs and the session
@@ -135,15 +136,26 @@ def uneventful(view: PodView, hint: SessionHint | None, owner_uid: str | None) -
     restart number or another session, a session stopping, deleted, final, interrupted, or not seen yet) is
     judged with the session read fresh. ``hint`` may be older than the session: it only ever lets events
     through, and what a newer session state would do with a quiet pod is done by the session's own handlers
-    (a final phase removes the pod, a stop or a deletion deletes it). Pure."""
-    if hint is None or hint.uid != owner_uid or view.gone or view.deleting or view.terminated is not None:
+    (a final phase removes the pod, a stop or a deletion deletes it). Pure.
+
+    Two more that this process knows of: ``started_here``, it is starting the session or started it (the first
+    pod; its Starting write names the pod, and the hint may not show that write yet), so a first pod that runs
+    changes nothing; ``stopped_here``, it deleted the pod for the stop the hint shows (stop.py), so that deletion
+    of the running recorder changes nothing: its exit or the pod's removal is the next news."""
+    if hint is None or hint.uid != owner_uid or view.gone or view.terminated is not None:
         return False
-    if hint.stopping or hint.deleting or hint.interrupted or is_terminal(hint.phase) or view.restart != hint.restarts:
+    if hint.deleting or hint.interrupted or is_terminal(hint.phase) or view.restart != hint.restarts:
         return False
     if view.disruption or view.pod_reason or view.waiting_reason or view.unschedulable:
         return False
+    if view.deleting:
+        return stopped_here and hint.stopping and view.running and view.phase == POD_RUNNING
+    if hint.stopping:
+        return False
     if view.running:
-        return view.phase == POD_RUNNING and hint.pod == view.name
+        named = hint.pod == view.name or (started_here and hint.pod is None and view.restart == 0
+                                          and hint.phase in (None, Phase.PENDING, Phase.STARTING))
+        return view.phase == POD_RUNNING and named
     return view.phase in (None, POD_PENDING)
 
 

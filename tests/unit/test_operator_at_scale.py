@@ -99,6 +99,59 @@ def test_uneventful_only_when_nothing_can_change(view, hint, quiet):
     assert podstate.uneventful(view, hint, "u") is quiet
 
 
+RUNNING = podstate.PodView(name="reel-rec-a", phase="Running", running=True)
+STOPPING = podstate.SessionHint(uid="u", phase="Recording", pod="reel-rec-a", stopping=True)
+
+
+@pytest.mark.parametrize(("view", "hint", "flags", "quiet"), [
+    # a first pod that runs before the session's Starting write shows: this process's start names it
+    (RUNNING, podstate.SessionHint(uid="u", phase=None), {"started_here": True}, True),
+    (RUNNING, podstate.SessionHint(uid="u", phase="Pending"), {"started_here": True}, True),
+    (RUNNING, podstate.SessionHint(uid="u", phase=None), {}, False),  # not started here: read the session
+    (RUNNING, podstate.SessionHint(uid="u", phase="Starting", pod="reel-rec-old"), {"started_here": True}, False),
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, restart=1),
+     podstate.SessionHint(uid="u", phase="Recording", restarts=1), {"started_here": True}, False),  # a replacement
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, waiting_reason="CrashLoopBackOff"),
+     podstate.SessionHint(uid="u", phase=None), {"started_here": True}, False),
+    # the deletion this process sent for the stop, the recorder still running: nothing new
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, deleting=True), STOPPING,
+     {"stopped_here": True}, True),
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, deleting=True), STOPPING, {}, False),
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, deleting=True), HINT,
+     {"stopped_here": True}, False),  # the hint shows no stop: someone else deleted it
+    (podstate.PodView(name="reel-rec-a", phase="Running", running=True, deleting=True,
+                      disruption="EvictionByEvictionAPI"), STOPPING, {"stopped_here": True}, False),
+    (podstate.PodView(name="reel-rec-a", phase="Failed", running=True, deleting=True, terminated={"exitCode": 0}),
+     STOPPING, {"stopped_here": True}, False),  # the exit: judged
+    (podstate.PodView(name="reel-rec-a", gone=True), STOPPING, {"stopped_here": True}, False),  # gone: judged
+    (podstate.PodView(name="reel-rec-a", phase="Pending", deleting=True), STOPPING, {"stopped_here": True}, False),
+])
+def test_what_this_process_did_makes_more_events_uneventful(view, hint, flags, quiet):
+    assert podstate.uneventful(view, hint, "u", **flags) is quiet
+
+
+def test_a_first_pod_running_before_the_starting_write_shows_reads_nothing(ctx):
+    body = ctx.kube.add_session("a")
+    hint = podstate.session_hint(body)  # as the index saw the first event: no phase
+    create.start(ctx, body)
+    running = set_pod_state(ctx, "a", {"running": {}})
+    assert pods.quiet(running, hint=hint, ctx=ctx)
+    assert not pods.quiet(running, hint=hint)  # without what this process did: the session is read
+
+
+def test_the_deletion_sent_for_a_stop_reads_nothing_and_its_end_is_judged(ctx):
+    session, _ = started(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    session["spec"]["stop"] = True
+    stop.stop(ctx, session)
+    assert "uid-a" in ctx.stop_sent
+    deleting = pod(ctx)
+    assert deleting["metadata"].get("deletionTimestamp")
+    hint = podstate.session_hint(session)
+    assert pods.quiet(deleting, hint=hint, ctx=ctx)
+    assert not pods.quiet(deleting, gone=True, hint=hint, ctx=ctx)  # its removal: Completed is written
+
+
 def test_session_hint_reads_the_session():
     body = {"metadata": {"uid": "u", "deletionTimestamp": "2026-12-01T00:00:00Z"}, "spec": {"stop": True},
             "status": {"phase": "Stopping", "restarts": 2, "pod": "reel-rec-a", "interruption": {"since": "x"}}}

@@ -31,6 +31,9 @@ class Context:
     webhooks: Any = None  # webhooks.delivery.Delivery once started (main.configure); None: no webhooks sent
     started: set[str] = field(default_factory=set)  # uids of sessions this process started (create.start)
     stopped: set[str] = field(default_factory=set)  # uids of sessions whose recorder this process told to stop
+    #: uids of sessions whose recorder pod this process deleted for a stop (as soon as the delete is answered,
+    #: before the Stopping write): the pod event of that deletion changes nothing (pods.quiet)
+    stop_sent: set[str] = field(default_factory=set)
     #: uids of sessions whose early start (create.start_early) is under way -> done when it has returned; entered
     #: on the event loop before the start is handed to a thread (create.register_early)
     starting: dict[str, Future] = field(default_factory=dict)

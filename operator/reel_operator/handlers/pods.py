@@ -55,11 +55,18 @@ def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any
     return pod, view
 
 
-def quiet(pod: Mapping[str, Any], *, gone: bool = False, hint: podstate.SessionHint | None = None) -> bool:
+def quiet(pod: Mapping[str, Any], *, gone: bool = False, hint: podstate.SessionHint | None = None,
+          ctx: Context | None = None) -> bool:
     """``observe`` would do nothing with this event, without reading anything: not a session's pod, or one that
-    changes nothing (``podstate.uneventful``). Pure: main.py answers such events on the event loop."""
+    changes nothing (``podstate.uneventful``; with ``ctx``, also what this process is doing: a start under way or
+    done, a stop it sent). Pure but for reading ``ctx``: main.py answers such events on the event loop."""
     owner = owner_session(pod)
-    return owner is None or podstate.uneventful(podstate.pod_view(pod, gone=gone), hint, owner[1])
+    if owner is None:
+        return True
+    uid = owner[1]
+    return podstate.uneventful(podstate.pod_view(pod, gone=gone), hint, uid,
+                               started_here=ctx is not None and (uid in ctx.started or uid in ctx.starting),
+                               stopped_here=ctx is not None and uid in ctx.stop_sent)
 
 
 def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session: Mapping[str, Any] | None = None,

@@ -38,8 +38,8 @@ def stop(ctx: Context, body: Mapping[str, Any], *, reason: StopReason = StopReas
     if not view.deleting:
         # the pod's own terminationGracePeriodSeconds applies; a recorder that already exited goes at once
         grace = 0 if view.terminated is not None or not view.running else None
-        ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=grace,
-                            uid=pod["metadata"].get("uid"))
+        if ctx.kube.delete_pod(meta["namespace"], pod_name, grace_seconds=grace, uid=pod["metadata"].get("uid")):
+            ctx.stop_sent.add(meta.get("uid"))
         if logger:
             logger.info("stopping recorder pod %s (%s)", pod_name, reason)
     # from the body as given; should the recorder have written meanwhile, its resourceVersion refuses the patch
