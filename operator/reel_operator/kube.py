@@ -62,6 +62,18 @@ class Kube:
         the pool, and never turned into the client's model objects (a whole V1Pod per delete: CPU for nothing)."""
         fn(*args, _preload_content=False, **kw).data  # noqa: B018 (reads the body)
 
+    def _delete(self, fn, namespace: str, name: str, *, uid: str | None = None, **options) -> bool:
+        """``fn`` (a delete_namespaced_X) at ``uid`` if given, with further V1DeleteOptions; False when the object
+        was already gone, or is another one (the uid precondition failed)."""
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid) if uid else None, **options)
+        try:
+            self._call(fn, name, namespace, body=body)
+            return True
+        except ApiException as err:
+            if status_of(err) in (404, 409):
+                return False
+            raise
+
     def _get(self, fn, *args, **kw) -> dict[str, Any] | None:
         try:
             return self._dict(fn(*args, _preload_content=False, **kw))
@@ -122,15 +134,8 @@ class Kube:
     def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None,
                    uid: str | None = None) -> bool:
         """Delete (gracefully unless grace_seconds=0); False when it was already gone."""
-        body = client.V1DeleteOptions(grace_period_seconds=grace_seconds,
-                                      preconditions=client.V1Preconditions(uid=uid) if uid else None)
-        try:
-            self._call(self.core.delete_namespaced_pod, name, namespace, body=body)
-            return True
-        except ApiException as err:
-            if status_of(err) in (404, 409):
-                return False
-            raise
+        return self._delete(self.core.delete_namespaced_pod, namespace, name, uid=uid,
+                            grace_period_seconds=grace_seconds)
 
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         resp = self.core.list_namespaced_event(
@@ -143,15 +148,8 @@ class Kube:
 
     def delete_job(self, namespace: str, name: str, *, uid: str | None = None) -> bool:
         """Delete the Job and its pods (background propagation); False when it was already gone."""
-        body = client.V1DeleteOptions(propagation_policy="Background",
-                                      preconditions=client.V1Preconditions(uid=uid) if uid else None)
-        try:
-            self._call(self.batch.delete_namespaced_job, name, namespace, body=body)
-            return True
-        except ApiException as err:
-            if status_of(err) in (404, 409):
-                return False
-            raise
+        return self._delete(self.batch.delete_namespaced_job, namespace, name, uid=uid,
+                            propagation_policy="Background")
 
     def job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         """The pods of a Job (label batch.kubernetes.io/job-name, set by the Job controller)."""
@@ -185,14 +183,7 @@ class Kube:
         """Delete a ServiceAccount or Role (at ``uid`` if given); False when it was already gone (or another)."""
         delete = {"ServiceAccount": self.core.delete_namespaced_service_account,
                   "Role": self.rbac.delete_namespaced_role}[kind]
-        pre = client.V1Preconditions(uid=uid) if uid else None
-        try:
-            self._call(delete, name, namespace, body=client.V1DeleteOptions(preconditions=pre))
-            return True
-        except ApiException as err:
-            if status_of(err) in (404, 409):
-                return False
-            raise
+        return self._delete(delete, namespace, name, uid=uid)
 
     # -- leases (room locks) ---------------------------------------------------------------------------------
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -169,10 +169,8 @@ async def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Ind
         registered = create.register_early(ctx_of(memo), meta.get("uid"))  # from now on kopf's on_create waits
         if registered is not None:
             # a copy: kopf goes on with the object's next events meanwhile, and a timer's body is live
-            call = functools.partial(create.start_early, ctx_of(memo), copy.deepcopy(dict(body)), rooms=rooms,
-                                     logger=logger, registered=registered)
-            asyncio.get_running_loop().run_in_executor(
-                memo.executor, functools.partial(contextvars.copy_context().run, call))
+            to_pool(memo, create.start_early, ctx_of(memo), copy.deepcopy(dict(body)), rooms=rooms, logger=logger,
+                    registered=registered)  # not awaited
     if session_events.quiet(body):
         return
     holder = lock.holder_identity_of(meta)
@@ -181,12 +179,17 @@ async def on_session_event(event, body, memo: kopf.Memo, recorder_pods: kopf.Ind
                     lock_version=next(iter(room_locks.get(holder, [])), None), logger=logger)
 
 
-async def in_thread(memo: kopf.Memo, fn, *args, **kwargs) -> None:
+def to_pool(memo: kopf.Memo, fn, *args, **kwargs) -> asyncio.Future:
     """``fn(*args, **kwargs)`` as kopf runs a sync handler: in its pool, in a copy of this context (kopf.event needs
-    it), not cancelled midway."""
+    it) -> its future."""
     call = functools.partial(fn, *args, **kwargs)
-    await asyncio.shield(asyncio.get_running_loop().run_in_executor(
-        memo.executor, functools.partial(contextvars.copy_context().run, call)))
+    return asyncio.get_running_loop().run_in_executor(memo.executor,
+                                                      functools.partial(contextvars.copy_context().run, call))
+
+
+async def in_thread(memo: kopf.Memo, fn, *args, **kwargs) -> None:
+    """``to_pool``, awaited, not cancelled midway."""
+    await asyncio.shield(to_pool(memo, fn, *args, **kwargs))
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,

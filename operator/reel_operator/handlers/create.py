@@ -49,7 +49,7 @@ def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, An
                 registered: Future | None = None) -> None:
     """``start`` on a new session's first event (main.py's ``on_session_event``), while kopf adds its finalizer:
     the pod does not wait for that patch to come back through the watch. kopf's create handler, on the event with
-    the finalizer, waits for this run to return (``wait_early``, on the event loop) and then does nothing more,
+    the finalizer, waits for this run to return (``early_run``, on the event loop) and then does nothing more,
     unless this run raised: then it runs ``start`` itself, with kopf's retries. ``registered``: what
     ``register_early`` returned for it (else this run registers itself). Without a finalizer yet, a session deleted
     meanwhile goes at once; what was created for it is owned by it and goes with it (garbage collection)."""
