@@ -813,6 +813,11 @@ class CompositeStatus(StatusModel):
         default=0, ge=0, description="Pictures not composed because the encoder could not keep up (the sound and "
         "the participants' own recordings never are)."
     )
+    late_pictures: int = Field(
+        default=0, ge=0, description="Participants' pictures that reached the composite after the composite picture "
+        "of their time was made (later than its 0.3 s latency: a node too busy for real time, a network stall): "
+        "shown a picture or more late. The participants' own recordings are not affected."
+    )
     error: str | None = Field(default=None, description="Why the composite stopped while the participants' "
                               "recordings went on (mode both).")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 FORMAT_VERSION = 1
 COUNT_KEYS = ("droppedFrames", "incompleteFrames", "packetsRejected", "packetsLost")  # per participant
+COMPOSITE_STAT_KEYS = ("frames", "droppedFrames", "latePictures")  # the composite's (composite/recording.py stats)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class ManifestData:
     # [{"lostAt": iso, "reconnectedAt": iso | None, "error": str}]
     room_gaps: list[dict] = field(default_factory=list)
     composite: ParticipantRecord | None = None  # the whole meeting (mode composite or both): folder "composite"
-    composite_stats: dict = field(default_factory=dict)  # {"frames", "droppedFrames"} of the composite's encoder
+    composite_stats: dict = field(default_factory=dict)  # COMPOSITE_STAT_KEYS of the composite (recording.stats)
 
     def render(self, location_of: Callable[[str], str | None] = lambda _k: None) -> bytes:
         doc = {
@@ -147,5 +148,5 @@ def manifest_from_json(data: bytes | str) -> ManifestData:
                         disk_full=[dict(x) for x in doc.get("diskFull") or []],
                         room_gaps=[dict(x) for x in doc.get("roomGaps") or []],
                         composite=record(composite, "composite") if composite else None,
-                        composite_stats={k: composite[k] for k in ("frames", "droppedFrames") if k in composite}
+                        composite_stats={k: composite[k] for k in COMPOSITE_STAT_KEYS if k in composite}
                         if composite else {})

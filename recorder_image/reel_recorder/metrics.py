@@ -128,6 +128,9 @@ class _FromStatus:
         yield from _counter("reel_recorder_composite_frames_dropped",
                             "Composite pictures dropped because the encoder could not keep up.",
                             composite.get("droppedFrames"))
+        yield from _counter("reel_recorder_composite_pictures_late",
+                            "Participants' pictures that reached the composite after the picture of their time.",
+                            composite.get("latePictures"))
         yield from _counter("reel_recorder_room_reconnects", "Times the Janus connection was regained after a loss.",
                             room.get("reconnects"))
         for key, (name, doc) in PARTICIPANT_COUNTERS.items():

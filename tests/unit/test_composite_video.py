@@ -135,6 +135,21 @@ def test_picture_is_chosen_by_its_time():
     assert near(rgb(comp.compose(3.0))[240, 320], BLUE)
 
 
+def test_a_picture_that_comes_after_its_time_was_composed_is_shown_late_and_counted():
+    """The blue picture of 2.0 s is decoded after the picture of 2.0 s was composed (later than the engine's
+    latency): that picture keeps red, the next shows blue, and the late picture is counted (status.composite)."""
+    comp = make()
+    comp.add("a", "A", 0.0)
+    red, blue = solid_h264(RED, count=3), solid_h264(BLUE, count=3, seed=2)
+    feed(comp, "a", red, t0=1.0)
+    assert near(rgb(comp.compose(1.99))[240, 320], RED)
+    assert comp.late_pictures == 0
+    feed(comp, "a", blue, t0=2.0)  # 2.0 s: within half a frame of 1.99 (late); 2.033 and 2.067 s are not
+    assert comp.late_pictures == 1 and comp.stats()["a"]["late"] == 1
+    assert near(rgb(comp.compose(1.99 + 1 / 15))[240, 320], BLUE)
+    assert comp.late_pictures == 1
+
+
 def test_damaged_video_keeps_last_picture_and_waits_for_a_keyframe(streams):
     asked = []
     comp = make()
@@ -201,7 +216,7 @@ def test_vp8_video_composes_too():
     comp = make()
     comp.add("a", "A", 0.0, codec="vp8")
     feed(comp, "a", solid_h264(GREEN, count=4, codec="libvpx"))
-    assert comp.stats()["a"] == {"decoded": 4, "errors": 0}
+    assert comp.stats()["a"] == {"decoded": 4, "errors": 0, "late": 0}
     assert near(rgb(comp.compose(1.0))[240, 320], GREEN)
 
 

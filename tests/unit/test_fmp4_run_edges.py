@@ -16,16 +16,24 @@ from reel_recorder.output.formats import FMP4, segment_format
 from reel_recorder.output.writer import ParticipantWriter
 
 SECONDS = 3
-# (audio shift, video shift, seconds of sound missing at the run's end), seconds
+# (audio shift, video shift, seconds of sound missing at the run's end, how much later the sound arrives than
+# the pictures of its time), seconds
 CASES = {
-    "picture-first-sound-ends-early": (0.012, 0.0, 0.021),  # as recorded from Janus in the stalled run
-    "sound-first-by-a-frame": (0.0, 0.009, 0.0),
-    "picture-late-by-300ms": (0.0, 0.3, 0.0),  # the first keyframe after the PLI
-    "sound-stops-early": (0.0, 0.0, 0.4),
+    "picture-first-sound-ends-early": (0.012, 0.0, 0.021, 0.0),  # as recorded from Janus in the stalled run
+    "sound-first-by-a-frame": (0.0, 0.009, 0.0, 0.0),
+    "picture-late-by-300ms": (0.0, 0.3, 0.0, 0.0),  # the first keyframe after the PLI
+    "sound-stops-early": (0.0, 0.0, 0.4, 0.0),
+    # the sound starts with the picture but arrives a little later (AAC's encoder then hands out its first frame,
+    # which starts before the picture, after the second picture was given): a rejoin in CI, found again by
+    # varying the arrival order
+    "sound-arrives-after-two-pictures": (0.0, 0.0, 0.0, 0.07),
+    # each stream's aligner hands out its first 0.5 s at once: the sound's batch can come after the pictures'
+    # (a rejoin under load, measured: the first sound given after 16 pictures)
+    "sound-arrives-after-half-a-second-of-pictures": (0.0, 0.0, 0.0, 0.6),
 }
 
 
-def _record(tmp_path, audio_codec, audio_shift, video_shift, cut_sound):
+def _record(tmp_path, audio_codec, audio_shift, video_shift, cut_sound, sound_arrives_later):
     segments = []
     writer = ParticipantWriter("fay_6", tmp_path, segment_seconds=2, on_segment=segments.append,
                                segment_format=segment_format(FMP4, audio_codec), mp4=True)
@@ -35,8 +43,9 @@ def _record(tmp_path, audio_codec, audio_shift, video_shift, cut_sound):
         for kind, packet, t in media:
             if kind == "audio" and t >= SECONDS - cut_sound:
                 continue
-            timed.append((kind, packet, t + offset + (audio_shift if kind == "audio" else video_shift)))
-        for kind, packet, t in sorted(timed, key=lambda m: m[2]):
+            t += offset + (audio_shift if kind == "audio" else video_shift)
+            timed.append((t + (sound_arrives_later if kind == "audio" else 0.0), kind, packet, t))
+        for _arrival, kind, packet, t in sorted(timed, key=lambda m: m[0]):
             getattr(writer, kind)(packet, t)
         writer.pause()
     writer.close()

@@ -245,12 +245,13 @@ def test_a_segment_that_starts_without_a_keyframe_still_has_a_whole_init(tmp_pat
     """The video stalls (no picture for > 1 s: the segment is cut on audio time) and comes back without a
     keyframe: the new segment's init segment still states the parameter sets (the muxer takes them from the
     segment's first video packet, which gets them in front)."""
-    segments = []
+    segments, now = [], [0.0]
     writer = ParticipantWriter("bob_2", tmp_path, segment_seconds=2, on_segment=segments.append,
-                               segment_format=segment_format(FMP4))
+                               segment_format=segment_format(FMP4), clock=lambda: now[0])
     for kind, packet, t in participant_media(6, gop=1000):  # one keyframe, at the start
         if kind == "video" and 1.5 <= t < 4.0:
             continue  # the camera's pictures stop coming for 2.5 s
+        now[0] = t  # the media arrives in its time
         getattr(writer, kind)(packet, t)
     writer.close()
     assert len(segments) >= 2 and segments[1].start < 4.0, [(s.name, s.start) for s in segments]

@@ -26,7 +26,8 @@ def test_reports_become_metrics_and_upload_latencies_a_histogram():
         m.report("participants", {"recordingId": "r1", "phase": "Recording", "activeParticipants": 2, "participants": [
             {"id": 1, "joinedAt": "t", "droppedFrames": 3, "packetsLost": 7},
             {"id": 2, "joinedAt": "t", "skipped": [{"kind": "video"}]}, {"id": 3}],
-            "composite": {"frames": 100, "droppedFrames": 4}, "room": {"state": "Connected", "reconnects": 1}})
+            "composite": {"frames": 100, "droppedFrames": 4, "latePictures": 2},
+            "room": {"state": "Connected", "reconnects": 1}})
         latencies.update({"a": 0.3, "b": 1.5})
         m.report("upload", {"upload": {"segments": 5, "pendingSegments": 1, "recordedBytes": 5000,
                                        "storedBytes": 4000}})
@@ -46,6 +47,7 @@ def test_reports_become_metrics_and_upload_latencies_a_histogram():
     assert got['reel_recorder_frames_dropped_total{participant="1"}'] == 3
     assert got['reel_recorder_packets_lost_total{participant="1"}'] == 7
     assert got["reel_recorder_composite_frames_dropped_total"] == 4 and got["reel_recorder_room_reconnects_total"] == 1
+    assert got["reel_recorder_composite_pictures_late_total"] == 2
     assert got["reel_recorder_spool_used_bytes"] == 1000
     assert got['reel_recorder_recording_info{phase="Recording",recording_id="r1"}'] == 1
     assert "process_resident_memory_bytes" in got

@@ -13,6 +13,7 @@ from reel_api.vocabulary import RoomState
 from reel_recorder import errors
 from reel_recorder.errors import RecorderError
 from reel_recorder.manifest import ManifestData
+from reel_recorder.room.janus import JanusRequestError, JanusRoom
 from reel_recorder.room.reconnect import Backoff, RoomLink, next_attempt
 
 
@@ -133,5 +134,21 @@ def test_a_link_closed_while_reconnecting_stops_trying():
         tries = room.calls.count("connect")
         await asyncio.sleep(0.1)
         assert room.calls.count("connect") == tries
+
+    asyncio.run(main())
+
+
+def test_a_request_while_reconnecting_is_a_janus_error_not_a_crash():
+    """Between a loss and the reconnect's attach (room/reconnect.py resets the room, then connects) the Recorder's
+    loop may still end the run: stopping forwarders then must fail as a request does (ingest/forward.py keeps
+    them for ``_reclaim``), not with an AttributeError on the missing socket (seen in CI: InternalError)."""
+    async def main():
+        room = JanusRoom("ws://127.0.0.1:9/", 1234)
+        assert not room.connected
+        await room._reset()  # what connect() does first, before its socket is open
+        assert not room.connected and not room.closed.is_set()
+        with pytest.raises(JanusRequestError, match="not connected"):
+            await room.stop_rtp_forward(1, 2, secret=None, admin_key=None)
+        await room.detach(5)  # harmless, as documented
 
     asyncio.run(main())

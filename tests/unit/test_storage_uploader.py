@@ -31,6 +31,7 @@ class SwitchableStore(Store):
         self.inner = inner
         self.mode: str | None = None
         self.requests = 0
+        self.reads: list[str] = []  # keys asked for with get_bytes (stat and read_into default to it)
         self.playlist_log: list[tuple[str, list[str], bool]] = []
         self._lock = threading.Lock()
 
@@ -64,6 +65,7 @@ class SwitchableStore(Store):
         self.inner.put_bytes(key, data, content_type)
 
     def get_bytes(self, key):
+        self.reads.append(key)
         self._gate()
         return self.inner.get_bytes(key)
 
@@ -212,6 +214,26 @@ def test_primary_down_for_the_whole_session_ends_backed_up(dirs):
     manifest = assert_complete(dirs / "backup", rec)
     assert {s["location"] for s in manifest_segments(manifest)} == {"backup"}
     assert not [p for p in (dirs / "spool").rglob("*.ts")]
+
+
+def test_a_primary_down_at_close_is_not_asked_by_the_integrity_check(dirs):
+    """The primary stored the first segment, then went down for good: close() gives up its final documents after
+    two failures and does not spend its budget asking it about that segment either (counted unverified)."""
+    primary, backup = stores(dirs)
+    up = Uploader(primary, backup, failover_after=0.2, backfill_deadline=0.3, retry_max=0.1)
+    up.start()
+    rec = SyntheticRecording(dirs / "spool", participants=("alice",))
+    first = rec.close_segment(up, "alice")
+    wait_for(lambda: up.progress().primary_segments == 1, what="first segment in the primary")
+    primary.mode = "transient"
+    later = [rec.close_segment(up, "alice") for _ in range(2)]
+    rec.end(up)
+    result = up.close(timeout=10)
+    assert result.status == "backed_up", result.message
+    assert result.unverified == 1 and not result.mismatched
+    # only the integrity check reads a segment the primary holds (the backfill asks about those it lacks)
+    assert first not in primary.reads, "the integrity check asked a primary that was down at close"
+    assert set(later) <= set(backup.reads)  # the backup's segments were checked
 
 
 def test_no_backup_and_primary_down_keeps_spool_files(dirs):

@@ -313,6 +313,8 @@ class CompositeEngine:
     def stats(self) -> dict:
         out = {"runs": self.runs, "frames": self.frames, "droppedFrames": self.dropped_frames,
                "cpuSeconds": round(self.cpu_seconds, 3)}
+        if self.compositor:
+            out["latePictures"] = self.compositor.late_pictures
         if self.mixer:
             out["lateAudioSamples"] = self.mixer.late_samples
         return out

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..clock import RecordingClock
 from ..layout import COMPOSITE_FOLDER
+from ..manifest import COMPOSITE_STAT_KEYS
 from ..output.catalog import Catalog, CatalogEntry
 from ..output.formats import format_of
 from ..output.writer import ParticipantWriter, SpoolGate
@@ -127,7 +128,9 @@ class CompositeRecording:
                 **({"error": f"{type(error).__name__}: {error}"} if error is not None else {})}
 
     def stats(self) -> dict:
-        return {"frames": self.engine.frames, "droppedFrames": self.engine.dropped_frames}
+        """The engine's counts that status.composite and the manifest carry (manifest.COMPOSITE_STAT_KEYS)."""
+        counts = self.engine.stats()
+        return {key: counts.get(key, 0) for key in COMPOSITE_STAT_KEYS}
 
     # -- the engine's thread ---------------------------------------------------------------------------------------
     def _on_packet(self, kind: str, packet, t: float) -> None:

@@ -6,7 +6,9 @@ and the last one shown. ``compose(t)`` builds the picture of recording time ``t`
 participant's latest picture whose time is at most ``t`` + half an output frame (so an event is shown at the
 output frame nearest to it, not up to a whole frame late), letterboxed in its cell; a tile with the
 participant's name for someone without video (camera off, audio only, nothing decoded yet); names on the
-tiles when ``show_names``. A participant whose video stalls keeps their last picture.
+tiles when ``show_names``. A participant whose video stalls keeps their last picture. A picture decoded after
+the picture of its time was composed (it came later than the engine's ``latency``: a busy node, a network
+stall) is shown from the next composed picture on, late; ``late_pictures`` counts them.
 
 Who is shown follows the timeline: a participant is in the pictures from ``joined_at`` until ``left_at``
 (recording clock), in the order of ``joined_at``; the layout (layout.py) is recomputed when that set or the
@@ -22,8 +24,8 @@ Threads and the lock:
   ``video_ended`` on any thread. ``compose`` takes the lock to pick each participant's picture and to
   publish new cells, and builds the frame outside it: queued pictures are never modified, only replaced.
 - ``_lock`` guards the participants dict and, per participant, ``cell``, ``queue``, ``shown``, ``last``,
-  ``left_at``, ``ended_at`` and the counters; and the speaker, the layout cache and ``_composed_at``. The
-  ``LabelCache`` and the compositor's own scaler are the compositor thread's.
+  ``left_at``, ``ended_at`` and the counters; and ``late_pictures``, the speaker, the layout cache and
+  ``_composed_at``. The ``LabelCache`` and the compositor's own scaler are the compositor thread's.
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ class _Participant:
     ended_at: float | None = None  # video ended (camera off) at this time: a name tile from then on
     decoded: int = 0
     errors: int = 0
+    late: int = 0  # pictures decoded after the composed picture of their time
 
 
 class VideoCompositor:
@@ -124,6 +127,7 @@ class VideoCompositor:
         self._cells_key: tuple | None = None
         self._cells: dict[Hashable, Rect] = {}
         self._composed_at = -1e18  # the time of the last composed picture
+        self.late_pictures = 0  # pictures that came after the composed picture of their time (all participants)
         self._labels = labels.LabelCache()
         self._scaler = VideoReformatter()  # the compositor thread's, for pictures that must follow a new cell
 
@@ -212,8 +216,15 @@ class VideoCompositor:
             part.decoded += 1
             if part.ended_at is not None and t >= part.ended_at:
                 part.ended_at = None  # video is back
+            late = picture is not None and t <= self._composed_at + 0.5 / self.fps
+            if late:
+                part.late += 1
+                self.late_pictures += 1
             if picture is not None:
                 part.queue.append(picture)
+        if late and (part.late <= 3 or part.late % 100 == 0):
+            log.info("composite: a picture of %r (%.3f s) came after the composite picture of its time: shown late "
+                     "(%d so far)", part.name, t, part.late)
 
     # -- composing (the compositor thread) ---------------------------------------------------------------------
     def compose(self, t: float) -> av.VideoFrame:
@@ -295,7 +306,7 @@ class VideoCompositor:
     # -- observations ------------------------------------------------------------------------------------------
     def stats(self) -> dict[Hashable, dict]:
         with self._lock:
-            return {p.pid: {"decoded": p.decoded, "errors": p.errors} for p in self._parts.values()}
+            return {p.pid: {"decoded": p.decoded, "errors": p.errors, "late": p.late} for p in self._parts.values()}
 
     def shown_ids(self) -> list[Hashable]:
         """Who is in the current layout, in its order (for tests and status)."""

@@ -27,6 +27,7 @@ from ..clock import RecordingClock
 from ..errors import RecorderError
 from ..room.janus import JanusRequestError, JanusRoom
 from ..room.presence import PublishedStream, Publisher
+from .cut import cut_streams
 from .gate import MediaCounts, StreamGate
 from .relay import GatedStream, RtpGate
 from .rtp import RTP_CODECS, FeedPool, FrameFeed, KeyframeRequester, PortAllocator
@@ -171,7 +172,7 @@ class ForwardIngest:
                 return await self.room.rtp_forward(pub.id, self.local_addr, request, secret=self.secret,
                                                    admin_key=self.admin_key)
             except JanusRequestError as err:
-                if self.room.closed.is_set() or err.code == ERR_NO_SUCH_FEED:
+                if not self.room.connected or err.code == ERR_NO_SUCH_FEED:
                     raise ForwardFailed(f"{pub.display!r} left, or Janus is gone: {err}", gone=True) from err
                 if err.code is not None or attempt == FORWARD_ATTEMPTS:
                     raise ForwardFailed(f"Janus did not forward the media of {pub.display!r} ({pub.id}): {err}",
@@ -188,7 +189,10 @@ class ForwardIngest:
         await self._stop_all([(pub_id, f) for f in self._streams.pop(pub_id, {}).values()])
 
     async def close(self) -> None:
-        """Stop every stream of every publisher at once (the ingest can be used again afterwards)."""
+        """End every stream of every publisher at one instant (ingest/cut.py: the streams running late deliver
+        what they had from before it), then stop them (the ingest can be used again afterwards)."""
+        await cut_streams((f.feed.aligner for fs in self._streams.values() for f in fs.values() if f.feed),
+                          self.clock)
         streams, self._streams = self._streams, {}
         await self._stop_all([(pub_id, f) for pub_id, fs in streams.items() for f in fs.values()])
         await asyncio.to_thread(self.feeds.close)
@@ -197,7 +201,7 @@ class ForwardIngest:
     async def _reclaim(self) -> None:
         """After a reconnect (room/reconnect.py): stop the forwarders the lost connection left behind, free their
         ports. Harmless after a Janus restart (they died with it: Janus answers "no such feed")."""
-        if not self._orphans or self.room.closed.is_set():
+        if not self._orphans or not self.room.connected:
             return
         orphans, self._orphans = self._orphans, []
         await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in orphans))
@@ -221,7 +225,7 @@ class ForwardIngest:
         incomplete is dropped, nothing more is put; then each feed delivers what it holds and ends. A
         participant's streams end together (no stream's feed waits for another's).
         """
-        lost = janus and self.room.closed.is_set()  # their forwarders outlive the connection: ``_reclaim``
+        lost = janus and not self.room.connected  # their forwarders outlive the connection: ``_reclaim``
         if janus and not lost:
             await asyncio.gather(*(self._stop_forwarder(pub_id, f) for pub_id, f in items if f.stream_id is not None))
         await asyncio.gather(*(asyncio.to_thread(self.gate.close, fwd.gated) for _, fwd in items if fwd.gated))

@@ -90,7 +90,7 @@ class FramePump:
         self.kind, self.rate = PASSED[codec]
         self.loop, self.pli_interval = loop, pli_interval
         self.counts = StreamCounts(FrameTracker() if codec == "h264" else None)
-        self.aligner = StreamAligner()
+        self.aligner = StreamAligner(name)
         self.packets = 0
         self.error: BaseException | None = None
         self._arrivals: dict[int, float] = {}  # RTP timestamp -> arrival of its first packet (recording clock)

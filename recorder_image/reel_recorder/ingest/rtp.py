@@ -184,7 +184,7 @@ class FrameFeed:
                  key: object = None):
         self.kind, self.rate, self.sink, self.name = kind, clock_rate, sink, name
         self.time_base = Fraction(1, clock_rate)
-        self.aligner = StreamAligner()
+        self.aligner = StreamAligner(name)
         self.packets = 0  # frames handed to the sink's aligner (the watchdog's count)
         self.error: BaseException | None = None
         self._last_pts: int | None = None

@@ -54,6 +54,7 @@ from ..clock import RecordingClock
 from ..room.janus import JanusRequestError, JanusRoom
 from ..room.presence import PublishedStream, Publisher
 from . import passthrough
+from .cut import cut_streams
 from .forward import ERR_NO_SUCH_FEED, ForwardFailed
 from .pump import FramePump
 
@@ -109,7 +110,7 @@ class WebRtcIngest:
         try:
             handle, offer, feed_mids = await self.room.subscribe(pub.id, list(mids), pin=self.pin)
         except JanusRequestError as err:
-            gone = self.room.closed.is_set() or err.code == ERR_NO_SUCH_FEED
+            gone = not self.room.connected or err.code == ERR_NO_SUCH_FEED
             raise ForwardFailed(f"Janus did not let us subscribe to {pub.display!r} ({pub.id}): {err}",
                                 gone=gone) from err
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self.ice_servers))
@@ -138,7 +139,7 @@ class WebRtcIngest:
         except JanusRequestError as err:
             await self.remove(pub.id)
             raise ForwardFailed(f"Janus did not start sending {pub.display!r} ({pub.id}) to us: {err}",
-                                gone=self.room.closed.is_set()) from err
+                                gone=not self.room.connected) from err
         except (OperationError, InvalidAccessError) as err:  # aiortc cannot take Janus's offer: that one only
             await self.remove(pub.id)
             raise ForwardFailed(f"ingest webrtc cannot take Janus's offer for {pub.display!r} ({pub.id}): {err} "
@@ -199,7 +200,9 @@ class WebRtcIngest:
             await self._end([sub])
 
     async def close(self) -> None:
-        """End every subscription at once (the ingest can be used again afterwards)."""
+        """End every subscription at one instant (ingest/cut.py: the streams running late deliver what they had
+        from before it), then close them (the ingest can be used again afterwards)."""
+        await cut_streams((p.aligner for s in self._subs.values() for p in s.pumps.values()), self.clock)
         subs, self._subs = list(self._subs.values()), {}
         self._failed = []
         await self._end(subs)

@@ -29,13 +29,18 @@ the cut on is handed back (``leftover``), and the writer puts it at the start of
 A run's edges: both tracks of a run start and end together, so its segments leave no hole in a player's buffer at a
 discontinuity (hls.js in Chromium stalled 60 ms before the end of a recording whose sound ended one audio frame
 before its picture, and jumped a hole of that size at a rejoin). In a run's first segment (``run_start``) the first
-picture is moved back to the sound's start when the sound came first (shown from there: a still for as long as
-the picture came later, at most ``formats.FMP4_VIDEO_WAIT``), and silent audio frames (output/silence.py) go in
-front of the sound when the picture came first (the picture then moved back to the silence's start, less than one
-audio frame; when the sound comes only after the first picture was written, the picture starts that much later
-than the silence). In a run's last segment (``close(..., run_end=True)``) the sound is padded with silent frames to
-the end of the last picture, and the last picture lasts until the sound's end (less than one frame later). The
-MP4 output (output/mp4.py) keeps the packets as they came.
+picture is moved back to the sound's start when the sound came first (shown from there: a still for as long as the
+picture came later, at most ``formats.FMP4_VIDEO_WAIT``), and silent audio frames (output/silence.py) go in front
+of the sound when the picture came first (the picture then moved back to the silence's start, less than one audio
+frame; when the sound comes only after the first picture was written, the picture starts that much later than the
+silence). Before any is written, the first pictures wait for the first sound (at most ``SOUND_WAIT``): it can come
+after them, though it starts before the first picture (each stream's aligner hands out its first half second at
+once, and AAC's encoder hands out a run's first frame, which starts 1024 samples before the sound it was given,
+only once it has the next); written after the first picture, it began before its segment's listed start, and
+hls.js's buffer ran that much past the recording's end (CI, a rejoin: 17 ms; here under load: 30 ms). In a run's
+last segment (``close(..., run_end=True)``) the sound is padded with silent frames to the end of the last picture,
+and the last picture lasts until the sound's end (less than one frame later). The MP4 output (output/mp4.py) keeps
+the packets as they came.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof+frag_discont+cmaf+skip_tr
 MUXER_OPTIONS = {"movflags": MOVFLAGS, "avoid_negative_ts": "disabled", "use_editlist": "0"}
 AUDIO_TB = Fraction(1, RATE)
 AUDIO_LEAD = 0.5  # seconds of sound that wait at most for the pictures of the same time
+SOUND_WAIT = 1.5  # seconds of a run's first pictures that wait at most for its first sound: the stream aligners
+# (clock.py) hand out a stream's first 0.5 s at once, the sound's possibly after the pictures'; AAC adds a frame
 INIT_BOXES = frozenset({"ftyp", "moov"})
 DROPPED_BOXES = frozenset({"mfra"})
 
@@ -163,6 +170,7 @@ class Fmp4Segment:
         self.keyframe_requested = False
         self.init: bytes | None = None
         self._held: av.Packet | None = None  # the last video packet, until its duration is known
+        self._early: list[tuple[av.Packet, int]] = []  # a run's first pictures (and durations), until its first sound
         self._parameter_sets = parameter_sets  # until the first video packet has been given them
         self._audio: list[av.Packet] = []  # audio waiting for the pictures of its time
         self._video_t: float | None = None  # time of the latest picture
@@ -183,6 +191,7 @@ class Fmp4Segment:
         if packet.stream is not self.video:
             if self._first_audio is None:
                 self._first_audio = float(packet.pts * packet.time_base)
+                self._flush_early()
             self._audio.append(packet)
             self._release_audio()
             return
@@ -194,7 +203,7 @@ class Fmp4Segment:
             packet = self._with_parameter_sets(packet)
         held, self._held = self._held, packet
         if held is not None:
-            self._mux_held(held, packet.pts - held.pts)
+            self._picture(held, packet.pts - held.pts)
         self._video_t = float(packet.pts * packet.time_base)
         self._release_audio()
 
@@ -202,6 +211,7 @@ class Fmp4Segment:
         """Write the held picture (lasting until ``end``, recording time), finish the muxer, keep the init.
         ``run_end``: the run's last segment: the sound is padded to the picture's end and the picture lasts until
         the sound's end (``end`` then moves to it, less than one audio frame later)."""
+        self._flush_early()
         held, self._held = self._held, None
         for packet in self._audio:
             if end is None or float(packet.pts * packet.time_base) < end:
@@ -235,7 +245,7 @@ class Fmp4Segment:
         """Write a sound packet; the run's first one after silence up to the first picture (``run_start``)."""
         if self._audio_end is None and self._run_start and self._video_start is not None:
             t = float(packet.pts * packet.time_base)
-            if t > self._video_start:
+            if t - self._video_start >= VIDEO_TB:  # (less: the picture was moved to it, rounded to its ticks)
                 self.start = min(self.start, float(self._pad_before(t, self._video_start)))
         self.container.mux(packet)
         end = packet.pts + (packet.duration or 0)
@@ -288,6 +298,25 @@ class Fmp4Segment:
         out.pts, out.dts, out.time_base, out.stream = packet.pts, packet.dts, packet.time_base, packet.stream
         out.is_keyframe = packet.is_keyframe
         return out
+
+    def _picture(self, packet: av.Packet, duration: int) -> None:
+        """A picture whose duration is known: muxed, unless it is among a run's first ones and no sound has come
+        yet (``run_start``): those wait for the first sound (at most ``SOUND_WAIT``), so that the first picture can
+        still move back to it. The sound of the same instant can come later than the picture: each stream's first
+        half second comes at once when its aligner fixes its offset, and AAC's encoder hands out its first frame
+        (which starts 1024 samples before the sound it was given) only once it has the next one."""
+        if self._run_start and self._first_audio is None and self._video_start is None:
+            first = self._early[0][0] if self._early else packet
+            if (packet.pts - first.pts) * VIDEO_TB < SOUND_WAIT:
+                self._early.append((packet, duration))
+                return
+        self._flush_early()
+        self._mux_held(packet, duration)
+
+    def _flush_early(self) -> None:
+        early, self._early = self._early, []
+        for packet, duration in early:
+            self._mux_held(packet, duration)
 
     def _mux_held(self, packet: av.Packet, duration: int) -> None:
         if self._video_start is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -47,7 +48,7 @@ VIDEO_TB = Fraction(1, VIDEO_RATE)
 AUDIO_TB = Fraction(1, RATE)
 EARLY_CUT = 0.25  # a keyframe this close before the target duration may start the next segment
 KEYFRAME_LEAD = 0.15  # ask for a keyframe this long before the segment reaches its target
-VIDEO_STALL = 1.0  # no video for this long: cut on audio time instead (camera off, video-less run)
+VIDEO_STALL = 1.0  # no video for this long, in media time and on arrival: cut on audio time instead (camera off)
 VIDEO_WAIT = 1.0  # at the start of a run, hold audio this long for the first keyframe (one segment, both tracks);
 # fMP4: output/formats.py (longer: a player takes its tracks from the first init segment)
 
@@ -99,12 +100,14 @@ class ParticipantWriter:
         audio_transcoder: Callable | None = None,
         segment_format: SegmentFormat | None = None,
         video_codec: str = "h264",
+        clock: Callable[[], float] = time.monotonic,
     ):
         """``segment_format``: TS with AAC by default (output/formats.py). ``audio_transcoder`` makes what turns
         the audio packets given to ``audio`` into the segments' audio (one per run; same members as
         ``OpusToAac``): by default the format's (Opus from the ingest → AAC, or Opus copied); the composite's AAC
         passes through (composite/encoder.py). ``video_codec``: h264 (copied, cut at IDRs with parameter sets), or
-        vp9/av1 (fMP4 only: outputs.plan_streams; cut at keyframes, a new init segment at a new picture size)."""
+        vp9/av1 (fMP4 only: outputs.plan_streams; cut at keyframes, a new init segment at a new picture size).
+        ``clock``: when the media arrives (seconds; tests give one that follows their media time)."""
         self.folder = folder
         self.dir = spool / folder
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +130,8 @@ class ParticipantWriter:
         self._init: tuple[bytes, InitSegment] | None = None  # fMP4: the run's current init segment
         self._carry: list[av.Packet] = []  # fMP4: audio from after a cut, for the next segment (output/fmp4.py)
         self._last_video_t: float | None = None
+        self._last_video_seen = 0.0  # ``clock()`` when that picture came
+        self._clock = clock
         self._last_video_dur = 1 / 30
         self._pending_discontinuity = first_index > 0  # ... after a discontinuity
         self._audio_wait: list[tuple[av.Packet, float]] = []  # AAC held while waiting for the first keyframe
@@ -181,6 +186,7 @@ class ParticipantWriter:
             if self._last_video_t is not None:
                 self._last_video_dur = min(max(t - self._last_video_t, 1 / 120), 0.5)
             self._last_video_t = t
+            self._last_video_seen = self._clock()
             out = av.Packet(data)
             out.pts = out.dts = round(t * VIDEO_RATE)
             out.time_base = VIDEO_TB
@@ -205,6 +211,9 @@ class ParticipantWriter:
                     self._release_audio_wait()
                     continue
                 if self._should_cut(pt, keyframe=False):
+                    if self._video_started:
+                        log.info("%s: no picture for %.1f s of sound: segment cut on audio time at %.3f s",
+                                 self.folder, pt - self._last_video_t, pt)
                     self._cut(pt)
                 if self._seg is None:
                     self._open(pt)
@@ -241,9 +250,12 @@ class ParticipantWriter:
         if keyframe:
             # a segment opened without video (audio came first) ends at the first keyframe
             return seg.video is None or elapsed >= self.segment_seconds - EARLY_CUT
-        # audio decides only when there is no video to cut at
+        # Audio decides only when there is no video to cut at: no picture for VIDEO_STALL of the sound's time, and
+        # none has come for as long. Pictures that still come, only late (a sender whose video runs behind its
+        # sound, a busy encoder), are live: a cut on audio time then would start the next segment with pictures
+        # that need the ones before it (a TS segment decoded on its own: "non-existing PPS", seen in CI).
         video_live = (seg.video is not None and self._last_video_t is not None
-                      and t - self._last_video_t < VIDEO_STALL)
+                      and (t - self._last_video_t < VIDEO_STALL or self._clock() - self._last_video_seen < VIDEO_STALL))
         return not video_live and elapsed >= self.segment_seconds
 
     def _keyframe_without_sets(self, data: bytes) -> tuple[bool, bool]:

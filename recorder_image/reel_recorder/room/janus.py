@@ -95,6 +95,13 @@ class JanusRoom:
         self._tasks: list[asyncio.Task] = []
 
     # -- connection ----------------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """A session with a VideoRoom handle on a live socket: requests can be made. False from a loss (``closed``)
+        until a reconnect has attached again, including the moment between the two where ``closed`` was cleared
+        for the new connection but nothing is attached yet (room/reconnect.py runs beside the Recorder's loop)."""
+        return self._ws is not None and self._handle is not None and not self.closed.is_set()
+
     async def connect(self, timeout: float = 10.0) -> None:
         """Connect, create a Janus session and attach a VideoRoom handle; again after a loss: starts afresh."""
         await self._reset()
@@ -159,6 +166,8 @@ class JanusRoom:
             msg["session_id"] = self._session
         if self.token:
             msg["token"] = self.token
+        if self._ws is None:  # lost, and a reconnect has not opened its socket yet
+            raise JanusRequestError(None, "not connected to Janus")
         await self._ws.send(json.dumps(msg))
 
     async def _request(self, msg: dict, *, wait_event: bool = False) -> dict:
@@ -284,7 +293,7 @@ class JanusRoom:
 
     async def detach(self, handle: int) -> None:
         """Leave and detach a subscriber handle; harmless when it (or the connection) is already gone."""
-        if self._ws is None or self.closed.is_set():
+        if not self.connected:
             return
         with contextlib.suppress(JanusRequestError, TimeoutError, websockets.ConnectionClosed):
             await self._request({"janus": "detach", "handle_id": handle})

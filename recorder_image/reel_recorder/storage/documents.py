@@ -216,8 +216,7 @@ class Documents:
         docstring)."""
         if doc.attempts.get(role, 0) >= self.FINAL_ATTEMPTS:
             return True
-        h = health[role]
-        return not h.healthy and h.final_failures >= 2
+        return health[role].down_at_close
 
     def final_done(self, health: Health, *, backed_up: bool) -> bool:
         """Every document's final version is stored, or given up, in each of its stores."""

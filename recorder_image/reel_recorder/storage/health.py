@@ -15,8 +15,9 @@ workers and scheduler, ``preflight()`` and ``close()``). No I/O and no lock of i
 - A write-once object that found a different object at its key (``ObjectExistsError``: another recording writes
   under this prefix) is not a failure of the store, but it ends the session: :meth:`Health.collided` sets
   :attr:`Health.fatal` for good (the workers stop, segments not stored stay in the spool), the error naming the key.
-- Failures during ``close()``'s final phase are also counted apart (``final_failures``): documents.py gives up
-  on a store that keeps failing then.
+- Failures during ``close()``'s final phase are also counted apart (``final_failures``): a store that failed twice
+  then and is still failing is :attr:`StoreHealth.down_at_close`: documents.py gives up its final versions there,
+  and the integrity check does not ask it (its objects are counted unverified).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class StoreHealth:
     @property
     def healthy(self) -> bool:
         return self.failing_since is None and self.fatal is None
+
+    @property
+    def down_at_close(self) -> bool:
+        """Failed twice during close()'s final phase and still failing (the backfill deadline has passed by then):
+        it is down, and close() spends no more of its budget on it."""
+        return not self.healthy and self.final_failures >= 2
 
 
 class Health:

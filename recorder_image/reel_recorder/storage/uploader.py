@@ -22,10 +22,12 @@ the three phases of ``close()``. Rules it keeps:
 - ``close(timeout)``: 1. wait until every segment is stored somewhere (or refused); 2. backfill, up to the
   backfill deadline, leaving a reserve of the budget for 3.; 3. the final playlists and manifest; 4. integrity:
   every stored segment and MP4 is checked in the store it is in (integrity.py: size and SHA-256, one HEAD each on
-  S3); a mismatch makes the result ``failed`` with reason ``IntegrityMismatch``. At most ``timeout`` seconds in
+  S3), except in a store down at close (health.py), whose objects count as unverified; a mismatch makes the
+  result ``failed`` with reason ``IntegrityMismatch``. At most ``timeout`` seconds in
   all (4. gets at least ``INTEGRITY_MIN_SECONDS``); every phase ends at once when no store is usable.
 - ``on_progress`` is called from the monitor thread when progress changed, every ``progress_interval`` seconds
-  even without a change, and once more at the end of ``close()``; an exception in it is logged, not raised.
+  even without a change, until ``close()`` stops the monitor after its phase 3, and once more at the end of
+  ``close()`` (after 4.); an exception in it is logged, not raised.
 """
 
 from __future__ import annotations
@@ -282,7 +284,9 @@ class Uploader:
         with self._lock:
             result = ledger.result(fatal=health.fatal, unwritten=docs.unwritten(), docs_stored=docs.all_final_stored(),
                                    primary_label=primary_label, backup_label=backup_label)
-            stored = [(self.primary if s.in_primary else self.backup, Expected(s.key, s.size, s.sha256))
+            # a store down at close is not asked again: its objects are counted unverified (store None)
+            usable = {role: None if health[role].down_at_close else health[role].store for role in (PRIMARY, BACKUP)}
+            stored = [(usable[PRIMARY if s.in_primary else BACKUP], Expected(s.key, s.size, s.sha256))
                       for s in ledger.segments.values() if s.stored]
         if result.ok:
             result = self._verify(result, stored, until=max(end, self._clock() + INTEGRITY_MIN_SECONDS))
