@@ -12,7 +12,8 @@ benchmark can count an older checkout the same way.
 The way of each session to its pod is traced too (``$REEL_BENCH_COUNTS.trace``, JSON, written at exit):
 ``"namespace/name" -> [[what, t0, t1], ...]`` in ``time.monotonic()`` (one clock for every process of
 the machine, so the benchmark can set it beside its own apply and watch times): kopf's first patch of the session
-(``kopf-patch``: its finalizer), each run of the create handler or of ``create.start_early`` (``handler``) and
+(``kopf-patch``: its finalizer), each start handed to a handler thread (``queued``: from ``main.to_pool`` to the
+thread), each run of the create handler or of ``create.start_early`` (``handler``) and
 each API call of the handler's kube client (``kube <method>``, also those it runs in its ``reel-io`` pool), e.g.
 ``kube create Pod``.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextvars
 import json
 import os
 import re
@@ -31,7 +33,8 @@ from urllib.parse import urlsplit
 COUNTS: collections.Counter[str] = collections.Counter()
 _LOCK = threading.Lock()
 TRACE: dict[str, list] = collections.defaultdict(list)
-_CURRENT = threading.local()  # the session whose create handler runs in this thread
+_CURRENT: contextvars.ContextVar[str | None] = contextvars.ContextVar("reel_bench_session", default=None)
+# the session whose start runs in this context (the copy of kopf's context its handler thread runs in)
 _TRACED = re.compile(r"/namespaces/(?P<ns>[^/]+)/recordingsessions/(?P<name>[^/?]+)$")
 # /api/v1/namespaces/NS/pods/NAME/status, /apis/G/V/namespaces/NS/R/NAME, /apis/G/V/R (cluster-wide)
 _PATH = re.compile(r"^/apis?/(?:[^/]+/)?v[^/]+(?:/namespaces/[^/]+)?/(?P<res>[^/?]+)(?:/(?P<name>[^/?]+))?"
@@ -79,7 +82,7 @@ def trace(key: str | None, what: str, t0: float, t1: float) -> None:
 
 def _session_of(args, kwargs) -> str | None:
     """namespace/session of a Kube method's call: the thread's create handler, else from the object created."""
-    key = getattr(_CURRENT, "key", None)
+    key = _CURRENT.get()
     if key:
         return key
     body = args[0] if args and isinstance(args[0], dict) else kwargs.get("body")
@@ -98,21 +101,39 @@ def install_trace() -> None:
     from reel_operator import kube
     from reel_operator.handlers import create
 
+    def key_of(body) -> str:
+        meta = body["metadata"]
+        return f"{meta.get('namespace')}/{meta.get('name')}"
+
     def traced_handler(original):
         def start(ctx, body, *args, **kwargs):
-            meta = body["metadata"]
-            _CURRENT.key = f"{meta.get('namespace')}/{meta.get('name')}"
+            token = _CURRENT.set(key_of(body))
             t0 = time.monotonic()
             try:
                 return original(ctx, body, *args, **kwargs)
             finally:
-                trace(_CURRENT.key, "handler", t0, time.monotonic())
-                _CURRENT.key = None
+                trace(_CURRENT.get(), "handler", t0, time.monotonic())
+                _CURRENT.reset(token)
         return start
 
     create.start = traced_handler(create.start)
     if hasattr(create, "start_early"):  # a tree that starts a session on its first event (main.py)
         create.start_early = traced_handler(create.start_early)
+
+    from reel_operator import main
+    if hasattr(main, "to_pool"):  # a tree that hands its starts to kopf's pool through main.to_pool
+        original_to_pool = main.to_pool
+
+        def to_pool(memo, fn, *args, **kwargs):
+            body = args[1] if len(args) > 1 and hasattr(args[1], "get") else None  # a dict, or kopf's Body
+            if body is not None and getattr(fn, "__name__", "") in ("start", "start_early"):
+                key, queued, inner = key_of(body), time.monotonic(), fn
+
+                def fn(*a, **k):  # the same call, its wait for a thread traced
+                    trace(key, "queued", queued, time.monotonic())
+                    return inner(*a, **k)
+            return original_to_pool(memo, fn, *args, **kwargs)
+        main.to_pool = to_pool
 
     def wrap(name, method):
         def traced(self, *args, **kwargs):

@@ -273,7 +273,10 @@ def run_once(cluster: Cluster, op: OperatorProcess, ns: str, kind: str, n: int, 
 def breakdown(r: dict, trace: dict[str, list]) -> dict:
     """Where apply -> pod created went, from the operator's trace (counted_operator.py) and this process's times:
     ``intake`` apply -> kopf's first patch sent (the watch event, kopf's queue), ``finalizer`` that patch,
-    ``to_handler`` its answer -> the first run of the create handler (or of ``create.start_early``) entered,
+    ``to_handler`` its answer -> the first run of the create handler (or of ``create.start_early``) entered (with
+    the finalizer from admission kopf sends no patch before the pod: ``intake`` is then apply -> that run entered,
+    its wait for a thread included, and the other two 0), ``wait_for_thread`` that run handed to kopf's pool ->
+    entered,
     ``apply_to_handler`` apply -> that run entered, ``handler`` that run entered -> the pod's create answered (each
     API call in between also summed by kind), ``seen`` that answer -> this process's watch saw the pod. p50/p99 of
     each over all sessions, and their means over the slowest 1 % by apply -> pod. Pure."""
@@ -283,15 +286,20 @@ def breakdown(r: dict, trace: dict[str, list]) -> dict:
         patches = [e for e in events if e[0] == "kopf-patch"]
         handlers = [e for e in events if e[0] == "handler"]
         pod = [e for e in events if e[0] == "kube create Pod"]
-        if t_pod is None or not patches or not handlers or not pod:
+        if t_pod is None or not handlers or not pod:
             continue
-        fin, run = patches[0], min((h for h in handlers if h[1] <= pod[0][2]), key=lambda h: h[1], default=handlers[0])
+        run = min((h for h in handlers if h[1] <= pod[0][2]), key=lambda h: h[1], default=handlers[0])
         calls: dict[str, float] = {}
         for what, a, b in events:
             if what.startswith("kube ") and run[1] <= a and b <= pod[0][2]:
                 calls[what] = calls.get(what, 0.0) + b - a
-        rows.append({"total": t_pod - t_apply, "intake": fin[1] - t_apply, "finalizer": fin[2] - fin[1],
-                     "to_handler": run[1] - fin[2], "handler": pod[0][2] - run[1], "seen": t_pod - pod[0][2],
+        queued = [e for e in events if e[0] == "queued" and e[1] <= pod[0][2]]
+        if queued:
+            calls["wait_for_thread"] = queued[-1][2] - queued[-1][1]
+        fin = patches[0] if patches and patches[0][1] < pod[0][2] else None  # none: the finalizer came at admission
+        steps = {"intake": fin[1] - t_apply, "finalizer": fin[2] - fin[1], "to_handler": run[1] - fin[2]} if fin \
+            else {"intake": run[1] - t_apply, "finalizer": 0.0, "to_handler": 0.0}
+        rows.append({"total": t_pod - t_apply, **steps, "handler": pod[0][2] - run[1], "seen": t_pod - pod[0][2],
                      "handler_runs": float(len(handlers)), "apply_to_handler": run[1] - t_apply, **calls})
     if not rows:
         return {}
@@ -358,22 +366,25 @@ def main() -> int:
         for label, tree in trees:
             op = OperatorProcess(tree, args.kubeconfig, workdir, label)
             try:
-                cluster.warm_up(op.alive, NS_PREFIX)
-                for kind in args.runs.split(","):
-                    n, rate = (args.sessions, args.rate) if kind == "scale" else (args.burst, 0.0)
-                    ns = cluster.create_namespace(f"{NS_PREFIX}{kind}-{uuid.uuid4().hex[:5]}")
-                    try:
-                        r = run_once(cluster, op, ns, kind, n, rate, args.hold if kind == "scale" else 5.0,
-                                     args.timeout)
-                        r["tree"] = label
-                        show(label, r)
-                        results.append(r)
-                        if args.json:
-                            args.json.write_text(json.dumps(results, indent=2, default=str))
-                    finally:
-                        t0 = time.monotonic()
-                        cluster.delete_namespace(ns)  # the operator releases the sessions (finalizers)
-                        print(f"[{label}] {ns} deleted in {time.monotonic() - t0:.0f} s", flush=True)
+                with cluster.chart_admission(tree / "charts" / "reel", f"bench-{label}") as policies:
+                    print(f"[{label}] chart admission policies applied: {policies or 'none'}", flush=True)
+                    cluster.warm_up(op.alive, NS_PREFIX)
+                    for kind in args.runs.split(","):
+                        n, rate = (args.sessions, args.rate) if kind == "scale" else (args.burst, 0.0)
+                        ns = cluster.create_namespace(f"{NS_PREFIX}{kind}-{uuid.uuid4().hex[:5]}")
+                        try:
+                            r = run_once(cluster, op, ns, kind, n, rate, args.hold if kind == "scale" else 5.0,
+                                         args.timeout)
+                            r["tree"] = label
+                            r["admission_policies"] = policies
+                            show(label, r)
+                            results.append(r)
+                            if args.json:
+                                args.json.write_text(json.dumps(results, indent=2, default=str))
+                        finally:
+                            t0 = time.monotonic()
+                            cluster.delete_namespace(ns)  # the operator releases the sessions (finalizers)
+                            print(f"[{label}] {ns} deleted in {time.monotonic() - t0:.0f} s", flush=True)
             finally:
                 op.stop()
             print(f"[{label}] operator log: {op.log_file}", flush=True)

@@ -16,13 +16,20 @@ import json
 import subprocess
 import threading
 import time
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 GROUP, VERSION, PLURAL = "reel.dev", "v1alpha1", "recordingsessions"
+
+
+def _tool(name: str) -> str:
+    """A program hack/kind built into ~/.cache/reel/bin, else the one on PATH."""
+    cached = Path.home() / ".cache" / "reel" / "bin" / name
+    return str(cached) if cached.exists() else name
 
 
 class Cluster:
@@ -33,15 +40,48 @@ class Cluster:
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 
-    def kubectl(self, *args: str) -> str:
-        cache_kubectl = Path.home() / ".cache" / "reel" / "bin" / "kubectl"
-        exe = str(cache_kubectl) if cache_kubectl.exists() else "kubectl"
-        return subprocess.run([exe, "--kubeconfig", str(self.kubeconfig), *args], check=True,
-                              capture_output=True, text=True).stdout
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        return subprocess.run([_tool("kubectl"), "--kubeconfig", str(self.kubeconfig), *args], check=True,
+                              input=stdin, capture_output=True, text=True).stdout
 
-    def apply_crd(self, path: Path) -> None:
+    def apply_crd(self, path: Path, timeout: float = 30) -> None:
+        """Apply the CRD and return once sessions can be created: Established, and served (on a fresh cluster the
+        API server answers 503 for a moment after Established)."""
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/recordingsessions.reel.dev")
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+                return
+            except ApiException as err:
+                if err.status != 503 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    @contextmanager
+    def chart_admission(self, chart: Path, release: str):
+        """The admission policies of ``chart`` that the operator relies on at scale (templates/session-finalizer.yaml:
+        the finalizer put on at admission), rendered by helm from this cluster's APIs (``--validate``) and applied
+        while the block runs (a release of the operator from ``chart``'s tree would install them). -> the kinds
+        applied ([] when the tree has no such template, e.g. an older one, or this cluster lacks the API)."""
+        template = "templates/session-finalizer.yaml"
+        if not (chart / template).exists():
+            yield []
+            return
+        manifest = subprocess.run([_tool("helm"), "template", release, str(chart), "-n", "default", "--show-only",
+                                   template, "--validate", "--kubeconfig", str(self.kubeconfig)],
+                                  capture_output=True, text=True).stdout  # nothing rendered: no such API here
+        kinds = [d["kind"] for d in yaml.safe_load_all(manifest) if d]
+        if not kinds:
+            yield []
+            return
+        self.kubectl("apply", "-f", "-", stdin=manifest)
+        time.sleep(2)  # admission plugins pick policies up from an informer
+        try:
+            yield kinds
+        finally:
+            self.kubectl("delete", "--ignore-not-found", "-f", "-", stdin=manifest)
 
     def create_namespace(self, name: str) -> str:
         self.core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

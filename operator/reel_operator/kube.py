@@ -14,6 +14,8 @@ from kubernetes.client.rest import ApiException
 
 from reel_api import GROUP, PLURAL, VERSION
 
+from .names import LABEL_MANAGED_BY, MANAGED_BY
+
 log = logging.getLogger("reel.operator")
 
 
@@ -142,6 +144,29 @@ class Kube:
             namespace, field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}", _preload_content=False)
         return self._dict(resp).get("items", [])
 
+    def list_recorder_pods(self, namespace: str) -> list[dict[str, Any]]:
+        """The recorder pods of a namespace (the operator's managed-by label)."""
+        resp = self.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+                                             _preload_content=False)
+        return self._dict(resp).get("items", [])
+
+    # -- recorder accounts (accounts.py) -------------------------------------------------------------------
+    def list_service_accounts(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        resp = self.core.list_namespaced_service_account(namespace, label_selector=label_selector,
+                                                         _preload_content=False)
+        return self._dict(resp).get("items", [])
+
+    def patch_service_account(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON merge patch (a list in it replaces the list: ownerReferences); None when it does not exist."""
+        return self._get(self.core.patch_namespaced_service_account, name, namespace, patch,
+                         _content_type="application/merge-patch+json")
+
+    def get_cluster_role(self, name: str) -> dict[str, Any] | None:
+        return self._get(self.rbac.read_cluster_role, name)
+
+    def get_role_binding(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.rbac.read_namespaced_role_binding, name, namespace)
+
     # -- backfill Jobs (handlers/backfill.py) --------------------------------------------------------------------
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.batch.read_namespaced_job, name, namespace)
@@ -180,9 +205,11 @@ class Kube:
         return existing, False
 
     def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
-        """Delete a ServiceAccount or Role (at ``uid`` if given); False when it was already gone (or another)."""
+        """Delete a ServiceAccount, Role or RoleBinding (at ``uid`` if given); False when it was already gone (or
+        another)."""
         delete = {"ServiceAccount": self.core.delete_namespaced_service_account,
-                  "Role": self.rbac.delete_namespaced_role}[kind]
+                  "Role": self.rbac.delete_namespaced_role,
+                  "RoleBinding": self.rbac.delete_namespaced_role_binding}[kind]
         return self._delete(delete, namespace, name, uid=uid)
 
     # -- leases (room locks) ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import kopf
 
 from reel_api import GROUP, PLURAL, TERMINAL_PHASES, VERSION, Phase
 
-from . import lock, podstate
+from . import accounts, lock, podstate
 from .essence import TrimmedDiffBaseStorage
 from .handlers import backfill, create, delete, pods, session_events, stop
 from .handlers.common import Context, ctx_of, post_event
@@ -61,14 +61,36 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     settings.persistence.consistency_timeout = 30
     # A kept-open API connection for each thread that may call at once: handlers, the calls create_recorder runs
     # beside them, webhook workers (urllib3 closes, with a warning, those beyond its pool).
-    connections = (1 + IO_PER_THREAD) * cfg.handler_threads + cfg.webhook_workers
-    memo.reel = Context(kube=Kube(load_client(pool_size=connections)), settings=cfg,
+    # The account pool's reads and creates run in threads of their own: a start's calls never queue behind them.
+    account_threads = max(1, cfg.handler_threads // 2) if cfg.account_pool else 0
+    connections = (1 + IO_PER_THREAD) * cfg.handler_threads + cfg.webhook_workers + account_threads
+    kube = Kube(load_client(pool_size=connections))
+    memo.reel = Context(kube=kube, settings=cfg,
                         io=ThreadPoolExecutor(max_workers=IO_PER_THREAD * cfg.handler_threads,
                                               thread_name_prefix="reel-io"))
+    if cfg.account_pool:
+        memo.accounts_pool = ThreadPoolExecutor(max_workers=account_threads, thread_name_prefix="reel-accounts")
+        memo.reel.accounts = accounts.AccountPool(kube, size=cfg.account_pool,
+                                                  annotations=cfg.recorder_sa_annotations,
+                                                  submit=memo.accounts_pool.submit, owner=account_owner(kube, cfg))
     memo.executor = settings.execution.executor  # where the async start timer sends its rare API work
     memo.reel.webhooks = Delivery(memo.reel.kube, cfg, memo.reel.metrics, post_event=post_event).start()
     if cfg.metrics_port:
         memo.metrics_server = memo.reel.metrics.serve(cfg.metrics_port)
+
+
+def account_owner(kube: Kube, cfg: Settings) -> dict | None:
+    """The owner reference of the free accounts made ahead: to the ClusterRole REEL_ACCOUNT_OWNER names (the
+    chart's), read once; None without it (then they stay after an uninstall: the chart's NOTES.txt)."""
+    if not cfg.account_owner:
+        return None
+    try:
+        role = kube.get_cluster_role(cfg.account_owner)
+    except Exception as err:
+        logging.getLogger("reel.operator").warning("cannot read ClusterRole %s (REEL_ACCOUNT_OWNER): %s; the "
+                                                   "accounts made ahead get no owner", cfg.account_owner, err)
+        return None
+    return accounts.owner_of(role) if role else None
 
 
 @kopf.on.cleanup()
@@ -77,6 +99,8 @@ def cleanup(memo: kopf.Memo, **_) -> None:
         memo.reel.webhooks.stop()
     if getattr(memo, "reel", None) is not None and memo.reel.io is not None:
         memo.reel.io.shutdown(wait=False)
+    if getattr(memo, "accounts_pool", None) is not None:
+        memo.accounts_pool.shutdown(wait=False, cancel_futures=True)
     server = getattr(memo, "metrics_server", None)
     if server is not None:
         server.shutdown()
@@ -126,18 +150,27 @@ async def rooms(body, **_):
 # -- sessions --------------------------------------------------------------------------------------------------
 @kopf.on.create(*SESSIONS)
 @kopf.on.resume(*SESSIONS)
-async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, logger, **_) -> None:
+async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, patch: kopf.Patch, logger,
+                    **_) -> None:
     """Async: on a new session's second event the early start (create.start_early) is under way or done, and this
     waits for it on the event loop instead of holding a handler thread (it held one per starting session, which
-    made the next sessions' starts queue for a thread). A start to do (at operator start, after a failed early
-    start, on kopf's retries) takes a thread."""
+    made the next sessions' starts queue for a thread). A start to do (a session that came with the finalizer from
+    admission, at operator start, after a failed early start, on kopf's retries) takes a thread; its room-key
+    label goes out with kopf's own patch after this handler (``patch``), not as a patch of its own."""
     ctx = ctx_of(memo)
     running = create.early_run(ctx, body)
     if running is not None:
         await asyncio.wrap_future(running)
     if create.started_here(ctx, body):
         return
-    await in_thread(memo, create.start, ctx, body, retry=retry, rooms=rooms, logger=logger)
+    labels: dict[str, str] = {}
+    registered = create.register_early(ctx, body["metadata"].get("uid"))  # counts as starting (pods.quiet)
+    try:
+        await in_thread(memo, create.start, ctx, body, retry=retry, rooms=rooms, labels=labels, logger=logger,
+                        registered=registered)
+    finally:
+        if labels:
+            patch.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
 
 
 @kopf.on.update(*SESSIONS, field="spec.stop", new=True)

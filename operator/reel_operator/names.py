@@ -2,9 +2,10 @@
 "is this object owned by this session".
 
 Per session the operator creates, all owned by the session (garbage-collected with it) and named
-``reel-rec-<session>``: a ServiceAccount, a Role, a RoleBinding (``rbac.py``) and the recorder Pod
-(``podspec.py``); after a BackedUp end the backfill Job ``reel-backfill-<session>`` (``jobspec.py``). The room
-lock Lease (``lock.py``) is named after ``room_key``.
+``reel-rec-<session>``: a ServiceAccount (or, instead, one made ahead that the session claims: ``accounts.py``,
+``reel-acct-<random>``), a Role, a RoleBinding (``rbac.py``) and the recorder Pod (``podspec.py``); after a
+BackedUp end the backfill Job ``reel-backfill-<session>`` (``jobspec.py``). The room lock Lease (``lock.py``) is
+named after ``room_key``.
 
 Pure: nothing here talks to the cluster.
 """

@@ -1,6 +1,7 @@
 """Pure builder of the recorder Pod of a RecordingSession (+ settings), as a plain dict: its container,
 arguments, environment, volumes, resources and security context. Named ``reel-rec-<session>`` and owned by
-the session (``names.py``); it runs as the session's ServiceAccount (``rbac.py``).
+the session (``names.py``); it runs as the session's ServiceAccount (``rbac.py``) or as one made ahead that the
+session claims (``accounts.py``, ``as_account``).
 
 A replacement of a lost recorder is the same pod with ``REEL_RESUME`` (what to continue) and the restart
 number in its annotation ``reel.dev/restart``: the operator tells the current pod from the lost one by it.
@@ -188,6 +189,18 @@ def scheduling(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def as_account(pod: Mapping[str, Any], account: str | None) -> dict[str, Any]:
+    """``pod`` running as ``account`` (one made ahead: accounts.py) instead of the session's own; a copy, the spec
+    alone copied. Pure."""
+    if not account:
+        return dict(pod)
+    return {**pod, "spec": {**pod["spec"], "serviceAccountName": account}}
+
+
+def pod_account(pod: Mapping[str, Any]) -> str:
+    return pod["spec"]["serviceAccountName"]
+
+
 def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0,
               resume: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The recorder pod. ``restart``: its restart number (status.restarts); ``resume``: for a replacement that
@@ -251,7 +264,7 @@ def build_pod(session: RecordingSession, settings: Settings, *, restart: int = 0
     }
     pod_spec: dict[str, Any] = {
         "serviceAccountName": name,
-        "automountServiceAccountToken": True,  # the token of the per-session ServiceAccount: status only
+        "automountServiceAccountToken": True,  # the session's ServiceAccount (or the one it claimed): status only
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
         "enableServiceLinks": False,

@@ -1,6 +1,7 @@
 """Pure builders of the recorder's identity: its ServiceAccount, a Role allowing exactly ``get`` and ``patch``
 on ``recordingsessions/status`` of this one session (resourceNames), and its RoleBinding. A recorder can
-change nothing but its own session's status. All named ``reel-rec-<session>`` and owned by the session."""
+change nothing but its own session's status. All named ``reel-rec-<session>`` and owned by the session; the pod
+may run instead as an account made ahead (accounts.py), which the session then owns and its RoleBinding names."""
 
 from __future__ import annotations
 
@@ -41,14 +42,16 @@ def build_role(session: RecordingSession) -> dict[str, Any]:
     }
 
 
-def build_role_binding(session: RecordingSession) -> dict[str, Any]:
+def build_role_binding(session: RecordingSession, account: str | None = None) -> dict[str, Any]:
+    """Binds the session's Role to ``account``: the account its pod runs as (the session's own, or one made ahead
+    that the session claimed: accounts.py)."""
     name = object_name(session.metadata.name)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": object_meta(session, name),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": session.metadata.namespace}],
+        "subjects": [{"kind": "ServiceAccount", "name": account or name, "namespace": session.metadata.namespace}],
     }
 
 
@@ -56,3 +59,11 @@ def build_identity(session: RecordingSession,
                    annotations: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ...]:
     """All three, in the order they are created: ServiceAccount (with ``annotations``), Role, RoleBinding."""
     return build_service_account(session, annotations), build_role(session), build_role_binding(session)
+
+
+def bound_account(binding: Mapping[str, Any] | None) -> str | None:
+    """The account a session's RoleBinding names (its pod's account), None without one. Pure."""
+    for subject in (binding or {}).get("subjects") or ():
+        if subject.get("kind") == "ServiceAccount":
+            return subject.get("name")
+    return None

@@ -78,6 +78,11 @@ Operator process
   REEL_LOG_LEVEL                       operator log level [INFO]
   REEL_HANDLER_THREADS                 threads that run the handlers (they wait on the API server most of the
                                        time), and API connections kept open [16]
+  REEL_ACCOUNT_POOL                    recorder ServiceAccounts kept made ahead per namespace where sessions
+                                       start, so that a start creates its pod in one round trip (accounts.py)
+                                       [16; 0 = each start makes its own first]
+  REEL_ACCOUNT_OWNER                   the ClusterRole that owns the free accounts made ahead, so that they go
+                                       with it (the chart's own: uninstalled, nothing is left) [""]
 """
 
 from __future__ import annotations
@@ -139,6 +144,8 @@ class Settings:
     metrics_port: int = 0
     log_level: str = "INFO"
     handler_threads: int = 16
+    account_pool: int = 16
+    account_owner: str = ""
     webhook_retry_seconds: float = 900.0
     webhook_backoff_seconds: float = 1.0
     webhook_backoff_max_seconds: float = 30.0
@@ -204,6 +211,8 @@ class Settings:
             metrics_port=r.int("REEL_METRICS_PORT", 0, minimum=0),
             log_level=r.str("REEL_LOG_LEVEL", "INFO"),
             handler_threads=r.int("REEL_HANDLER_THREADS", 16, minimum=1),
+            account_pool=r.int("REEL_ACCOUNT_POOL", 16, minimum=0),
+            account_owner=r.str("REEL_ACCOUNT_OWNER", ""),
             webhook_retry_seconds=r.float("REEL_WEBHOOK_RETRY_SECONDS", 900.0),
             webhook_backoff_seconds=r.float("REEL_WEBHOOK_BACKOFF_SECONDS", 1.0),
             webhook_backoff_max_seconds=r.float("REEL_WEBHOOK_BACKOFF_MAX_SECONDS", 30.0),

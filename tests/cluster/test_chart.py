@@ -207,7 +207,9 @@ def release_objects(kube, release: str, namespaces: list[str]) -> list[str]:
         found += [f"{ns}/{o}" for o in out]
         out = kube.kubectl("get", "kopfpeerings", "-n", ns, "-l", sel, "-o", "name", check=False).stdout.split()
         found += [f"{ns}/{o}" for o in out]
-    for kinds in ("clusterroles,clusterrolebindings", "clusterkopfpeerings"):
+    for kinds in ("clusterroles,clusterrolebindings", "clusterkopfpeerings",
+                  "validatingadmissionpolicies,validatingadmissionpolicybindings,"
+                  "mutatingadmissionpolicies,mutatingadmissionpolicybindings"):
         found += kube.kubectl("get", kinds, "-l", sel, "-o", "name", check=False).stdout.split()
     return found
 
@@ -250,7 +252,7 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     for verb, res in [("create", "pods"), ("delete", "pods"), ("watch", "recordingsessions.reel.dev"),
                       ("patch", "recordingsessions.reel.dev/status"), ("create", "roles"),
                       ("create", "rolebindings"), ("create", "serviceaccounts"), ("create", "leases"),
-                      ("create", "events")]:
+                      ("create", "events"), ("list", "serviceaccounts"), ("patch", "serviceaccounts")]:
         assert can_i(kube, sa, verb, res, watched), f"operator cannot {verb} {res} in {watched}"
     for verb, res, where in [("get", "secrets", watched), ("list", "secrets", watched), ("get", "secrets", ns),
                              ("create", "pods", other), ("create", "roles", other), ("create", "pods", ns),
@@ -265,7 +267,10 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     session = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession", "metadata": {"name": "probe"},
                "spec": {"room": {"server": f"ws://no-janus.{watched}.svc:8188", "id": 1},
                         "storage": {"local": {"path": "/recordings"}}}}
-    kube.custom.create_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, session)
+    created = kube.custom.create_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, session)
+    # the chart's MutatingAdmissionPolicy (Kubernetes >= 1.36) put the finalizer on at admission: the operator
+    # sends no finalizer patch of its own (templates/session-finalizer.yaml)
+    assert created["metadata"].get("finalizers") == ["reel.dev/finalizer"], created["metadata"]
 
     def status():
         obj = kube.custom.get_namespaced_custom_object(GROUP, VERSION, watched, PLURAL, "probe")
@@ -303,8 +308,15 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
         except ApiException as e:
             return e.status == 404
     wait_for(gone, 120, "the session's finalizer to be removed by the operator")
-    def session_leftovers():  # what is in the watched namespace besides the chart's own Role/RoleBinding
-        ours = {o.split("/", 1)[1] for o in release_objects(kube, release, [watched])}
+    def free_accounts(where: str) -> list[str]:  # the recorder accounts the operator keeps made ahead
+        return [f"serviceaccount/{a.metadata.name}" for a in kube.core.list_namespaced_service_account(
+            where, label_selector="reel.dev/account-pool=free").items]
+    free = free_accounts(watched)
+    assert free, "the operator keeps recorder accounts made ahead in the namespace it served"
+
+    def session_leftovers():  # what is in the watched namespace besides the chart's own Role/RoleBinding and the
+        # operator's free accounts (the release's too: they go with it, below)
+        ours = {o.split("/", 1)[1] for o in release_objects(kube, release, [watched])} | set(free_accounts(watched))
         return [o for o in namespace_contents(kube, watched) if o not in ours]
     try:
         wait_for(lambda: not session_leftovers(), 120, "the session's objects to be gone")
@@ -316,6 +328,8 @@ def test_install_serves_its_namespace_and_uninstall_leaves_nothing(kube, namespa
     wait_for(lambda: not release_objects(kube, release, [ns, watched, other]), 60, "the release's objects to go")
     assert not release_objects(kube, release, [ns, watched, other])
     wait_for(lambda: not namespace_contents(kube, ns), 60, f"namespace {ns} to be empty")
+    # the free accounts went with the chart's ClusterRole that owned them (the garbage collector)
+    wait_for(lambda: not namespace_contents(kube, watched), 60, f"namespace {watched} to be empty")
     assert not kube.kubectl("get", "clusterroles,clusterrolebindings", "-o", "name").stdout.count(release)
     assert helm(kube, "list", "-A", "-q").stdout.split().count(release) == 0
     kube.kubectl("get", "crd", "recordingsessions.reel.dev")  # still there

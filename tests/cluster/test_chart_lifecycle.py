@@ -71,10 +71,22 @@ class Env:
         except AssertionError as e:
             raise AssertionError(f"{e}\n{self.diagnose(name)}") from None
 
+    def account(self, name: str) -> str:
+        """The ServiceAccount the session's RoleBinding names: its own (``reel-rec-<name>``) or one it claimed from
+        the operator's accounts made ahead (accountPool)."""
+        obj = f"reel-rec-{name}"
+        try:
+            binding = self.kube.rbac.read_namespaced_role_binding(obj, self.watched)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return obj
+        return next((s.name for s in binding.subjects or [] if s.kind == "ServiceAccount"), obj)
+
     def identity(self, name: str) -> dict[str, tuple[str, list[dict]]]:
         """kind -> (uid, ownerReferences) of the session's ServiceAccount, Role, RoleBinding and pod (those present)."""
-        obj = f"reel-rec-{name}"
-        reads = {"ServiceAccount": lambda: self.kube.core.read_namespaced_service_account(obj, self.watched),
+        obj, account = f"reel-rec-{name}", self.account(name)
+        reads = {"ServiceAccount": lambda: self.kube.core.read_namespaced_service_account(account, self.watched),
                  "Role": lambda: self.kube.rbac.read_namespaced_role(obj, self.watched),
                  "RoleBinding": lambda: self.kube.rbac.read_namespaced_role_binding(obj, self.watched),
                  "Pod": lambda: self.kube.core.read_namespaced_pod(obj, self.watched)}
@@ -243,11 +255,11 @@ def test_a_session_recreated_under_the_same_name_keeps_its_recorder_identity(kub
     old_ids = env.identity("again")
     assert {uid for _, refs in old_ids.values() for uid in (r["uid"] for r in refs)} == {old["metadata"]["uid"]}
     # the old identity's garbage collection is made to last: a finalizer of the test's holds it until released
-    obj, hold = "reel-rec-again", {"metadata": {"finalizers": [HOLD]}}
-    patches = {"ServiceAccount": kube.core.patch_namespaced_service_account, "Role": kube.rbac.patch_namespaced_role,
-               "RoleBinding": kube.rbac.patch_namespaced_role_binding}
-    for patch in patches.values():
-        patch(obj, env.watched, hold)
+    obj, hold, old_account = "reel-rec-again", {"metadata": {"finalizers": [HOLD]}}, env.account("again")
+    held = [(kube.core.patch_namespaced_service_account, old_account), (kube.rbac.patch_namespaced_role, obj),
+            (kube.rbac.patch_namespaced_role_binding, obj)]
+    for patch, name in held:
+        patch(name, env.watched, hold)
 
     env.kube.custom.delete_namespaced_custom_object(GROUP, VERSION, env.watched, PLURAL, "again")
     new = None
@@ -263,9 +275,9 @@ def test_a_session_recreated_under_the_same_name_keeps_its_recorder_identity(kub
     recreated_after = time.monotonic() - t0
 
     def collecting() -> bool:  # the old ServiceAccount, Role, RoleBinding: being deleted by the garbage collector
-        reads = (kube.core.read_namespaced_service_account, kube.rbac.read_namespaced_role,
-                 kube.rbac.read_namespaced_role_binding)
-        return all(read(obj, env.watched).metadata.deletion_timestamp for read in reads)
+        reads = [(kube.core.read_namespaced_service_account, old_account), (kube.rbac.read_namespaced_role, obj),
+                 (kube.rbac.read_namespaced_role_binding, obj)]
+        return all(read(name, env.watched).metadata.deletion_timestamp for read, name in reads)
     try:
         wait_for(collecting, 60, "the old identity under garbage collection")
         time.sleep(8)  # the operator handles the new session meanwhile: it must not take the old identity
@@ -273,9 +285,9 @@ def test_a_session_recreated_under_the_same_name_keeps_its_recorder_identity(kub
         waits = env.operator_log().count(WAITING)
         assert waits >= 1, env.operator_log(40)
     finally:
-        for patch in patches.values():
+        for patch, name in held:
             with suppress(ApiException):
-                patch(obj, env.watched, {"metadata": {"finalizers": None}})
+                patch(name, env.watched, {"metadata": {"finalizers": None}})
     env.wait(wait_for, "again", lambda s: s.get("phase") == "Recording" and s.get("activeParticipants") == 1, 180,
              "the second 'again' recording")
 

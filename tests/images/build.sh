@@ -45,7 +45,13 @@ build() {  # build DOCKERFILE TAG CONTEXT
 
 load() {  # load TAG: into the kind node, unless the node has this very image already
   local tag=$1 want have archive
-  kind get clusters 2>/dev/null | grep -qx "$CLUSTER_NAME" || die "no cluster $CLUSTER_NAME: make cluster-up first"
+  local clusters="" _try
+  for _try in 1 2 3; do  # podman under load has failed this listing now and then: try again before giving up
+    clusters=$(kind get clusters 2>&1) && grep -qx "$CLUSTER_NAME" <<<"$clusters" && break
+    sleep 2
+  done
+  grep -qx "$CLUSTER_NAME" <<<"$clusters" \
+    || die "no cluster $CLUSTER_NAME: make cluster-up first (kind get clusters: ${clusters//$'\n'/; })"
   want=$($CLI image inspect -f '{{.Id}}' "$tag"); want=${want#sha256:}
   have=$($CLI exec "$NODE" crictl inspecti -o go-template --template '{{.status.id}}' "$tag" 2>/dev/null || true)
   if [ "${have#sha256:}" = "$want" ]; then log "$tag: already in the cluster"; return 0; fi

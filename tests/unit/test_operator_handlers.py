@@ -83,6 +83,36 @@ class FakeKube:
         p = self.objects.get(("Pod", ns, name))
         return copy.deepcopy(p) if p else None
 
+    def get_role_binding(self, ns, name):
+        b = self.objects.get(("RoleBinding", ns, name))
+        return copy.deepcopy(b) if b else None
+
+    def delete(self, kind, ns, name, uid=None):
+        return self.objects.pop((kind, ns, name), None) is not None
+
+    # recorder accounts made ahead (accounts.py)
+    def list_service_accounts(self, ns, selector):
+        wanted = dict(pair.split("=") for pair in selector.split(","))
+        return [copy.deepcopy(o) for (kind, n, _), o in self.objects.items() if kind == "ServiceAccount" and n == ns
+                and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
+    def list_recorder_pods(self, ns):
+        return [copy.deepcopy(o) for (kind, n, _), o in self.objects.items() if kind == "Pod" and n == ns]
+
+    def patch_service_account(self, ns, name, patch):
+        account = self.objects.get(("ServiceAccount", ns, name))
+        if account is None:
+            return None
+        labels = account["metadata"].setdefault("labels", {})
+        for key, value in patch["metadata"].get("labels", {}).items():
+            if value is None:
+                labels.pop(key, None)
+            else:
+                labels[key] = value
+        if "ownerReferences" in patch["metadata"]:
+            account["metadata"]["ownerReferences"] = patch["metadata"]["ownerReferences"]
+        return copy.deepcopy(account)
+
     def delete_pod(self, ns, name, grace_seconds=None, uid=None):
         if ("Pod", ns, name) not in self.objects:
             return False

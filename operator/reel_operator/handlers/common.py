@@ -40,6 +40,8 @@ class Context:
     starting_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Runs independent API calls of one handler at once (create.create_recorder); None: one after the other.
     io: Executor | None = None
+    #: Recorder ServiceAccounts made ahead (accounts.py), taken by create.start; None: each start makes its own.
+    accounts: Any = None
 
 
 def ctx_of(memo: Any) -> Context:

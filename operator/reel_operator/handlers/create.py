@@ -12,10 +12,10 @@ import kopf
 
 from reel_api import FailureReason, Phase, SessionError, StopReason
 
-from .. import endpoints, interruptions, lock, podspec, podstate, rbac
+from .. import accounts, endpoints, interruptions, lock, podspec, podstate, rbac
 from .. import status as st
 from ..names import LABEL_ROOM_KEY, BuildError, object_name, owned_by, room_key
-from . import pods
+from . import identity, pods
 from .common import Context, fail, invalid, parse, update_status
 
 #: Phases in which a recorder pod has been running: at operator start such a session is not started again.
@@ -64,9 +64,15 @@ def start_early(ctx: Context, body: Mapping[str, Any], *, rooms: Mapping[str, An
         log.info("%s/%s: left to the create handler (%s)", body["metadata"].get("namespace"),
                  body["metadata"].get("name"), err)
     finally:
-        with ctx.starting_lock:
-            ctx.starting.pop(uid, None)
-        done.set_result(None)
+        _started_or_not(ctx, uid, done)
+
+
+def _started_or_not(ctx: Context, uid: str | None, done: Future) -> None:
+    """The end of a registered start (``register_early``), whatever its outcome: no longer starting; whoever waits
+    for it goes on (``ctx.started`` says whether it started)."""
+    with ctx.starting_lock:
+        ctx.starting.pop(uid, None)
+    done.set_result(None)
 
 
 def early_run(ctx: Context, body: Mapping[str, Any]) -> Future | None:
@@ -86,17 +92,31 @@ def started_here(ctx: Context, body: Mapping[str, Any]) -> bool:
 
 
 def start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
-          logger=None) -> None:
+          labels: dict[str, str] | None = None, logger=None, registered: Future | None = None) -> None:
     """``rooms``: main.py's index of the sessions by room key (``lock.Claim``s); None: the room check lists the
-    labelled sessions instead (``lock.acquire``)."""
+    labelled sessions instead (``lock.acquire``). ``labels`` (kopf's create handler, with the index): the room-key
+    label is put in it instead of a patch of its own, and kopf sends it with its own patch after the handler (the
+    diff-base): with the finalizer put on at admission (the chart's MutatingAdmissionPolicy) the session is then
+    written twice as it starts (Starting, kopf's patch) instead of four times. ``body`` is then the event's, at a
+    resourceVersion nobody has written past (kopf's finalizer patch, if any, made this event), so the Starting
+    write needs no label answer's. ``registered``: what ``register_early`` returned for this run (kopf's create
+    handler registers it on the event loop, as the early start does): until it returns the session counts as
+    starting here, so that the events of its first pod, which may run before the Starting write shows, are not
+    read and written again (pods.quiet)."""
+    if registered is not None:
+        try:
+            _start(ctx, body, retry=retry, rooms=rooms, labels=labels, logger=logger)
+        finally:
+            _started_or_not(ctx, body["metadata"].get("uid"), registered)
+        return
     running = early_run(ctx, body)
     if running is not None:
         running.result()  # start_early runs for this session: its outcome decides (ctx.started) what is left
-    _start(ctx, body, retry=retry, rooms=rooms, logger=logger)
+    _start(ctx, body, retry=retry, rooms=rooms, labels=labels, logger=logger)
 
 
 def _start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapping[str, Any] | None = None,
-           logger=None) -> None:
+           labels: dict[str, str] | None = None, logger=None) -> None:
     status = body.get("status") or {}
     if started_here(ctx, body):
         return
@@ -134,7 +154,8 @@ def _start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapp
         body, winner, pod = _start_listed(ctx, session, body, key, pod_body)
     else:
         # list(): one step under the GIL, while kopf's event loop may change the index
-        body, winner, pod = _start_indexed(ctx, session, body, key, pod_body, list(rooms.get(key, ())))
+        body, winner, pod = _start_indexed(ctx, session, body, key, pod_body, list(rooms.get(key, ())),
+                                           labels=labels, retry=retry)
     if winner is not None:
         fail(ctx, body, FailureReason.ALREADY_RECORDING,
              f"room {session.spec.room.id} on {session.spec.room.server} (mode {session.spec.recording.mode}) is "
@@ -157,9 +178,13 @@ def _start(ctx: Context, body: Mapping[str, Any], *, retry: int = 0, rooms: Mapp
     ctx.started.add(body["metadata"].get("uid"))
 
 
+def _labelled(body: Mapping[str, Any], key: str) -> bool:
+    return (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) == key
+
+
 def _label(ctx: Context, session, body: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     """The session labelled with its room key: as given when it is, else as the patch answered (None: gone)."""
-    if (body["metadata"].get("labels") or {}).get(LABEL_ROOM_KEY) == key:
+    if _labelled(body, key):
         return body
     return ctx.kube.patch_session(session.metadata.namespace, session.metadata.name,
                                   {"metadata": {"labels": {LABEL_ROOM_KEY: key}}})
@@ -176,82 +201,68 @@ def _start_listed(ctx: Context, session, body, key, pod_body):
     winner = lock.acquire(ctx.kube, session, body, namespaces=ctx.settings.namespaces, now=st.now_utc())
     if winner is not None:
         return body, winner, None
-    return body, None, create_recorder(ctx, session, body["metadata"], pod_body)
+    return body, None, identity.create_recorder(ctx, session, body["metadata"], pod_body)
 
 
-def _start_indexed(ctx: Context, session, body, key, pod_body, claims):
+def _start_indexed(ctx: Context, session, body, key, pod_body, claims, *, labels: dict[str, str] | None = None,
+                   retry: int = 0):
     """With the index: the room check reads nothing unless the index shows an earlier active session of the room
-    (lock.earlier_claim); then two round trips to the pod: the Lease (lock.take, this thread) with the
-    ServiceAccount and Role (``ctx.io``), then the RoleBinding and the pod (``ctx.io``) with the room-key label
-    (this thread; its answer's resourceVersion is the one the Starting write carries). Should the Lease show that
-    another session took the room in between (a race the index did not show yet), the ServiceAccount and Role this
-    run created are deleted again before the session fails: the loser keeps nothing. -> (body, winner,
-    (pod, created))."""
+    (lock.earlier_claim); then two round trips: the Lease (lock.take, this thread) beside the first creates
+    (``ctx.io``), then the rest with the room-key label (this thread; its answer's resourceVersion is the one the
+    Starting write carries). With an account made ahead (``ctx.accounts``, accounts.py) the pod is in the first
+    round (beside the Role) and the second binds and claims the account; without one the session's own
+    ServiceAccount and Role come first, the RoleBinding and the pod second. Should the Lease show that another
+    session took the room in between (a race the index did not show yet), what the first round created is deleted
+    again (the pod at once, grace 0) before the session fails: the loser keeps nothing; so is the pod when the Role
+    found is an earlier session's (its garbage collection under way): the retries (``retry``) then take no
+    account made ahead, their pod waits for the identity as before. With ``labels``
+    (``start``) the label goes into it, not into a patch. -> (body, winner, (pod, created))."""
     winner = lock.earlier_claim(ctx.kube, body, claims)
     if winner is not None:
         return body, winner, None
-    account, role, binding = rbac.build_identity(session, ctx.settings.recorder_sa_annotations)
-    winner, identity = _beside(ctx, lambda: lock.take(ctx.kube, session, now=st.now_utc()), (account, role))
-    if winner is not None:
-        for obj, (existing, created) in zip((account, role), identity, strict=True):
-            if created:
-                ctx.kube.delete(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"],
-                                uid=existing["metadata"].get("uid"))
-        return body, winner, None
-    for obj, (existing, _) in zip((account, role), identity, strict=True):
-        _check_owned(obj, existing, body["metadata"])
-    labelled, ((bound, _), pod) = _beside(ctx, lambda: _label(ctx, session, body, key), (binding, pod_body))
-    _check_owned(binding, bound, body["metadata"])
-    return labelled, None, pod
-
-
-def _beside(ctx: Context, call, objects):
-    """``call()`` in this thread while ``ctx.io`` creates ``objects`` (kube.create of each) -> (call's result,
-    [(object, created)]); every request answered (or raised) when this returns, the call's error first."""
-    if ctx.io is None:
-        return call(), [ctx.kube.create(obj) for obj in objects]
-    futures = [ctx.io.submit(ctx.kube.create, obj) for obj in objects]
+    meta, namespace = body["metadata"], session.metadata.namespace
+    account = ctx.accounts.take(namespace) if ctx.accounts is not None and not retry else None
+    own, role, binding = rbac.build_identity(session, ctx.settings.recorder_sa_annotations)
+    first = (role, podspec.as_account(pod_body, account)) if account else (own, role)
     try:
-        result = call()
-    finally:
-        done = [(f, f.exception()) for f in futures]  # waits for each
-    for _, err in done:
-        if err is not None:
-            raise err
-    return result, [f.result() for f, _ in done]
-
-
-def create_recorder(ctx: Context, session, meta: Mapping[str, Any],
-                    pod_body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The recorder's ServiceAccount, Role and RoleBinding (rbac.py), then its pod -> (pod, created). Each is
-    created, or adopted only when it is this session's (owner uid): those of an earlier session of the same name
-    (deleted, its garbage collection under way) are never taken over, their collection would take the new
-    recorder's identity with it; kopf.TemporaryError until they are gone (the create handler gives up after
-    MAX_ATTEMPTS, StartFailed).
-
-    Order: the pod needs its ServiceAccount to be admitted, a RoleBinding its Role (without RBAC ``bind`` the API
-    server resolves the Role to check the binding grants nothing more than its creator holds: 404 before it
-    exists). With ``ctx.io`` two round trips, not four: ServiceAccount and Role at once, then RoleBinding and pod at
-    once (the recorder's first status report, a second or more later, retries should it come first)."""
-    account, role, binding = rbac.build_identity(session, ctx.settings.recorder_sa_annotations)
-    for obj, (existing, _) in zip((account, role), _create_all(ctx, (account, role)), strict=True):
-        _check_owned(obj, existing, meta)
-    (bound, _), (pod, created) = _create_all(ctx, (binding, pod_body))
-    _check_owned(binding, bound, meta)
-    return pod, created
-
-
-def _create_all(ctx: Context, objects) -> list[tuple[dict[str, Any], bool]]:
-    """kube.create of each, at once with ``ctx.io``; every one answered (or raised) when this returns."""
-    if ctx.io is None:
-        return [ctx.kube.create(obj) for obj in objects]
-    return [future.result() for future in [ctx.io.submit(ctx.kube.create, obj) for obj in objects]]
-
-
-def _check_owned(obj: Mapping[str, Any], existing: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
-    if not owned_by(existing, meta):
-        raise kopf.TemporaryError(f"{obj['kind']} {obj['metadata']['name']} belongs to an earlier session of the same "
-                                  "name; waiting for its garbage collection", delay=3)
+        winner, made = identity.beside(ctx, lambda: lock.take(ctx.kube, session, now=st.now_utc()),
+                                       identity.creates(ctx, first))
+    except Exception:
+        if account:  # the pod may have been refused its account (deleted by someone?): read the pool again
+            ctx.accounts.forget(namespace)
+        raise
+    if winner is not None:
+        identity.undo(ctx, first, made, account)
+        return body, winner, None
+    for obj, (existing, _) in zip(first, made, strict=True):
+        if obj["kind"] != "Pod" and not owned_by(existing, meta):
+            if account:  # no pod while an earlier session's identity is being collected
+                identity.undo(ctx, first, made, account)
+            identity.check_owned(obj, existing, meta)  # raises: kopf retries, without an account made ahead
+    if account:
+        pod = made[1]
+        if not owned_by(pod[0], meta):  # an earlier session's pod, still terminating: start raises, kopf retries
+            ctx.accounts.give_back(namespace, account)
+            return body, None, pod
+        used = podspec.pod_account(pod[0])  # an earlier attempt's pod keeps the account it was created with
+        if used != account:
+            ctx.accounts.give_back(namespace, account)
+        second = identity.bind_calls(ctx, session, used)
+    else:
+        pod = None
+        second = identity.creates(ctx, (binding, pod_body))
+    if labels is None:
+        labelled, results = identity.beside(ctx, lambda: _label(ctx, session, body, key), second)
+    else:
+        if not _labelled(body, key):
+            labels[LABEL_ROOM_KEY] = key
+        labelled, results = body, identity.at_once(ctx, second)
+    if account:
+        identity.check_bound(meta, pod[0], used, results)
+        return labelled, None, pod
+    identity.check_owned(binding, results[0][0], meta)
+    identity.rebind(ctx, session, meta, results[1][0], results[0][0])
+    return labelled, None, results[1]
 
 
 def allowed_to_start(ctx: Context, body: Mapping[str, Any], session) -> bool:
@@ -308,8 +319,12 @@ def replace(ctx: Context, body: Mapping[str, Any], *, logger=None) -> None:
     except BuildError as err:
         fail(ctx, body, FailureReason.INVALID_RECORDER_SETTINGS, str(err))
         return
-    # the identity is still there (owned by the session); created again if someone removed it
-    pod, created = create_recorder(ctx, session, meta, pod_body)
+    # the identity is still there (owned by the session); created again if someone removed it. Its RoleBinding
+    # names the account the lost pod ran as (the session's own, or one it claimed: accounts.py)
+    binding = ctx.kube.get_role_binding(meta["namespace"], object_name(meta["name"]))
+    account = rbac.bound_account(binding) if owned_by(binding, meta) else None
+    pod, created = identity.create_recorder(ctx, session, meta, pod_body,
+                                            account=account if account and accounts.pooled(account) else None)
     if not owned_by(pod, meta) or podstate.pod_view(pod).restart != restarts:
         return  # the lost pod (or an earlier session's) is still there: the next tick deletes it / waits
     if logger and created:

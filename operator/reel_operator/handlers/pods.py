@@ -93,6 +93,8 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
     if view.restart < (status.get("restarts") or 0):
         force_remove(ctx, pod, view)  # a lost recorder's pod, already replaced (or being replaced)
         return
+    if view.gone and phase in (None, Phase.PENDING) and not (stopping or deleting):
+        return  # before Starting: the start removed the pod it made (the room lost, an earlier identity); it decides
     if st.is_terminal(phase):
         verdict = judge(ctx, view, namespace, stopping=stopping, deleting=deleting)
         # Already final (the recorder reported it): only refine a failure with the recorder's detailed reason.
