@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 import pytest
-from tests.unit.test_operator_at_scale import IndexedKube, rooms_index
+from tests.support.fake_kube import IndexedKube, rooms_index
 
 from reel_operator import accounts, names
 from reel_operator.handlers import common, create

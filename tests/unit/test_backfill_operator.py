@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import kopf
 import pytest
-from tests.unit.test_operator_handlers import FakeKube
+from tests.support.fake_kube import FakeKube
 
 from reel_api import load_session
 from reel_api.vocabulary import ConditionReason, FailureReason, Phase, StopReason

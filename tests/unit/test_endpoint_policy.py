@@ -254,7 +254,7 @@ def test_a_local_store_needs_no_credentials():
 # -- the create handler --------------------------------------------------------------------------------------------
 def _handler_ctx(monkeypatch, settings):
     import kopf
-    from tests.unit.test_operator_handlers import FakeKube
+    from tests.support.fake_kube import FakeKube
 
     from reel_operator.handlers import common
     monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)

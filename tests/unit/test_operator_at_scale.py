@@ -10,7 +10,16 @@ from pathlib import Path
 
 import kopf
 import pytest
-from tests.unit.test_operator_handlers import FakeKube, set_pod_state
+from tests.support.fake_kube import (
+    FakeKube,
+    IndexedKube,
+    PatchCountingKube,
+    counting_ctx,
+    pod,
+    rooms_index,
+    set_pod_state,
+    started,
+)
 
 from reel_operator import names, podstate
 from reel_operator.handlers import common, create, pods, session_events, stop
@@ -21,47 +30,9 @@ import counted_operator
 import operator_scale
 
 
-class CountingKube(FakeKube):
-    def __init__(self):
-        super().__init__()
-        self.reads: list[tuple[str, str]] = []
-
-    def get_session(self, ns, name):
-        self.reads.append(("session", name))
-        return super().get_session(ns, name)
-
-    def get_pod(self, ns, name):
-        self.reads.append(("pod", name))
-        return super().get_pod(ns, name)
-
-    def pod_events(self, ns, name):
-        self.reads.append(("events", name))
-        return super().pod_events(ns, name)
-
-
-def counting_ctx(monkeypatch) -> common.Context:
-    """A Context over a CountingKube (kopf.event silenced): the ``ctx`` of these tests and of
-    test_operator_event_loop.py."""
-    monkeypatch.setattr(kopf, "event", lambda obj, type, reason, message: None)
-    return common.Context(kube=CountingKube(), settings=Settings(start_timeout_seconds=60,
-                                                                allow_ambient_credentials=True))
-
-
 @pytest.fixture
 def ctx(monkeypatch):
     return counting_ctx(monkeypatch)
-
-
-def started(ctx, name="a") -> tuple[dict, podstate.SessionHint]:
-    create.start(ctx, ctx.kube.add_session(name))
-    ctx.kube.reads.clear()
-    session = ctx.kube.get_session("media", name)
-    ctx.kube.reads.clear()
-    return session, podstate.session_hint(session)
-
-
-def pod(ctx, name="a") -> dict:
-    return copy.deepcopy(ctx.kube.objects[("Pod", "media", f"reel-rec-{name}")])
 
 
 # -- podstate.uneventful (pure) --------------------------------------------------------------------------------
@@ -252,21 +223,6 @@ def test_a_second_create_on_an_older_event_does_nothing(ctx):
 
 # -- the create path's round trips (issue 18: apply -> pod) --------------------------------------------------------
 
-class PatchCountingKube(CountingKube):
-    def __init__(self):
-        super().__init__()
-        self.label_patches = 0
-        self.created: list[str] = []
-
-    def patch_session(self, ns, name, patch):
-        self.label_patches += 1
-        return super().patch_session(ns, name, patch)
-
-    def create(self, body):
-        self.created.append(body["kind"])
-        return super().create(body)
-
-
 def labelled(ctx, body: dict) -> dict:
     """The session as a create handler run before left it: labelled with its room key."""
     key = names.room_key(common.parse(body))
@@ -407,32 +363,6 @@ def test_the_room_is_released_at_the_version_the_index_showed():
 
 
 # -- the room check from the index (main.py's ``rooms``) ---------------------------------------------------------
-
-class IndexedKube(PatchCountingKube):
-    """Records the order of the requests and refuses any list: with the index the room check lists nothing."""
-
-    def __init__(self):
-        super().__init__()
-        self.deleted: list[tuple[str, str]] = []
-
-    def list_sessions(self, selector, namespace=None):
-        raise AssertionError("the room check listed sessions although it had the index")
-
-    def delete(self, kind, ns, name, uid=None):
-        self.deleted.append((kind, name))
-        return self.objects.pop((kind, ns, name), None) is not None
-
-
-def rooms_index(kube) -> dict:
-    """main.py's index ``rooms`` as kopf would hold it for every session the fake API has."""
-    from reel_operator import lock
-
-    index: dict = {}
-    for body in kube.sessions.values():
-        for key, claim in lock.claim_of(body).items():
-            index.setdefault(key, []).append(claim)
-    return index
-
 
 def test_claim_of_keys_a_session_by_the_room_key_of_its_spec():
     from reel_operator import lock

@@ -9,8 +9,7 @@ import copy
 
 import kopf
 import pytest
-from tests.unit.test_operator_at_scale import IndexedKube, counting_ctx, pod, rooms_index, started
-from tests.unit.test_operator_handlers import FakeKube
+from tests.support.fake_kube import FakeKube, IndexedKube, counting_ctx, pod, rooms_index, started
 
 from reel_operator import names
 from reel_operator.handlers import common, create, pods, session_events

@@ -5,142 +5,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
 import kopf
 import pytest
+from tests.support.fake_kube import FakeKube, next_resource_version, set_pod_state
 
 from reel_operator import interruptions, names
 from reel_operator import status as status_mod
 from reel_operator.handlers import common, create, delete, pods, session_events, stop
-from reel_operator.kube import Conflict
 from reel_operator.settings import Settings
-
-_rv = itertools.count(1)
-
-
-class FakeKube:
-    def __init__(self):
-        self.sessions: dict[tuple[str, str], dict] = {}
-        self.objects: dict[tuple[str, str, str], dict] = {}  # (kind, ns, name)
-        self.deleted_pods: list[tuple[str, int | None]] = []
-        self.events: dict[str, list] = {}
-        self.conflicts = 0  # make the next N status patches fail with a conflict (someone else wrote)
-
-    # sessions
-    def add_session(self, name, room=1234, ns="media", **spec):
-        body = {"apiVersion": "reel.dev/v1alpha1", "kind": "RecordingSession",
-                "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "generation": 1,
-                             "resourceVersion": str(next(_rv)),
-                             "creationTimestamp": f"2026-11-25T10:00:{len(self.sessions):02d}Z"},
-                "spec": {"room": {"server": "ws://janus:8188", "id": room}, "storage": {"bucket": "rec"}, **spec}}
-        self.sessions[(ns, name)] = body
-        return copy.deepcopy(body)
-
-    def get_session(self, ns, name):
-        s = self.sessions.get((ns, name))
-        return copy.deepcopy(s) if s else None
-
-    def patch_session_status(self, ns, name, status, resource_version=None):
-        s = self.sessions.get((ns, name))
-        if s is None:
-            return None
-        if self.conflicts:
-            self.conflicts -= 1
-            s["status"] = {**(s.get("status") or {}), "activeParticipants": 3}  # the recorder wrote meanwhile
-            s["metadata"]["resourceVersion"] = str(next(_rv))
-            raise Conflict("changed")
-        if resource_version and resource_version != s["metadata"]["resourceVersion"]:
-            raise Conflict("changed")
-        s["status"] = {**(s.get("status") or {}), **status}
-        s["metadata"]["resourceVersion"] = str(next(_rv))
-        return copy.deepcopy(s)
-
-    def patch_session(self, ns, name, patch):
-        s = self.sessions[(ns, name)]
-        s["metadata"].setdefault("labels", {}).update(patch["metadata"]["labels"])
-        return copy.deepcopy(s)
-
-    def list_sessions(self, selector, namespace=None):
-        key, value = selector.split("=")
-        return [copy.deepcopy(s) for (ns, _), s in self.sessions.items()
-                if (namespace is None or ns == namespace) and s["metadata"].get("labels", {}).get(key) == value]
-
-    # objects
-    def create(self, body):
-        key = (body["kind"], body["metadata"]["namespace"], body["metadata"]["name"])
-        if key in self.objects:
-            return copy.deepcopy(self.objects[key]), False
-        body = copy.deepcopy(body)
-        body["metadata"]["resourceVersion"] = str(next(_rv))
-        body["metadata"]["uid"] = f"uid-{key[2]}"
-        self.objects[key] = body
-        return copy.deepcopy(body), True
-
-    def get_pod(self, ns, name):
-        p = self.objects.get(("Pod", ns, name))
-        return copy.deepcopy(p) if p else None
-
-    def get_role_binding(self, ns, name):
-        b = self.objects.get(("RoleBinding", ns, name))
-        return copy.deepcopy(b) if b else None
-
-    def delete(self, kind, ns, name, uid=None):
-        return self.objects.pop((kind, ns, name), None) is not None
-
-    # recorder accounts made ahead (accounts.py)
-    def list_service_accounts(self, ns, selector):
-        wanted = dict(pair.split("=") for pair in selector.split(","))
-        return [copy.deepcopy(o) for (kind, n, _), o in self.objects.items() if kind == "ServiceAccount" and n == ns
-                and all((o["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
-
-    def list_recorder_pods(self, ns):
-        return [copy.deepcopy(o) for (kind, n, _), o in self.objects.items() if kind == "Pod" and n == ns]
-
-    def patch_service_account(self, ns, name, patch):
-        account = self.objects.get(("ServiceAccount", ns, name))
-        if account is None:
-            return None
-        labels = account["metadata"].setdefault("labels", {})
-        for key, value in patch["metadata"].get("labels", {}).items():
-            if value is None:
-                labels.pop(key, None)
-            else:
-                labels[key] = value
-        if "ownerReferences" in patch["metadata"]:
-            account["metadata"]["ownerReferences"] = patch["metadata"]["ownerReferences"]
-        return copy.deepcopy(account)
-
-    def delete_pod(self, ns, name, grace_seconds=None, uid=None):
-        if ("Pod", ns, name) not in self.objects:
-            return False
-        self.deleted_pods.append((name, grace_seconds))
-        if grace_seconds == 0:
-            del self.objects[("Pod", ns, name)]
-        else:
-            self.objects[("Pod", ns, name)]["metadata"]["deletionTimestamp"] = "2026-11-25T10:01:00Z"
-        return True
-
-    def pod_events(self, ns, name):
-        return self.events.get(name, [])
-
-    def get_lease(self, ns, name):
-        lease = self.objects.get(("Lease", ns, name))
-        return copy.deepcopy(lease) if lease else None
-
-    def replace_lease(self, body):
-        key = ("Lease", body["metadata"]["namespace"], body["metadata"]["name"])
-        if self.objects[key]["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
-            return None
-        body = copy.deepcopy(body)
-        body["metadata"]["resourceVersion"] = str(next(_rv))
-        self.objects[key] = body
-        return body
-
-    def delete_lease(self, ns, name, resource_version=None):
-        self.objects.pop(("Lease", ns, name), None)
 
 
 @pytest.fixture
@@ -159,12 +34,6 @@ def status(ctx, name):
 
 def ready(ctx, name):
     return next(c for c in status(ctx, name)["conditions"] if c["type"] == "Ready")
-
-
-def set_pod_state(ctx, name, state, phase="Running", **pod_status):
-    pod = ctx.kube.objects[("Pod", "media", f"reel-rec-{name}")]
-    pod["status"] = {"phase": phase, "containerStatuses": [{"name": "recorder", "state": state}], **pod_status}
-    return copy.deepcopy(pod)
 
 
 def test_create_makes_identity_pod_and_lock(ctx):
@@ -395,7 +264,7 @@ def report(ctx, name="a", **fields):
     """The recorder patches its status; the operator sees the session event."""
     s = ctx.kube.sessions[("media", name)]
     s["status"].update(fields)
-    s["metadata"]["resourceVersion"] = str(next(_rv))
+    s["metadata"]["resourceVersion"] = next_resource_version()
     session_events.on_session_change(ctx, ctx.kube.get_session("media", name))
 
 

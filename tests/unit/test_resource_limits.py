@@ -170,7 +170,7 @@ def test_the_pod_builder_refuses_with_the_annotation_named():
 
 def test_the_operator_fails_the_session_invalid_recorder_settings_and_creates_nothing(monkeypatch):
     import kopf
-    from tests.unit.test_operator_handlers import FakeKube
+    from tests.support.fake_kube import FakeKube
 
     from reel_operator.handlers import common, create
 
