@@ -15,7 +15,8 @@ the machine, so the benchmark can set it beside its own apply and watch times): 
 (``kopf-patch``: its finalizer), each start handed to a handler thread (``queued``: from ``main.to_pool`` to the
 thread), each run of the create handler or of ``create.start_early`` (``handler``) and
 each API call of the handler's kube client (``kube <method>``, also those it runs in its ``reel-io`` pool), e.g.
-``kube create Pod``.
+``kube create Pod``; and on the way of a stop to the pod's deletion each run of the stop handler (``stop-handler``,
+``handlers/stop.stop``) with its calls (``kube delete_pod``).
 """
 
 from __future__ import annotations
@@ -99,26 +100,27 @@ def install_trace() -> None:
     import time
 
     from reel_operator import kube
-    from reel_operator.handlers import create
+    from reel_operator.handlers import create, stop
 
     def key_of(body) -> str:
         meta = body["metadata"]
         return f"{meta.get('namespace')}/{meta.get('name')}"
 
-    def traced_handler(original):
-        def start(ctx, body, *args, **kwargs):
+    def traced_handler(original, what="handler"):
+        def run(ctx, body, *args, **kwargs):
             token = _CURRENT.set(key_of(body))
             t0 = time.monotonic()
             try:
                 return original(ctx, body, *args, **kwargs)
             finally:
-                trace(_CURRENT.get(), "handler", t0, time.monotonic())
+                trace(_CURRENT.get(), what, t0, time.monotonic())
                 _CURRENT.reset(token)
-        return start
+        return run
 
     create.start = traced_handler(create.start)
     if hasattr(create, "start_early"):  # a tree that starts a session on its first event (main.py)
         create.start_early = traced_handler(create.start_early)
+    stop.stop = traced_handler(stop.stop, "stop-handler")  # main.py calls it as stop.stop: found at call time
 
     from reel_operator import main
     if hasattr(main, "to_pool"):  # a tree that hands its starts to kopf's pool through main.to_pool

@@ -210,6 +210,22 @@ def test_percentiles_and_count_differences():
     assert operator_scale.diff_counts({"get pods": 5, "list x": 1}, {"get pods": 2, "list x": 1}) == {"get pods": 3}
 
 
+def test_stop_breakdown_splits_stop_to_gone_at_the_handler_and_its_deletion():
+    """The first stop-handler run and pod deletion after the stop count (the trace holds the start's calls too);
+    a session without a run or without its pod gone is left out."""
+    r = {"_stopped": {"n/a": 100.0, "n/b": 100.0, "n/c": 100.0}, "_pod_gone": {"n/a": 102.0, "n/b": 101.0}}
+    trace = {"n/a": [["kube delete_pod", 5.0, 5.1],  # another stop's, long before this one: not this one's
+                     ["stop-handler", 100.5, 101.0], ["kube delete_pod", 100.6, 100.8],
+                     ["stop-handler", 101.2, 101.3]],  # kopf ran it again on an older event
+             "n/b": [["stop-handler", 100.1, 100.2]],  # no deletion traced: left out
+             "n/c": [["stop-handler", 100.1, 100.2], ["kube delete_pod", 100.1, 100.2]]}  # never gone: left out
+    out = operator_scale.stop_breakdown(r, trace)
+    assert out["sessions"] == 1
+    assert {k: out[k]["p50"] for k in ("total", "to_handler", "handler", "delete", "gone", "stop_runs")} == {
+        "total": 2.0, "to_handler": 0.5, "handler": 0.3, "delete": 0.2, "gone": 1.2, "stop_runs": 2.0}
+    assert operator_scale.stop_breakdown({}, trace) == {}
+
+
 def test_a_second_create_on_an_older_event_does_nothing(ctx):
     """kopf may run the create handler again on the event from before its own patch (a lagging watch): the
     session this process started is not started again, with no API call."""
