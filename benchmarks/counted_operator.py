@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import collections
 import contextvars
+import functools
 import json
 import os
 import re
@@ -107,6 +108,7 @@ def install_trace() -> None:
         return f"{meta.get('namespace')}/{meta.get('name')}"
 
     def traced_handler(original, what="handler"):
+        @functools.wraps(original)  # its name: to_pool below traces the wait for a thread of "start" runs
         def run(ctx, body, *args, **kwargs):
             token = _CURRENT.set(key_of(body))
             t0 = time.monotonic()

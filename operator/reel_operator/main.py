@@ -127,11 +127,17 @@ async def room_locks(spec, meta, **_):
 
 
 @kopf.index("v1", "pods", labels=OURS)
-async def running_recorders(namespace: str, name: str, body, **_):
-    """Recorder pods whose container runs (not being deleted): -> (owner session uid, restart number)."""
-    view, owner = podstate.pod_view(body), owner_session(body)
-    return {(namespace, name): (owner[1], view.restart)} if owner and view.running and view.terminated is None \
-        and not view.deleting else {}
+async def recorder_pod_refs(namespace: str, name: str, body, **_):
+    """Recorder pods controlled by a session -> podstate.PodRef (uid, owner, view): the start timer sees a pod that
+    runs, and a stop deletes the pod, without reading it."""
+    owner = owner_session(body)
+    return {(namespace, name): podstate.PodRef(uid=body["metadata"].get("uid"), owner_uid=owner[1],
+                                               view=podstate.pod_view(body))} if owner else {}
+
+
+def pod_ref(index: kopf.Index, namespace: str, session: str) -> podstate.PodRef | None:
+    """The session's recorder pod as ``recorder_pod_refs`` holds it, if it does."""
+    return next(iter(index.get((namespace, object_name(session)), [])), None)
 
 
 @kopf.index(*SESSIONS)
@@ -174,8 +180,9 @@ async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, patch:
 
 
 @kopf.on.update(*SESSIONS, field="spec.stop", new=True)
-def on_stop(body, memo: kopf.Memo, logger, **_) -> None:
-    stop.stop(ctx_of(memo), body, logger=logger)
+def on_stop(body, memo: kopf.Memo, recorder_pod_refs: kopf.Index, logger, **_) -> None:
+    meta = body["metadata"]
+    stop.stop(ctx_of(memo), body, logger=logger, pod=pod_ref(recorder_pod_refs, meta["namespace"], meta["name"]))
 
 
 @kopf.on.event(*SESSIONS)
@@ -227,11 +234,11 @@ async def in_thread(memo: kopf.Memo, fn, *args, **kwargs) -> None:
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,
             when=lambda status, **_: status.get("phase") in (Phase.PENDING, Phase.STARTING))
-async def on_start_timer(body, memo: kopf.Memo, running_recorders: kopf.Index, logger, **_) -> None:
+async def on_start_timer(body, memo: kopf.Memo, recorder_pod_refs: kopf.Index, logger, **_) -> None:
     """Async: most ticks (a pod the index shows running) end here on the event loop, taking no handler thread."""
     meta, status = body["metadata"], body.get("status") or {}
-    running = running_recorders.get((meta["namespace"], object_name(meta["name"])), [])
-    pod_running = (meta.get("uid"), status.get("restarts") or 0) in running
+    ref = pod_ref(recorder_pod_refs, meta["namespace"], meta["name"])
+    pod_running = ref is not None and ref.runs_for(meta.get("uid"), status.get("restarts") or 0)
     if session_events.start_settled(body, pod_running=pod_running):
         return
     await in_thread(memo, session_events.check_start, ctx_of(memo), body, logger=logger, pod_running=pod_running)

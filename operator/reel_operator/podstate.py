@@ -106,6 +106,25 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
 
 
 @dataclass(frozen=True)
+class PodRef:
+    """A recorder pod as the pod watch last showed it (main.py's index ``recorder_pod_refs``): its uid (the
+    precondition of a deletion sent without reading the pod first), the uid of the session that controls it, and
+    its view. It may be older than the pod: whoever acts on it lets the API server's uid precondition refuse a
+    pod that is not this one any more."""
+
+    uid: str | None
+    owner_uid: str
+    view: PodView
+
+    def runs_for(self, session_uid: str | None, restarts: int) -> bool:
+        """The current recorder of that session (restart number ``restarts``) runs in this pod: started, not
+        exited, not being deleted."""
+        v = self.view
+        return self.owner_uid == session_uid and v.restart == restarts and v.running and v.terminated is None \
+            and not v.deleting
+
+
+@dataclass(frozen=True)
 class SessionHint:
     """What a pod event needs to know of its session to see that it changes nothing (``uneventful``), as the
     operator last saw the session (main.py keeps one per session in a kopf index, from the session watch)."""

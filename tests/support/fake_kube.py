@@ -117,7 +117,8 @@ class FakeKube:
         return copy.deepcopy(account)
 
     def delete_pod(self, ns, name, grace_seconds=None, uid=None):
-        if ("Pod", ns, name) not in self.objects:
+        pod = self.objects.get(("Pod", ns, name))
+        if pod is None or (uid is not None and pod["metadata"].get("uid") != uid):  # uid precondition: 409
             return False
         self.deleted_pods.append((name, grace_seconds))
         if grace_seconds == 0:

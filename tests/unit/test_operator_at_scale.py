@@ -5,6 +5,7 @@ of the session would hide is still acted on. Plus the benchmark's own pure piece
 from __future__ import annotations
 
 import copy
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -327,6 +328,82 @@ def test_the_stop_is_written_from_the_body_it_came_with(ctx):
     stop.stop(ctx, session)
     st = ctx.kube.sessions[("media", "b")]["status"]
     assert (st["phase"], st["activeParticipants"]) == ("Stopping", 3)
+
+
+def ref(ctx, name="a") -> podstate.PodRef:
+    """Session ``name``'s pod as main.py's index ``recorder_pod_refs`` holds it."""
+    p = pod(ctx, name)
+    return podstate.PodRef(uid=p["metadata"]["uid"], owner_uid=f"uid-{name}", view=podstate.pod_view(p))
+
+
+def test_a_stop_deletes_the_pod_the_watch_showed_without_reading_it(ctx):
+    session, _ = started(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    session["spec"]["stop"] = True
+    stop.stop(ctx, session, pod=ref(ctx))
+    assert ctx.kube.reads == []
+    assert ctx.kube.deleted_pods == [("reel-rec-a", None)]  # gracefully: the recorder closes and uploads
+    assert "uid-a" in ctx.stop_sent and ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Stopping"
+
+
+def test_a_stop_of_a_pod_whose_recorder_never_started_deletes_it_at_once(ctx):
+    session, _ = started(ctx)  # pending: no container ran
+    session["spec"]["stop"] = True
+    stop.stop(ctx, session, pod=ref(ctx))
+    assert ctx.kube.reads == [] and ctx.kube.deleted_pods == [("reel-rec-a", 0)]
+
+
+def test_a_stop_with_a_stale_view_of_the_pod_reads_it_and_deletes_the_one_there(ctx):
+    """The watch showed a pod that is gone since and replaced by another of the same name (a replacement
+    recorder): the uid precondition refuses the deletion of the old one, the pod is read, the current one goes."""
+    session, _ = started(ctx)
+    old = ref(ctx)
+    ctx.kube.objects[("Pod", "media", "reel-rec-a")]["metadata"]["uid"] = "uid-replacement"
+    set_pod_state(ctx, "a", {"running": {}})
+    session["spec"]["stop"] = True
+    stop.stop(ctx, session, pod=old)
+    assert ctx.kube.reads == [("pod", "reel-rec-a")]
+    assert ctx.kube.deleted_pods == [("reel-rec-a", None)] and "uid-a" in ctx.stop_sent
+
+
+def test_a_stop_with_a_view_of_a_gone_pod_reads_and_completes(ctx):
+    session, _ = started(ctx)
+    gone = ref(ctx)
+    del ctx.kube.objects[("Pod", "media", "reel-rec-a")]
+    session["spec"]["stop"] = True
+    stop.stop(ctx, session, pod=gone)
+    assert ctx.kube.reads[0] == ("pod", "reel-rec-a") and ctx.kube.deleted_pods == []
+    assert ctx.kube.sessions[("media", "a")]["status"]["phase"] == "Completed"
+
+
+def test_a_stop_does_not_trust_a_view_of_a_lost_recorders_pod_or_anothers(ctx):
+    """An earlier restart number than the session's (a lost recorder's pod) or another session's pod: read and
+    judged as before (pods.current_pod), never deleted from the view."""
+    session, _ = started(ctx)
+    set_pod_state(ctx, "a", {"running": {}})
+    session["spec"]["stop"] = True
+    session["status"]["restarts"] = 1
+    stop.stop(ctx, dict(session), pod=ref(ctx))  # the view's pod has restart number 0
+    assert ctx.kube.reads[0] == ("pod", "reel-rec-a")  # read, and force-removed as a lost recorder's
+    assert ctx.kube.deleted_pods == [("reel-rec-a", 0)]
+    create.start(ctx, ctx.kube.add_session("b", room=2))
+    set_pod_state(ctx, "b", {"running": {}})
+    b = ctx.kube.get_session("media", "b")
+    b["spec"]["stop"] = True
+    ctx.kube.reads.clear()
+    stop.stop(ctx, b, pod=podstate.PodRef(uid=pod(ctx, "b")["metadata"]["uid"], owner_uid="uid-a",
+                                           view=ref(ctx, "b").view))
+    assert ctx.kube.reads == [("pod", "reel-rec-b")]  # read: the view named another owner
+    assert ctx.kube.deleted_pods[-1] == ("reel-rec-b", None)
+
+
+def test_pod_ref_runs_for_the_current_recorder_only():
+    view = podstate.PodView(name="reel-rec-a", phase="Running", running=True, restart=1)
+    ref_ = podstate.PodRef(uid="p", owner_uid="u", view=view)
+    assert ref_.runs_for("u", 1)
+    assert not ref_.runs_for("u", 0) and not ref_.runs_for("other", 1)
+    for changed in ({"running": False}, {"terminated": {"exitCode": 0}}, {"deleting": True}):
+        assert not podstate.PodRef(uid="p", owner_uid="u", view=dataclasses.replace(view, **changed)).runs_for("u", 1)
 
 
 @pytest.mark.parametrize(("running", "named", "settled"), [

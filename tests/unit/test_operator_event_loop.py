@@ -158,7 +158,7 @@ def test_indexers_and_the_event_loop_handlers_take_no_thread():
     import inspect
 
     from reel_operator import main
-    for fn in (main.recorder_pods, main.room_locks, main.running_recorders, main.session_hints, main.rooms,
+    for fn in (main.recorder_pods, main.room_locks, main.recorder_pod_refs, main.session_hints, main.rooms,
                main.on_session_event, main.on_pod_event, main.on_start_timer, main.on_recording_timer):
         assert inspect.iscoroutinefunction(fn), fn.__name__
 
