@@ -105,6 +105,12 @@ def pod_view(pod: Mapping[str, Any], *, gone: bool = False) -> PodView:
     )
 
 
+def of_lost_recorder(view: PodView, status: Mapping[str, Any]) -> bool:
+    """The pod of a recorder that was lost and is replaced (or being replaced): its restart number is below the
+    session's ``status.restarts``, so it is not the session's current pod. Pure."""
+    return view.restart < (status.get("restarts") or 0)
+
+
 @dataclass(frozen=True)
 class PodRef:
     """A recorder pod as the pod watch last showed it (main.py's index ``recorder_pod_refs``): its uid (the

@@ -49,7 +49,7 @@ def current_pod(ctx: Context, body: Mapping[str, Any]) -> tuple[Mapping[str, Any
     if not owned_by(pod, meta):
         return None, None
     view = podstate.pod_view(pod)
-    if view.restart < ((body.get("status") or {}).get("restarts") or 0):
+    if podstate.of_lost_recorder(view, body.get("status") or {}):
         force_remove(ctx, pod, view)  # the lost recorder's pod: not the current one
         return None, None
     return pod, view
@@ -90,7 +90,7 @@ def observe(ctx: Context, pod: Mapping[str, Any], *, gone: bool = False, session
     stopping = bool((session.get("spec") or {}).get("stop"))
     deleting = bool(meta.get("deletionTimestamp"))
 
-    if view.restart < (status.get("restarts") or 0):
+    if podstate.of_lost_recorder(view, status):
         force_remove(ctx, pod, view)  # a lost recorder's pod, already replaced (or being replaced)
         return
     if view.gone and phase in (None, Phase.PENDING) and not (stopping or deleting):

@@ -122,7 +122,7 @@ def check_interruption(ctx: Context, body: Mapping[str, Any], *, logger=None) ->
         if not owned_by(pod, meta):
             return  # a pod of an earlier session of the same name is still going
         view = podstate.pod_view(pod)
-        if view.restart < restarts:
+        if podstate.of_lost_recorder(view, status):
             pods.force_remove(ctx, pod, view)  # the lost pod, still terminating (e.g. on a lost node)
         else:
             pods.observe(ctx, pod, session=body, logger=logger)  # the replacement: does it start?

@@ -57,8 +57,7 @@ def _stop_known(ctx: Context, body: Mapping[str, Any], pod: podstate.PodRef | No
     deletion was sent now; False when the pod must be read: none shown, not the current one, or the deletion found
     another pod of that name or none (its uid precondition)."""
     meta = body["metadata"]
-    restarts = (body.get("status") or {}).get("restarts") or 0
-    if pod is None or pod.owner_uid != meta.get("uid") or pod.view.restart < restarts:
+    if pod is None or pod.owner_uid != meta.get("uid") or podstate.of_lost_recorder(pod.view, body.get("status") or {}):
         return False
     return pod.view.deleting or _delete(ctx, meta, pod.uid, pod.view)
 
