@@ -283,7 +283,8 @@ def breakdown(r: dict, trace: dict[str, list]) -> dict:
     its wait for a thread included, and the other two 0), ``wait_for_thread`` that run handed to kopf's pool ->
     entered,
     ``apply_to_handler`` apply -> that run entered, ``handler`` that run entered -> the pod's create answered (each
-    API call in between also summed by kind), ``seen`` that answer -> this process's watch saw the pod. p50/p99 of
+    API call in between also summed by kind), ``seen`` that answer -> this process's watch saw the pod,
+    ``pod_to_starting`` the pod's create answered -> the Starting write answered (the rest of the start). p50/p99 of
     each over all sessions, and their means over the slowest 1 % by apply -> pod. Pure."""
     rows = []
     for key, t_apply in r.get("_applied", {}).items():
@@ -304,6 +305,9 @@ def breakdown(r: dict, trace: dict[str, list]) -> dict:
         fin = patches[0] if patches and patches[0][1] < pod[0][2] else None  # none: the finalizer came at admission
         steps = {"intake": fin[1] - t_apply, "finalizer": fin[2] - fin[1], "to_handler": run[1] - fin[2]} if fin \
             else {"intake": run[1] - t_apply, "finalizer": 0.0, "to_handler": 0.0}
+        starting = [e for e in events if e[0] == "kube patch_session_status" and e[1] >= pod[0][2]]
+        if starting:
+            calls["pod_to_starting"] = starting[0][2] - pod[0][2]
         rows.append({"total": t_pod - t_apply, **steps, "handler": pod[0][2] - run[1], "seen": t_pod - pod[0][2],
                      "handler_runs": float(len(handlers)), "apply_to_handler": run[1] - t_apply, **calls})
     return _percentiles(rows)

@@ -59,15 +59,17 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     # the create handler a second time (idempotent, ~10 API calls): ~80 % of 1,000 sessions on a loaded machine.
     # Beyond 30 s create.start itself sees that this process started the session (Context.started).
     settings.persistence.consistency_timeout = 30
-    # A kept-open API connection for each thread that may call at once: handlers, the calls create_recorder runs
-    # beside them, webhook workers (urllib3 closes, with a warning, those beyond its pool).
-    # The account pool's reads and creates run in threads of their own: a start's calls never queue behind them.
+    # A kept-open API connection for each thread that may call at once: handlers, the threads that finish starts
+    # (as many), the calls both run beside them (reel-io), webhook workers (urllib3 closes, with a warning, those
+    # beyond its pool). The account pool's reads and creates run in threads of their own: a start's calls never
+    # queue behind them.
     account_threads = max(1, cfg.handler_threads // 2) if cfg.account_pool else 0
-    connections = (1 + IO_PER_THREAD) * cfg.handler_threads + cfg.webhook_workers + account_threads
+    callers = 2 * cfg.handler_threads
+    connections = (1 + IO_PER_THREAD) * callers + cfg.webhook_workers + account_threads
     kube = Kube(load_client(pool_size=connections))
     memo.reel = Context(kube=kube, settings=cfg,
-                        io=ThreadPoolExecutor(max_workers=IO_PER_THREAD * cfg.handler_threads,
-                                              thread_name_prefix="reel-io"))
+                        io=ThreadPoolExecutor(max_workers=IO_PER_THREAD * callers, thread_name_prefix="reel-io"),
+                        finish=ThreadPoolExecutor(max_workers=cfg.handler_threads, thread_name_prefix="reel-finish"))
     if cfg.account_pool:
         memo.accounts_pool = ThreadPoolExecutor(max_workers=account_threads, thread_name_prefix="reel-accounts")
         memo.reel.accounts = accounts.AccountPool(kube, size=cfg.account_pool,
@@ -97,8 +99,10 @@ def account_owner(kube: Kube, cfg: Settings) -> dict | None:
 def cleanup(memo: kopf.Memo, **_) -> None:
     if getattr(memo, "reel", None) is not None and memo.reel.webhooks is not None:
         memo.reel.webhooks.stop()
-    if getattr(memo, "reel", None) is not None and memo.reel.io is not None:
-        memo.reel.io.shutdown(wait=False)
+    if getattr(memo, "reel", None) is not None:
+        for pool in (memo.reel.io, memo.reel.finish):
+            if pool is not None:
+                pool.shutdown(wait=False)
     if getattr(memo, "accounts_pool", None) is not None:
         memo.accounts_pool.shutdown(wait=False, cancel_futures=True)
     server = getattr(memo, "metrics_server", None)
@@ -161,8 +165,9 @@ async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, patch:
     """Async: on a new session's second event the early start (create.start_early) is under way or done, and this
     waits for it on the event loop instead of holding a handler thread (it held one per starting session, which
     made the next sessions' starts queue for a thread). A start to do (a session that came with the finalizer from
-    admission, at operator start, after a failed early start, on kopf's retries) takes a thread; its room-key
-    label goes out with kopf's own patch after this handler (``patch``), not as a patch of its own."""
+    admission, at operator start, after a failed early start, on kopf's retries) takes a thread until its pod is
+    created, and the rest of it (create._then, in ``ctx.finish``) is awaited here; its room-key label goes out with
+    kopf's own patch after this handler (``patch``), not as a patch of its own."""
     ctx = ctx_of(memo)
     running = create.early_run(ctx, body)
     if running is not None:
@@ -172,8 +177,10 @@ async def on_create(body, memo: kopf.Memo, retry: int, rooms: kopf.Index, patch:
     labels: dict[str, str] = {}
     registered = create.register_early(ctx, body["metadata"].get("uid"))  # counts as starting (pods.quiet)
     try:
-        await in_thread(memo, create.start, ctx, body, retry=retry, rooms=rooms, labels=labels, logger=logger,
-                        registered=registered)
+        rest = await in_thread(memo, create.start, ctx, body, retry=retry, rooms=rooms, labels=labels,
+                               logger=logger, registered=registered)
+        if rest is not None:  # the start after its pod, in ctx.finish (create._then): awaited, no thread held
+            await asyncio.shield(asyncio.wrap_future(rest))
     finally:
         if labels:
             patch.setdefault("metadata", {}).setdefault("labels", {}).update(labels)
@@ -227,9 +234,9 @@ def to_pool(memo: kopf.Memo, fn, *args, **kwargs) -> asyncio.Future:
                                                       functools.partial(contextvars.copy_context().run, call))
 
 
-async def in_thread(memo: kopf.Memo, fn, *args, **kwargs) -> None:
-    """``to_pool``, awaited, not cancelled midway."""
-    await asyncio.shield(to_pool(memo, fn, *args, **kwargs))
+async def in_thread(memo: kopf.Memo, fn, *args, **kwargs):
+    """``to_pool``, awaited, not cancelled midway -> what ``fn`` returned."""
+    return await asyncio.shield(to_pool(memo, fn, *args, **kwargs))
 
 
 @kopf.timer(*SESSIONS, interval=5, initial_delay=5,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import kopf
 import pytest
@@ -331,3 +331,121 @@ def test_kopfs_create_handler_counts_the_session_as_starting_while_its_pod_is_ma
     registered = create.register_early(c, body["metadata"]["uid"])
     create.start(c, body, rooms=rooms_index(kube), registered=registered)
     assert seen == [True] and registered.done() and "uid-a" not in c.starting and "uid-a" in c.started
+
+
+# -- the rest of a start in a pool of its own (create._then, Context.finish) -------------------------------------
+
+class HeldPool:
+    """Context.finish that holds what is submitted until ``run()``: the rest of a start, seen before and after."""
+
+    def __init__(self):
+        self.held = []
+
+    def submit(self, fn, *args):
+        future = Future()
+        self.held.append((future, fn, args))
+        return future
+
+    def run(self):
+        held, self.held = self.held, []
+        for future, fn, args in held:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:
+                future.set_exception(err)
+
+
+def test_the_handler_thread_is_free_once_the_pod_exists_and_the_rest_of_the_start_runs_in_its_own_pool(started):
+    """kopf's create handler: the thread returns with the pod created (beside the Lease and the Role) and the label
+    handed back; the account's binding and claim and the Starting write run in ``ctx.finish``; the session counts
+    as starting until they have (its pod's events meanwhile are this start's: pods.quiet)."""
+    c, kube = started, started.kube
+    c.finish = HeldPool()
+    body, labels = kube.add_session("a"), {}
+    registered = create.register_early(c, "uid-a")
+    rest = create.start(c, body, rooms=rooms_index(kube), labels=labels, registered=registered)
+    ours = [kind for kind, name in kube.requests if not accounts.pooled(name)]
+    assert sorted(ours) == ["Lease", "Pod", "Role"] and kube.patched == []
+    assert labels == {names.LABEL_ROOM_KEY: names.room_key(common.parse(body))}
+    assert "status" not in kube.sessions[("media", "a")] or not kube.sessions[("media", "a")]["status"].get("phase")
+    assert not rest.done() and not registered.done() and "uid-a" in c.starting and "uid-a" not in c.started
+    c.finish.run()
+    assert rest.done() and rest.exception() is None and registered.done()
+    account = kube.objects[("Pod", "media", "reel-rec-a")]["spec"]["serviceAccountName"]
+    assert kube.patched == [account] and ("RoleBinding", "media", "reel-rec-a") in kube.objects
+    assert kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+    assert "uid-a" not in c.starting and "uid-a" in c.started
+
+
+def test_an_error_in_the_rest_of_a_start_reaches_kopfs_retries_and_ends_the_start(started):
+    """The claimed account vanished before its claim: the rest raises through its future (kopf retries the create
+    handler, which awaits it), and the session no longer counts as starting."""
+    c, kube = started, started.kube
+    c.finish = HeldPool()
+    kube.patch_service_account = lambda ns, name, patch: None  # the account is gone
+    registered = create.register_early(c, "uid-a")
+    rest = create.start(c, kube.add_session("a"), rooms=rooms_index(kube), labels={}, registered=registered)
+    c.finish.run()
+    assert isinstance(rest.exception(), kopf.TemporaryError) and "is gone" in str(rest.exception())
+    assert registered.done() and "uid-a" not in c.starting and "uid-a" not in c.started
+
+
+def test_the_early_start_ends_when_its_rest_has_run(started):
+    """create.start_early (not awaited by kopf): kopf's create handler awaits its registration, which ends after
+    the rest; a rest that failed leaves the start to the create handler."""
+    c, kube = started, started.kube
+    c.finish = HeldPool()
+    registered = create.register_early(c, "uid-a")
+    create.start_early(c, kube.add_session("a"), rooms=rooms_index(kube), registered=registered)
+    assert ("Pod", "media", "reel-rec-a") in kube.objects and not registered.done()
+    c.finish.run()
+    assert registered.done() and "uid-a" in c.started
+    assert kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+    kube.patch_service_account = lambda ns, name, patch: None
+    registered = create.register_early(c, "uid-b")
+    create.start_early(c, kube.add_session("b", room=2), rooms=rooms_index(kube), registered=registered)
+    c.finish.run()
+    assert registered.done() and "uid-b" not in c.started and "uid-b" not in c.starting
+
+
+def test_without_an_account_made_ahead_the_pod_is_still_made_in_the_handler_thread(started):
+    """A retry takes no account made ahead: the session's own identity, then its pod, both before the thread is
+    free; only the Starting write is left to the pool."""
+    c, kube = started, started.kube
+    c.finish = HeldPool()
+    rest = create.start(c, kube.add_session("a"), rooms=rooms_index(kube), labels={}, retry=1)
+    assert {"ServiceAccount", "RoleBinding", "Pod"} <= {kind for kind, _ in kube.requests}
+    assert not rest.done()
+    c.finish.run()
+    assert kube.sessions[("media", "a")]["status"]["phase"] == "Starting"
+
+
+def test_kopfs_create_handler_awaits_the_rest_of_the_start_on_the_event_loop(started, monkeypatch):
+    """main.on_create: the thread's answer is the rest's future; the handler ends (and kopf's patch carries the
+    label) once that has run, holding no thread meanwhile."""
+    import asyncio
+    import types
+
+    from reel_operator import main
+
+    c, kube = started, started.kube
+    c.finish = HeldPool()
+
+    async def in_thread(memo, fn, *args, **kwargs):
+        return fn(*args, **kwargs)
+    monkeypatch.setattr(main, "in_thread", in_thread)
+    body = kube.add_session("a")
+    body["metadata"]["finalizers"] = [main.FINALIZER]
+    patch = kopf.Patch()
+
+    async def scenario():
+        handler = asyncio.ensure_future(main.on_create(body=body, memo=types.SimpleNamespace(reel=c), retry=0,
+                                                       rooms=rooms_index(kube), patch=patch, logger=None))
+        await asyncio.sleep(0.05)
+        assert not handler.done() and ("Pod", "media", "reel-rec-a") in kube.objects
+        c.finish.run()
+        await asyncio.wait_for(handler, 5)
+    asyncio.run(scenario())
+    assert patch["metadata"]["labels"] == {names.LABEL_ROOM_KEY: names.room_key(common.parse(body))}
+    assert kube.sessions[("media", "a")]["status"]["phase"] == "Starting" and "uid-a" in c.started

@@ -40,6 +40,9 @@ class Context:
     starting_lock: threading.Lock = field(default_factory=threading.Lock)
     #: Runs independent API calls of one handler at once (create.create_recorder); None: one after the other.
     io: Executor | None = None
+    #: Runs the rest of a start once its recorder pod is created (create._then: the account's binding, the Starting
+    #: write), so that the handler thread is free for the next session's pod; None: in the handler's thread.
+    finish: Executor | None = None
     #: Recorder ServiceAccounts made ahead (accounts.py), taken by create.start; None: each start makes its own.
     accounts: Any = None
 
