@@ -155,6 +155,25 @@ def install_trace() -> None:
             setattr(kube.Kube, name, wrap(name, method))
 
 
+#: The trace's key of the process's garbage collections: [["gc<generation>", t0, t1], ...]
+GC_KEY = "(gc)"
+
+
+def install_gc_trace() -> None:
+    """Trace each garbage collection of this process (gc.callbacks): every thread waits while it runs."""
+    import gc
+    import time
+
+    started: list[float] = []
+
+    def on_gc(phase, info):
+        if phase == "start":
+            started[:] = [time.monotonic()]
+        elif started:
+            trace(GC_KEY, f"gc{info.get('generation')}", started[0], time.monotonic())
+    gc.callbacks.append(on_gc)
+
+
 def dump_trace(path: str) -> None:
     with _LOCK:
         data = dict(TRACE)
@@ -226,6 +245,7 @@ def main() -> int:
         threading.Thread(target=loop, daemon=True).start()
         atexit.register(dump, path)
         install_trace()
+        install_gc_trace()
         atexit.register(dump_trace, path)
     from reel_operator import run
     return run.main(sys.argv[1:])

@@ -63,6 +63,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
+from counted_operator import GC_KEY  # noqa: E402
 from scale_cluster import Cluster, KwokNode, Watches  # noqa: E402
 
 CACHE = Path(os.environ.get("REEL_CACHE") or Path.home() / ".cache" / "reel")
@@ -284,9 +285,11 @@ def breakdown(r: dict, trace: dict[str, list]) -> dict:
     entered,
     ``apply_to_handler`` apply -> that run entered, ``handler`` that run entered -> the pod's create answered (each
     API call in between also summed by kind), ``seen`` that answer -> this process's watch saw the pod,
-    ``pod_to_starting`` the pod's create answered -> the Starting write answered (the rest of the start). p50/p99 of
+    ``pod_to_starting`` the pod's create answered -> the Starting write answered (the rest of the start), ``gc``
+    the operator's garbage collections within apply -> pod seen (every thread waits while one runs). p50/p99 of
     each over all sessions, and their means over the slowest 1 % by apply -> pod. Pure."""
     rows = []
+    collections = trace.get(GC_KEY) or []
     for key, t_apply in r.get("_applied", {}).items():
         t_pod, events = r.get("_pod_added", {}).get(key), trace.get(key) or []
         patches = [e for e in events if e[0] == "kopf-patch"]
@@ -308,6 +311,7 @@ def breakdown(r: dict, trace: dict[str, list]) -> dict:
         starting = [e for e in events if e[0] == "kube patch_session_status" and e[1] >= pod[0][2]]
         if starting:
             calls["pod_to_starting"] = starting[0][2] - pod[0][2]
+        calls["gc"] = sum(max(0.0, min(b, t_pod) - max(a, t_apply)) for _, a, b in collections)
         rows.append({"total": t_pod - t_apply, **steps, "handler": pod[0][2] - run[1], "seen": t_pod - pod[0][2],
                      "handler_runs": float(len(handlers)), "apply_to_handler": run[1] - t_apply, **calls})
     return _percentiles(rows)

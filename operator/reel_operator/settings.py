@@ -77,7 +77,8 @@ Operator process
   REEL_METRICS_PORT                    serve Prometheus metrics on this port (/metrics) [0 = off]
   REEL_LOG_LEVEL                       operator log level [INFO]
   REEL_HANDLER_THREADS                 threads that run the handlers (they wait on the API server most of the
-                                       time), and API connections kept open [16]
+                                       time), as many that finish starts after their pod, and API connections
+                                       kept open [16]
   REEL_ACCOUNT_POOL                    recorder ServiceAccounts kept made ahead per namespace where sessions
                                        start, so that a start creates its pod in one round trip (accounts.py)
                                        [16; 0 = each start makes its own first]
