@@ -157,6 +157,7 @@ def install_trace() -> None:
 
 #: The trace's key of the process's garbage collections: [["gc<generation>", t0, t1], ...]
 GC_KEY = "(gc)"
+GCS: list[list] = []  # appended to without a lock (one step under the GIL)
 
 
 def install_gc_trace() -> None:
@@ -166,17 +167,17 @@ def install_gc_trace() -> None:
 
     started: list[float] = []
 
-    def on_gc(phase, info):
+    def on_gc(phase, info):  # no lock here: a collection may run in a thread that holds _LOCK
         if phase == "start":
             started[:] = [time.monotonic()]
         elif started:
-            trace(GC_KEY, f"gc{info.get('generation')}", started[0], time.monotonic())
+            GCS.append([f"gc{info.get('generation')}", round(started[0], 4), round(time.monotonic(), 4)])
     gc.callbacks.append(on_gc)
 
 
 def dump_trace(path: str) -> None:
     with _LOCK:
-        data = dict(TRACE)
+        data = {**TRACE, GC_KEY: list(GCS)}
     with open(f"{path}.trace", "w") as f:
         json.dump(data, f)
 

@@ -136,11 +136,18 @@ class Cluster:
         """One session through create -> pod -> stop -> pod gone, before anything is timed."""
         ns = self.create_namespace(f"{prefix}warmup-{int(time.time())}")
         watches = Watches(self, ns)
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession", "metadata": {"name": "warmup"},
+                "spec": {"room": {"server": "ws://10.96.0.250:8188", "id": 1},
+                         "storage": {"local": {"path": "/recordings"}}}}
         try:
-            self.create_session(ns, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RecordingSession",
-                                     "metadata": {"name": "warmup"},
-                                     "spec": {"room": {"server": "ws://10.96.0.250:8188", "id": 1},
-                                              "storage": {"local": {"path": "/recordings"}}}})
+            for attempt in range(30):  # a CRD just created is served a few seconds later (503 until then)
+                try:
+                    self.create_session(ns, body)
+                    break
+                except ApiException as err:
+                    if err.status != 503 or attempt == 29:
+                        raise
+                    time.sleep(1)
             if not watches.wait(lambda: "reel-rec-warmup" in watches.pod_added or not alive(), timeout) or not alive():
                 raise SystemExit("the operator did not create the warm-up session's pod (see its log)")
             watches.wait(lambda: watches.phase.get("warmup") == "Starting", 30)
