@@ -10,7 +10,6 @@ The same as ``kopf run -m reel_operator.main`` with our settings applied.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import sys
@@ -24,22 +23,6 @@ from .settings import Settings, SettingsError
 #: (benchmarks/operator_scale.py) and ~9 % of the event loop's time. Shown only with --verbose or REEL_LOG_LEVEL=DEBUG.
 ROUTINE_HANDLERS = ("on_session_event", "on_pod_event", "on_start_timer", "on_recording_timer",
                     "on_interruption_timer")
-
-
-#: Allocations between two collections of CPython's youngest generation (its default: 700). The operator's garbage
-#: is mostly watch bodies and API answers, freed by reference counting; with the default, those that lived a few
-#: seconds (kopf's per-object state, the handlers in flight) were promoted, and at 1,000 sessions a full collection
-#: ran every 5-8 s for 0.33 s (p50; max 0.6 s) with every thread stopped: the operator's own part of the tail of
-#: apply -> pod. Measured (benchmarks/README.md, ninth round): 10,000 leaves one full collection in the run and young
-#: ones of ~16 ms; 50,000 none, but young ones of ~76 ms and RSS +14 MiB (cyclic garbage kept longer).
-GC_YOUNG = 10_000
-
-
-def tune_gc() -> None:
-    """Before kopf runs: what the start made (modules, the API client's model classes) is never scanned again
-    (gc.freeze), and objects are promoted only when they outlive GC_YOUNG allocations."""
-    gc.freeze()
-    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 class RoutineSuccess(logging.Filter):
@@ -89,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     from . import main as _handlers  # noqa: F401  (registers the handlers)
 
     liveness = cfg.liveness_endpoint if args.liveness is None else args.liveness
-    tune_gc()
     kopf.run(clusterwide=cfg.clusterwide, namespaces=list(cfg.namespaces), liveness_endpoint=liveness or None,
              standalone=cfg.standalone or None, priority=cfg.peering_priority)
     return 0

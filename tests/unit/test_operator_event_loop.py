@@ -154,15 +154,16 @@ def test_routine_handler_successes_are_not_logged_at_info():
 
 
 def test_the_operator_freezes_what_its_start_made_and_collects_young_garbage_less_often():
-    """run.tune_gc (before kopf runs): the start's objects out of every collection, a larger young generation."""
+    """main.tune_gc (the end of kopf's startup handler): the start's objects out of every collection, a larger
+    young generation."""
     import gc
 
-    from reel_operator import run
+    from reel_operator import main
 
     threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
     try:
-        run.tune_gc()
-        assert gc.get_threshold() == (run.GC_YOUNG, *threshold[1:]) and threshold[0] < run.GC_YOUNG
+        main.tune_gc()
+        assert gc.get_threshold() == (main.GC_YOUNG, *threshold[1:]) and threshold[0] < main.GC_YOUNG
         assert gc.get_freeze_count() > frozen
     finally:
         gc.unfreeze()
